@@ -1,0 +1,3 @@
+from logstream.cli import entry
+
+entry()

@@ -1,0 +1,59 @@
+"""The `logstream` command: picks a subcommand and turns user errors into one line and exit 2.
+
+Each subcommand lives in its own module as `main(argv: list[str]) -> int`, imported only when used,
+so `logstream streamer` never pays for the supervisor code and vice versa.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from . import __version__
+from .config.flags import UsageError
+
+# name -> ("module:function", one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("logstream.supervisor.run:main", "launch a whole cluster from a TOML file under supervisord"),
+    "streamer": ("logstream.streamer.main:main", "run one streamer (writes lines to files)"),
+    "mediator": ("logstream.mediator.main:main", "run the mediator (routes lines to streamers)"),
+    "send": ("logstream.client_cli:main", "send lines (arguments or stdin) to a mediator or streamer"),
+    "status": ("logstream.status_cli:main", "show a cluster's streamers, files and counters"),
+    "stop": ("logstream.supervisor.control:stop_main", "stop a cluster started with `logstream run`"),
+    "restart": ("logstream.supervisor.control:restart_main", "restart one node of a running cluster"),
+    "init": ("logstream.supervisor.init_cli:main", "write a commented starter cluster file"),
+    "config": ("logstream.supervisor.init_cli:config_main", "show the effective configuration of a cluster file"),
+    "certs": ("logstream.certs:main", "make a development CA and node certificates"),
+    "bench": ("logstream.bench:main", "measure lines/s and latency, with a direct-append baseline"),
+}
+
+USAGE = "usage: logstream [--version] COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(
+    f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()
+) + "\n\n`logstream COMMAND --help` describes each command."
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if args else 2
+    if args[0] in ("--version", "-version"):
+        print(f"logstream {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"logstream: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    module_name, function_name = COMMANDS[name][0].split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    try:
+        return int(function(rest))
+    except UsageError as exc:
+        print(f"logstream {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

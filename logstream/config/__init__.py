@@ -1,0 +1,1 @@
+"""Configuration: units, the per-role settings, the flag parser and the cluster file."""

@@ -1,0 +1,145 @@
+"""Go-style flags for a settings model: `-port 8080`, `--port 8080`, `-port=8080`, `-console`.
+
+Every field of the model gets a flag named after it (`health_interval` -> `-health-interval`).
+Only flags actually given are passed on, so the model's precedence (flags > env > TOML > defaults)
+decides the rest. Validation errors come back as one line naming the flag, variable or file key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsError
+
+from .settings import RoleSettings
+
+S = TypeVar("S", bound=RoleSettings)
+
+
+class UsageError(Exception):
+    """A mistake the user made on the command line, in the environment or in a config file."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+_TRUE = {"1", "t", "true", "yes", "on"}
+_FALSE = {"0", "f", "false", "no", "off"}
+
+
+def _go_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r} (use true or false)")
+
+
+def flag_name(field: str) -> str:
+    return field.replace("_", "-")
+
+
+def build_parser(model: type[RoleSettings], prog: str, description: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=description, allow_abbrev=False, argument_default=argparse.SUPPRESS)
+    parser.add_argument("-config", "--config", metavar="FILE", type=Path,
+                        help=f"TOML file whose [{model.toml_table}] table holds settings")
+    for name, field in model.model_fields.items():
+        flag = flag_name(name)
+        default = field.get_default(call_default_factory=True)
+        help_text = f"{field.description or name} (default: {_show_default(name, default)})"
+        if field.annotation is bool:
+            # Go's flag package: `-console`, `-console=true`, `-console=false`.
+            parser.add_argument(f"-{flag}", f"--{flag}", dest=name, nargs="?", const=True,
+                                type=_go_bool, metavar="BOOL", help=help_text)
+        else:
+            parser.add_argument(f"-{flag}", f"--{flag}", dest=name, metavar=flag.upper().replace("-", "_"),
+                                help=help_text)
+    return parser
+
+
+def join_flag_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Turn `-size -1B` into `-size=-1B`, so that values starting with '-' reach their flag."""
+    takes_value = {
+        option
+        for action in parser._actions
+        if action.nargs is None
+        for option in action.option_strings
+    }
+    joined: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--":
+            joined.extend(argv[index:])
+            break
+        if token in takes_value and index + 1 < len(argv):
+            joined.append(f"{token}={argv[index + 1]}")
+            index += 2
+            continue
+        joined.append(token)
+        index += 1
+    return joined
+
+
+def _show_default(name: str, default: Any) -> str:
+    if default is None:
+        return "unset"
+    if name in ("size", "max_line", "batch_bytes"):
+        from .units import format_size
+
+        return format_size(default)
+    if isinstance(default, float):
+        from .units import format_duration
+
+        return format_duration(default)
+    return str(default)
+
+
+def load_settings(model: type[S], argv: list[str], prog: str, description: str) -> S:
+    """Parse `argv` and validate every source; raise UsageError with one line on any mistake."""
+    parser = build_parser(model, prog, description)
+    given = vars(parser.parse_args(join_flag_values(parser, argv)))
+    config_file: Path | None = given.pop("config", None)
+    if config_file is not None and not config_file.is_file():
+        raise UsageError(f"-config: no such file: {config_file}")
+    bound = type(model.__name__, (model,), {"config_file": config_file})
+    try:
+        return bound(**given)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise UsageError(describe_validation_error(exc, model, given, config_file)) from None
+    except SettingsError as exc:
+        raise UsageError(f"{config_file}: {exc.__cause__ or exc}") from None
+    except ValueError as exc:  # e.g. a TOML syntax error
+        raise UsageError(str(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError, model: type[BaseSettings], given: dict[str, Any],
+                              config_file: Path | None) -> str:
+    """One line: where the first bad value came from (flag, variable, file key) and why."""
+    error = exc.errors()[0]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    loc = [str(part) for part in error["loc"]]
+    if not loc:  # a model-level check; its message names the flags
+        return message
+    name = loc[0]
+    env_prefix = str(model.model_config.get("env_prefix", ""))
+    env_name = f"{env_prefix}{name}".upper()
+    if error["type"] == "extra_forbidden":
+        where = f"{config_file}: [{getattr(model, 'toml_table', '')}]" if config_file else "settings"
+        return f"{where}: unknown key {name!r}"
+    if name in given:
+        source = f"-{flag_name(name)} {given[name]!r}"
+    elif env_name in os.environ:
+        source = f"{env_name}={os.environ[env_name]!r}"
+    elif config_file is not None:
+        source = f"{config_file}: {getattr(model, 'toml_table', '')}.{'.'.join(loc)}"
+    else:
+        source = f"-{flag_name(name)}"
+    return f"invalid {source}: {message}"

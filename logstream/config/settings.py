@@ -1,0 +1,170 @@
+"""The per-role settings (StreamerSettings, MediatorSettings) and their one precedence.
+
+Precedence, declared once in `RoleSettings.settings_customise_sources`: flags (passed as init
+values) > environment (`LOGSTREAM_STREAMER_*`, `LOGSTREAM_MEDIATOR_*`) > the TOML file's table
+(`[streamer]` / `[mediator]` of `-config FILE`) > defaults.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .types import Address, Duration, Size
+
+
+class TomlTableSource(TomlConfigSettingsSource):
+    """One table (e.g. `[streamer]`) of a TOML file; the whole file when the table is absent."""
+
+    def __init__(self, settings_cls: type[BaseSettings], toml_file: Path, table: str) -> None:
+        self.table = table
+        super().__init__(settings_cls, toml_file=toml_file)
+
+    def _read_file(self, file_path: Path) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        section = data.get(self.table, {})
+        if not isinstance(section, dict):
+            raise ValueError(f"{file_path}: [{self.table}] must be a table")
+        return section
+
+
+class RoleSettings(BaseSettings):
+    """What the two roles share: TLS files, ports, the debug server, logging."""
+
+    # The TOML table this role reads from `-config FILE`; set by each role.
+    toml_table: ClassVar[str] = ""
+    # The file given with -config; set by the loader before validation.
+    config_file: ClassVar[Path | None] = None
+
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+
+    ca: Path | None = Field(None, description="CA certificate: verify peers (mutual TLS with -crt/-pk)")
+    crt: Path | None = Field(None, description="host certificate (TLS; needs -pk)")
+    pk: Path | None = Field(None, description="host private key (TLS; needs -crt)")
+    verify_clients: bool | None = Field(
+        None, description="require client certificates signed by -ca (default: yes when -ca is given)"
+    )
+    host: str = Field("0.0.0.0", description="address to bind the gRPC server to")
+    pport: int = Field(1111, ge=0, le=65535, description="port of the debug/profiling server")
+    pprof: bool = Field(False, description="start the debug server (/metrics, /debug/stacks, /debug/profile, /healthz)")
+    phost: str = Field("127.0.0.1", description="address to bind the debug server to")
+    grace: Duration = Field(5.0, description="on SIGTERM, time to let in-flight requests finish")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="least severe event written to stderr"
+    )
+
+    @model_validator(mode="after")
+    def _tls_files_complete(self) -> RoleSettings:
+        if (self.crt is None) != (self.pk is None):
+            given, missing = ("-crt", "-pk") if self.pk is None else ("-pk", "-crt")
+            raise ValueError(f"{given} needs {missing} too (TLS needs both certificate and key)")
+        if self.ca is not None and self.crt is None:
+            raise ValueError("-ca needs -crt and -pk (mutual TLS: this node presents a certificate too)")
+        if self.verify_clients and self.ca is None:
+            raise ValueError("-verify-clients needs -ca (the CA that signs client certificates)")
+        for name in ("ca", "crt", "pk"):
+            file = getattr(self, name)
+            if file is not None and not Path(file).is_file():
+                raise ValueError(f"-{name}: no such file: {file}")
+        return self
+
+    @property
+    def tls_mode(self) -> Literal["none", "server", "mutual"]:
+        """none; server (clients verify this node); mutual (this node verifies clients too)."""
+        if self.crt is None:
+            return "none"
+        verify = self.ca is not None if self.verify_clients is None else self.verify_clients
+        return "mutual" if verify else "server"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.config_file is not None:
+            sources.append(TomlTableSource(settings_cls, cls.config_file, cls.toml_table))
+        return tuple(sources)
+
+
+def _default_node_id() -> str:
+    return socket.gethostname()
+
+
+class StreamerSettings(RoleSettings):
+    """`logstream streamer`: the flags of the Go logStreamer plus logstream's own."""
+
+    toml_table: ClassVar[str] = "streamer"
+    model_config = SettingsConfigDict(env_prefix="LOGSTREAM_STREAMER_", extra="forbid", validate_default=True)
+
+    console: bool = Field(False, description="also print each line to stdout")
+    mediator: Address | None = Field(None, description="mediator address host:port (register with it when set)")
+    path: Path = Field(Path("../logs"), description="root folder for log files")
+    port: int = Field(8080, ge=0, le=65535, description="gRPC port (0: any free port)")
+    size: Size = Field(1_000_000, description="max size of one file, e.g. 1MB, 512KiB; -1B for unlimited")
+
+    id: str = Field("", description="this streamer's id (default: host:port it advertises)")
+    advertise: Address | None = Field(
+        None, description="host:port the mediator reaches this streamer at (default: bind host, or this host's name, and -port)"
+    )
+    max_line: Size = Field(1_048_576, description="longest accepted line (bytes, e.g. 64KiB)")
+    fsync: Literal["never", "always", "interval"] = Field(
+        "never", description="durability: never (OS page cache), always (fsync before every ack), interval"
+    )
+    fsync_interval: Duration = Field(1.0, description="with -fsync interval: how often to fsync written files")
+    max_open_files: int = Field(256, ge=1, le=65536, description="most log files held open at once (least recently used closed first)")
+    idle_close: Duration = Field(60.0, description="close (and unlock) a file not written for this long")
+    keep: int = Field(0, ge=0, description="retention: rotated files kept per log name (0: keep all)")
+
+    @model_validator(mode="after")
+    def _size_holds_a_line(self) -> StreamerSettings:
+        if self.max_line == -1:
+            raise ValueError("-max-line must be a finite size")
+        return self
+
+
+class MediatorSettings(RoleSettings):
+    """`logstream mediator`: the flags of the Go logMediator plus logstream's own."""
+
+    toml_table: ClassVar[str] = "mediator"
+    model_config = SettingsConfigDict(env_prefix="LOGSTREAM_MEDIATOR_", extra="forbid", validate_default=True)
+
+    port: int = Field(8000, ge=0, le=65535, description="gRPC port (0: any free port)")
+    id: str = Field("", description="this mediator's name in logs (default: host:port)")
+    health_interval: Duration = Field(5.0, description="how often each streamer is pinged")
+    ping_timeout: Duration | None = Field(None, description="a ping slower than this fails (default: half the health interval, at most 2s)")
+    lease: Duration | None = Field(
+        None, description="how long a ping lets a streamer write (default: 2 x health interval)"
+    )
+    handoff_wait: Duration = Field(5.0, description="how long a request for a key in hand-off waits before UNAVAILABLE")
+    forward_timeout: Duration = Field(10.0, description="deadline of one forward to a streamer")
+    batch_lines: int = Field(10_000, ge=1, description="most lines coalesced into one forward")
+    batch_bytes: Size = Field(4_000_000, description="most bytes coalesced into one forward")
+    max_line: Size = Field(1_048_576, description="longest accepted line (bytes)")
+
+    @model_validator(mode="after")
+    def _derived_timings(self) -> MediatorSettings:
+        if self.ping_timeout is None:
+            self.ping_timeout = min(self.health_interval / 2, 2.0)
+        if self.lease is None:
+            self.lease = 2 * self.health_interval
+        if self.lease <= self.health_interval:
+            raise ValueError(
+                f"-lease ({self.lease}s) must be longer than -health-interval ({self.health_interval}s), "
+                "or every lease lapses between two pings"
+            )
+        return self

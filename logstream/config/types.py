@@ -1,0 +1,27 @@
+"""Pydantic field types for sizes, durations and host:port addresses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+from .units import format_duration, format_size, parse_duration, parse_size
+
+
+def _parse_address(value: Any) -> str:
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a host:port address: {text!r}")
+    return text
+
+
+# Bytes as an int (-1 = unlimited); accepts "1MB", "1.5KiB", "-1B", 4096.
+Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
+# Seconds as a float; accepts "5s", "250ms", "1m30s", 2.5.
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+# "host:port" with a port in 1..65535.
+Address = Annotated[str, BeforeValidator(_parse_address)]
