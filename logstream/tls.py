@@ -1,0 +1,127 @@
+"""Server and channel credentials for the three TLS modes (none, server-only, mutual)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from .config.flags import UsageError
+from .config.settings import RoleSettings
+from .net import CHANNEL_OPTIONS
+
+logger = logging.getLogger(__name__)
+
+ChannelOptions = Sequence[tuple[str, int | str]]
+
+
+def _read(flag: str, path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{flag} {path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_certificates(flag: str, path: Path) -> bytes:
+    """The PEM bytes of `path`, checked to hold at least one X.509 certificate."""
+    data = _read(flag, path)
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise UsageError(f"{flag} {path}: not a PEM certificate") from None
+    return data
+
+
+def read_private_key(flag: str, path: Path) -> bytes:
+    """The PEM bytes of `path`, checked to hold an unencrypted private key."""
+    data = _read(flag, path)
+    try:
+        serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise UsageError(f"{flag} {path}: private key is encrypted (give an unencrypted key)") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise UsageError(f"{flag} {path}: not a PEM private key") from None
+    return data
+
+
+def read_key_pair(crt: Path, pk: Path) -> tuple[bytes, bytes]:
+    """(key, certificate chain) PEM bytes; the key must belong to the chain's first certificate."""
+    chain = read_certificates("-crt", crt)
+    key = read_private_key("-pk", pk)
+    leaf_public = x509.load_pem_x509_certificates(chain)[0].public_key()
+    key_public = serialization.load_pem_private_key(key, password=None).public_key()
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if leaf_public.public_bytes(*fmt) != key_public.public_bytes(*fmt):
+        raise UsageError(f"-pk {pk}: key does not match the certificate in -crt {crt}")
+    return key, chain
+
+
+def server_credentials(settings: RoleSettings) -> grpc.ServerCredentials | None:
+    """None for plaintext; server-only TLS; or mutual TLS requiring client certificates from -ca."""
+    mode = settings.tls_mode
+    if mode == "none":
+        return None
+    assert settings.crt is not None and settings.pk is not None  # tls_mode guarantees both
+    key, chain = read_key_pair(settings.crt, settings.pk)
+    if mode == "server":
+        return grpc.ssl_server_credentials([(key, chain)])
+    if settings.ca is None:  # pragma: no cover - the settings validator rejects this
+        raise UsageError("-verify-clients needs -ca")
+    root = read_certificates("-ca", settings.ca)
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=root, require_client_auth=True)
+
+
+def channel_credentials(ca: Path | None, crt: Path | None, pk: Path | None) -> grpc.ChannelCredentials | None:
+    """None (plaintext) when nothing is given; else TLS verifying the server with `ca`
+    (the system's roots when None) and presenting `crt`/`pk` when both are given."""
+    if ca is None and crt is None and pk is None:
+        return None
+    if (crt is None) != (pk is None):
+        given, missing = ("-crt", "-pk") if pk is None else ("-pk", "-crt")
+        raise UsageError(f"{given} needs {missing} too (a client certificate needs its key)")
+    root = read_certificates("-ca", ca) if ca is not None else None
+    if crt is not None and pk is not None:
+        key, chain = read_key_pair(crt, pk)
+        return grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
+    return grpc.ssl_channel_credentials(root_certificates=root)
+
+
+def node_channel_credentials(settings: RoleSettings) -> grpc.ChannelCredentials | None:
+    """What a node uses to call other nodes: plaintext when it serves plaintext; otherwise TLS that
+    verifies peers with -ca (system roots without it) and presents this node's -crt/-pk (required by
+    peers in mutual mode, harmless in server-only mode)."""
+    if settings.tls_mode == "none":
+        return None
+    return channel_credentials(settings.ca, settings.crt, settings.pk)
+
+
+def secure_or_insecure_channel(
+    target: str,
+    creds: grpc.ChannelCredentials | None,
+    options: ChannelOptions = CHANNEL_OPTIONS,
+) -> grpc.aio.Channel:
+    """A grpc.aio channel to `target`: TLS with `creds`, plaintext when `creds` is None."""
+    if creds is None:
+        return grpc.aio.insecure_channel(target, options=list(options))
+    return grpc.aio.secure_channel(target, creds, options=list(options))
+
+
+def add_port(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
+    """Bind `address` (host:port; port 0 picks a free one) and return the bound port."""
+    try:
+        if creds is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, creds)
+    except RuntimeError:  # newer grpc raises instead of returning 0
+        port = 0
+    if port == 0:
+        raise UsageError(f"cannot listen on {address} (address in use or not available here)")
+    return int(port)
