@@ -1,0 +1,90 @@
+"""`logstream streamer`: load settings, check the root, run the server until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+from ..config.flags import UsageError, load_settings
+from ..config.settings import StreamerSettings
+from ..logs import setup_logging
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Run one streamer: append log lines received over gRPC to <path>/<request path>/<filename>.log, "
+    "rotating files at -size. Flags may be given as -flag or --flag; every flag also reads "
+    "LOGSTREAM_STREAMER_<NAME> and the [streamer] table of -config FILE."
+)
+
+
+def prepare_root(root: Path) -> None:
+    """Create the root folder and prove it is writable, or raise UsageError naming the problem."""
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"-path {root}: exists and is not a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root, prefix=".logstream-probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"-path {root}: not a writable folder: {exc.strerror or exc}") from None
+
+
+def _raise_open_files_limit() -> None:
+    """Each open log file takes two descriptors (file and folder): lift the soft limit to the hard one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - best effort
+        pass
+
+
+async def _serve(settings: StreamerSettings) -> None:
+    from .server import run
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        # Only note it and set the event; the loop does the work (uvicorn's should_exit).
+        received.append(sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    def on_bound(node_id: str) -> None:
+        setup_logging("streamer", node_id, settings.log_level)
+
+    try:
+        await run(settings, stop, on_bound)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    if received:
+        logger.info("exiting after %s", received[0])
+
+
+def main(argv: list[str]) -> int:
+    settings = load_settings(StreamerSettings, argv, "logstream streamer", DESCRIPTION)
+    setup_logging("streamer", settings.id or f"{settings.host}:{settings.port}", settings.log_level)
+    prepare_root(settings.path)
+    _raise_open_files_limit()
+    if os.environ.get("LOGSTREAM_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is optional
+            asyncio.run(_serve(settings))
+        else:
+            uvloop.run(_serve(settings))
+    else:
+        asyncio.run(_serve(settings))
+    return 0

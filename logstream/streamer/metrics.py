@@ -1,0 +1,54 @@
+"""Prometheus metrics of a streamer, read from the writer's counters at scrape time (no cost per write)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+
+from .lease import Lease
+from .writer import Writer
+
+
+class StreamerCollector(Collector):
+    """`logstream_streamer_*` counters and gauges for one writer and its lease."""
+
+    def __init__(self, writer: Writer, lease: Lease, node: Callable[[], str]) -> None:
+        self._writer = writer
+        self._lease = lease
+        self._node = node
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self._writer.stats
+        labels = ["node"]
+        node = [self._node()]
+
+        def counter(name: str, text: str, value: int) -> CounterMetricFamily:
+            family = CounterMetricFamily(f"logstream_streamer_{name}", text, labels=labels)
+            family.add_metric(node, value)
+            return family
+
+        def gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(f"logstream_streamer_{name}", text, labels=labels)
+            family.add_metric(node, value)
+            return family
+
+        yield counter("lines", "lines written to log files", stats.lines)
+        yield counter("bytes", "bytes written to log files", stats.bytes)
+        yield counter("rotations", "log files rotated", stats.rotations)
+        yield counter("files_opened", "log files opened (and locked)", stats.opened)
+        yield counter("write_errors", "failed writes, rotations and fsyncs (undone)", stats.write_errors)
+        yield counter("locked_refusals", "requests refused because another process held a file's lock",
+                      stats.locked)
+        yield counter("rejected", "requests refused as bad input", stats.rejected)
+        yield gauge("open_files", "log files held open (and locked) now", self._writer.open_files)
+        if self._lease.required:
+            yield gauge("lease_remaining_seconds", "time left on the mediator's lease (negative: lapsed)",
+                        max(self._lease.remaining_s(), -1.0))
+
+
+def register(collector: StreamerCollector, registry: CollectorRegistry = REGISTRY) -> Callable[[], None]:
+    """Register `collector`; returns the function that unregisters it."""
+    registry.register(collector)
+    return lambda: registry.unregister(collector)

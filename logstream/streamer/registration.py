@@ -1,0 +1,74 @@
+"""Registration with the mediator: Register with retries and capped backoff, again when unpinged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator
+
+import grpc
+
+from .. import tls
+from .._proto import logstream_pb2 as pb
+from .._proto import logstream_pb2_grpc as pb_grpc
+from .lease import Lease
+
+logger = logging.getLogger(__name__)
+
+REGISTER_TIMEOUT_S = 5.0
+BACKOFF_FIRST_S = 0.2
+BACKOFF_MAX_S = 5.0
+CHECK_EVERY_S = 0.25
+
+
+def backoff_delays(first_s: float = BACKOFF_FIRST_S, cap_s: float = BACKOFF_MAX_S) -> Iterator[float]:
+    """first, 2*first, 4*first, ... capped, each with up to 20% jitter."""
+    delay = first_s
+    while True:
+        yield delay * (1 + random.random() * 0.2)
+        delay = min(cap_s, delay * 2)
+
+
+async def register_once(stub: pb_grpc.RegisterStub, streamer_id: str, addr: str) -> None:
+    """One Register call; raises RuntimeError (or grpc's error) unless the mediator says "Success"."""
+    reply = await stub.Register(pb.RegisterRequest(id=streamer_id, addr=addr), timeout=REGISTER_TIMEOUT_S)
+    if reply.res != "Success":
+        raise RuntimeError(f"mediator answered {reply.res!r}")
+
+
+async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, streamer_id: str, addr: str) -> None:
+    attempts = 0
+    for delay in backoff_delays():
+        attempts += 1
+        try:
+            await register_once(stub, streamer_id, addr)
+            logger.info("registered with mediator %s as %s (%s)%s", mediator, streamer_id, addr,
+                        f" after {attempts} attempts" if attempts > 1 else "")
+            return
+        except (grpc.aio.AioRpcError, RuntimeError) as exc:
+            reason = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            # The first failure and every tenth after it; the rest at debug level.
+            level = logging.WARNING if attempts % 10 == 1 else logging.DEBUG
+            logger.log(level, "registration with mediator %s failed (attempt %d): %s; retrying in %.1fs",
+                       mediator, attempts, reason, delay)
+        await asyncio.sleep(delay)
+
+
+async def keep_registered(mediator: str, creds: grpc.ChannelCredentials | None, streamer_id: str, addr: str,
+                          lease: Lease) -> None:
+    """Register, then register again whenever the mediator has not pinged for three intervals.
+
+    Runs until cancelled.
+    """
+    channel = tls.secure_or_insecure_channel(mediator, creds)
+    try:
+        stub = pb_grpc.RegisterStub(channel)
+        while True:
+            await register_until_success(stub, mediator, streamer_id, addr)
+            lease.registered()
+            while not lease.should_reregister():
+                await asyncio.sleep(CHECK_EVERY_S)
+            logger.warning("not pinged by mediator %s for %.1fs: registering again", mediator, lease.unpinged_s())
+    finally:
+        await channel.close()

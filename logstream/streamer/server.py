@@ -1,0 +1,177 @@
+"""Build the streamer's grpc.aio server, run it until told to stop, then shut down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from .. import tls
+from .._proto import logstream_pb2 as pb
+from .._proto import logstream_pb2_grpc as pb_grpc
+from ..config.settings import StreamerSettings
+from ..config.units import format_size
+from ..net import SERVER_OPTIONS, listen_address
+from .lease import Lease
+from .service import (
+    LogStreamerServicer,
+    PingerServicer,
+    StreamerControlServicer,
+    StreamerCore,
+)
+from .writer import Writer
+
+if TYPE_CHECKING:
+    from ..debug import DebugServer
+
+logger = logging.getLogger(__name__)
+
+SERVICES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name
+                 for name in ("LogStreamer", "Pinger", "StreamerControl"))
+MAINTENANCE_TICK_S = 1.0
+
+
+@dataclass
+class Built:
+    server: grpc.aio.Server
+    port: int
+    health: health_aio.HealthServicer
+
+
+def build_server(core: StreamerCore, host: str, port: int,
+                 creds: grpc.ServerCredentials | None = None) -> Built:
+    """A server with every streamer service, health and reflection, bound to host:port (0: any)."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(core), server)
+    pb_grpc.add_PingerServicer_to_server(PingerServicer(core), server)
+    pb_grpc.add_StreamerControlServicer_to_server(StreamerControlServicer(core), server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    bound = tls.add_port(server, listen_address(host, port), creds)
+    return Built(server, bound, health)
+
+
+async def set_serving(health: health_aio.HealthServicer) -> None:
+    for name in ("", *SERVICES):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def advertised_address(settings: StreamerSettings, port: int) -> str:
+    """host:port the mediator reaches this streamer at (see -advertise)."""
+    if settings.advertise:
+        return settings.advertise
+    host = settings.host.strip("[]")
+    if host in ("0.0.0.0", "::", ""):
+        mediator_host = settings.mediator.rpartition(":")[0].strip("[]") if settings.mediator else ""
+        host = "127.0.0.1" if _is_loopback(mediator_host) else socket.gethostname()
+    return listen_address(host, port)
+
+
+def make_writer(settings: StreamerSettings) -> Writer:
+    echo: Callable[[bytes], object] | None = None
+    if settings.console:
+        out = sys.stdout.buffer
+
+        def echo(data: bytes) -> None:
+            out.write(data)
+            out.flush()
+
+    return Writer(settings.path, limit=settings.size, max_line=settings.max_line,
+                  max_open_files=settings.max_open_files, fsync=settings.fsync, keep=settings.keep, echo=echo)
+
+
+async def _maintain(writer: Writer, idle_close_s: float, fsync_interval_s: float | None) -> None:
+    """Close idle files; with -fsync interval, fsync written files every interval."""
+    tick = min(MAINTENANCE_TICK_S, idle_close_s / 4, fsync_interval_s or MAINTENANCE_TICK_S)
+    next_sync = time.monotonic() + (fsync_interval_s or 0)
+    while True:
+        await asyncio.sleep(tick)
+        closed = writer.close_idle(idle_close_s)
+        if closed:
+            logger.debug("closed %d idle files", closed)
+        if fsync_interval_s is not None and time.monotonic() >= next_sync:
+            writer.sync_dirty()
+            next_sync = time.monotonic() + fsync_interval_s
+
+
+async def run(settings: StreamerSettings, stop: asyncio.Event,
+              on_bound: Callable[[str], None] | None = None) -> None:
+    """The whole streamer: writer, server, registration, debug server; returns after a clean shutdown.
+
+    Start-up problems (bad certificate, port in use, debug port in use) raise UsageError.
+    """
+    from . import metrics
+
+    writer = make_writer(settings)
+    lease = Lease(required=settings.mediator is not None)
+    core = StreamerCore(writer, lease)
+    tasks: list[asyncio.Task[None]] = []
+    debug: DebugServer | None = None
+    built: Built | None = None
+    unregister_metrics = metrics.register(metrics.StreamerCollector(writer, lease, lambda: core.node_id))
+    try:
+        built = build_server(core, settings.host, settings.port, tls.server_credentials(settings))
+        address = advertised_address(settings, built.port)
+        core.node_id = settings.id or address
+        if on_bound is not None:
+            on_bound(core.node_id)
+        await built.server.start()
+        await set_serving(built.health)
+        logger.info("listening on %s:%d (id %s, root %s, size %s, tls %s)", settings.host, built.port,
+                    core.node_id, writer.root_real, format_size(settings.size), settings.tls_mode)
+        if settings.pprof:
+            from ..debug import start_debug_server
+
+            debug = start_debug_server(settings.phost, settings.pport, core.node_id, asyncio.get_running_loop())
+        fsync_interval = settings.fsync_interval if settings.fsync == "interval" else None
+        tasks.append(asyncio.create_task(_maintain(writer, settings.idle_close, fsync_interval)))
+        if settings.mediator is not None:
+            from .registration import keep_registered
+
+            tasks.append(asyncio.create_task(keep_registered(
+                settings.mediator, tls.node_channel_credentials(settings), core.node_id, address, lease)))
+        await stop.wait()
+        logger.info("stopping: refusing new requests, letting in-flight ones finish (grace %ss)", settings.grace)
+    finally:
+        if built is not None:
+            await built.health.enter_graceful_shutdown()
+            await built.server.stop(settings.grace)
+        core.closing = True
+        core.cancel_timers()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        closed = writer.open_files
+        writer.close()
+        if debug is not None:
+            debug.close()
+        unregister_metrics()
+        if built is not None:
+            logger.info("stopped: %d files flushed and closed; %d lines, %d bytes, %d rotations written",
+                        closed, writer.stats.lines, writer.stats.bytes, writer.stats.rotations)

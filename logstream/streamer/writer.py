@@ -1,0 +1,509 @@
+"""The streamer's files: safe opening below the root, locks, append, rotation, retention; no gRPC.
+
+One `Writer` owns every file a streamer writes. It is not thread-safe: the server calls it from its
+event loop only, and each call runs to completion (no awaits inside), so a write is never cut in half
+by shutdown.
+
+Safety, in the order a request meets it:
+- `paths.validate_target` refuses bad names lexically;
+- folders are created and opened one segment at a time relative to their parent (`dir_fd`), and each
+  one's real location (through any symlink) must lie below the root's, before anything is created in it;
+- the file is opened with O_NOFOLLOW relative to its folder, must be a regular file, and is locked with
+  `flock(LOCK_EX|LOCK_NB)` for as long as it stays open (another holder: `FileLocked`, nothing written);
+- a failed write is truncated back to the size before it, so no partial line stays, and the handle is
+  dropped: the next request opens the file afresh.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import stat
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .paths import BadTarget, Target, is_inside, validate_target
+from .rotation import (
+    UNLIMITED,
+    Stamp,
+    longest_line_over,
+    next_stamp,
+    plan_chunk,
+    rotated_name,
+    stamp_of,
+)
+
+logger = logging.getLogger(__name__)
+
+FsyncPolicy = Literal["never", "always", "interval"]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO someone put in the root must not hang the server.
+_FILE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_TARGET_CACHE_MAX = 65_536
+
+
+class WriterError(Exception):
+    """A request the writer could not carry out; the subclass says why (the servicer maps it)."""
+
+
+class BadRequest(WriterError):
+    """Bad input: nothing was written."""
+
+
+class FileLocked(WriterError):
+    """Another process holds the file's lock: nothing was written."""
+
+
+class StorageFull(WriterError):
+    """The disk or a quota is full (ENOSPC, EDQUOT, EFBIG); the failed write was undone."""
+
+
+class StorageError(WriterError):
+    """Another I/O error; the failed write was undone where possible."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Whole lines for one file: `data` is non-empty and ends with b"\\n"."""
+
+    target: Target
+    data: bytes
+    lines: int
+
+
+@dataclass
+class WriterStats:
+    lines: int = 0
+    bytes: int = 0
+    rotations: int = 0
+    opened: int = 0
+    write_errors: int = 0
+    locked: int = 0
+    rejected: int = 0
+
+
+class _Handle:
+    """An open, locked log file and its folder."""
+
+    __slots__ = ("target", "fd", "dir_fd", "size", "last_used", "dirty", "last_stamp")
+
+    def __init__(self, target: Target, fd: int, dir_fd: int, size: int, now: float) -> None:
+        self.target = target
+        self.fd = fd
+        self.dir_fd = dir_fd
+        self.size = size
+        self.last_used = now
+        self.dirty = False
+        self.last_stamp: Stamp | None = None
+
+
+def _utc_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def _mapped(exc: OSError, doing: str) -> WriterError:
+    if exc.errno in _FULL_ERRNOS:
+        return StorageFull(f"{doing}: {os.strerror(exc.errno or 0)}")
+    return StorageError(f"{doing}: {exc.strerror or exc}")
+
+
+class Writer:
+    """Appends whole lines to `<root>/<path>/<filename>.log`, rotating at `limit` bytes."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        limit: int = UNLIMITED,
+        max_line: int = 1_048_576,
+        max_open_files: int = 256,
+        fsync: FsyncPolicy = "never",
+        keep: int = 0,
+        echo: Callable[[bytes], object] | None = None,
+        clock_us: Callable[[], int] = _utc_micros,
+        monotonic: Callable[[], float] = time.monotonic,
+        write: Callable[[int, bytes | memoryview], int] = os.write,
+    ) -> None:
+        if limit != UNLIMITED and limit <= 0:
+            raise ValueError(f"size limit must be positive or unlimited, not {limit}")
+        self.limit = limit
+        self.max_line = max_line
+        self.max_open_files = max_open_files
+        self.fsync = fsync
+        self.keep = keep
+        self._echo = echo
+        self._clock_us = clock_us
+        self._monotonic = monotonic
+        self._write = write
+        self.stats = WriterStats()
+        root.mkdir(parents=True, exist_ok=True)
+        self._root_fd = os.open(root, _DIR_FLAGS)
+        self.root_real = os.readlink(f"/proc/self/fd/{self._root_fd}")
+        self._name_max = os.fpathconf(self._root_fd, "PC_NAME_MAX")
+        self._path_max = os.fpathconf(self._root_fd, "PC_PATH_MAX")
+        self._root_bytes = len(os.fsencode(self.root_real))
+        self._handles: OrderedDict[tuple[str, str], _Handle] = OrderedDict()
+        self._targets: dict[tuple[str, str], Target] = {}
+        self._closed = False
+
+    # -- validation (pure, no file is touched) ------------------------------------------------
+
+    def target(self, path: str, filename: str) -> Target:
+        """The validated target of (path, filename), or BadRequest."""
+        raw = (path, filename)
+        found = self._targets.get(raw)
+        if found is not None:
+            return found
+        try:
+            found = validate_target(
+                path, filename, root_bytes=self._root_bytes, name_max=self._name_max, path_max=self._path_max
+            )
+        except BadTarget as exc:
+            self.stats.rejected += 1
+            raise BadRequest(str(exc)) from None
+        if len(self._targets) >= _TARGET_CACHE_MAX:
+            self._targets.clear()
+        self._targets[raw] = found
+        return found
+
+    def chunk(self, path: str, filename: str, data: bytes) -> Chunk | None:
+        """A validated chunk of whole lines (a final newline added), None when `data` is empty."""
+        target = self.target(path, filename)
+        if not data:
+            return None
+        if data[-1] != 10:
+            data += b"\n"
+        if len(data) > self.max_line + 1:
+            start = longest_line_over(data, self.max_line)
+            if start is not None:
+                self.stats.rejected += 1
+                end = data.find(b"\n", start)
+                raise BadRequest(
+                    f"line of {end - start} bytes for {target.relative} is longer than the maximum of "
+                    f"{self.max_line} bytes (-max-line)"
+                )
+        return Chunk(target, data, data.count(b"\n"))
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def append(self, path: str, filename: str, data: bytes) -> int:
+        """Validate and append one blob of lines; the number of lines written."""
+        chunk = self.chunk(path, filename, data)
+        if chunk is None:
+            return 0
+        return self.write_chunks((chunk,))[0]
+
+    def write_chunks(self, chunks: Sequence[Chunk]) -> tuple[int, int]:
+        """Append validated chunks in order; (lines, bytes) written.
+
+        Every file is opened and locked before the first byte is written, so a bad or locked target
+        leaves everything unwritten. An I/O error stops at the failing chunk: earlier chunks stay
+        written (whole lines), the failing write is undone.
+        """
+        if self._closed:
+            raise StorageError("the writer is closed")
+        now = self._monotonic()
+        handles = [self._handle(chunk.target, now) for chunk in chunks]
+        try:
+            lines = written = 0
+            for chunk, handle in zip(chunks, handles):
+                self._append(handle, chunk.data)
+                lines += chunk.lines
+                written += len(chunk.data)
+                if self._echo is not None:
+                    self._echo(chunk.data)
+            if self.fsync == "always":
+                self._sync(handles)
+        finally:
+            if len(self._handles) > self.max_open_files:
+                self._evict()
+        return lines, written
+
+    def _append(self, handle: _Handle, data: bytes) -> None:
+        segments = plan_chunk(data, handle.size, self.limit)
+        if len(segments) == 1 and not segments[0].rotate:
+            self._write_all(handle, data)
+        else:
+            view = memoryview(data)
+            for segment in segments:
+                if segment.rotate:
+                    self._rotate(handle)
+                self._write_all(handle, view[segment.start : segment.end])
+        self.stats.lines += data.count(b"\n")
+
+    def _write_all(self, handle: _Handle, buf: bytes | memoryview) -> None:
+        before = handle.size
+        total = len(buf)
+        try:
+            done = self._write(handle.fd, buf)
+            while done < total:
+                if done <= 0:
+                    raise OSError(errno.EIO, "write made no progress")
+                more = self._write(handle.fd, memoryview(buf)[done:])
+                if more <= 0:
+                    raise OSError(errno.EIO, "write made no progress")
+                done += more
+        except OSError as exc:
+            self._undo(handle, before)
+            self.stats.write_errors += 1
+            raise _mapped(exc, f"write to {handle.target.relative}") from None
+        handle.size = before + total
+        handle.dirty = True
+        self.stats.bytes += total
+
+    def _undo(self, handle: _Handle, size: int) -> None:
+        """Cut a failed write back to `size` so no partial line stays, then drop the handle."""
+        try:
+            os.ftruncate(handle.fd, size)
+        except OSError as exc:
+            logger.error("cannot truncate %s back to %d bytes after a failed write: %s",
+                         handle.target.relative, size, exc)
+        self._drop(handle, sync=False)
+
+    def _sync(self, handles: Iterable[_Handle]) -> None:
+        for handle in handles:
+            if handle.dirty and handle.fd >= 0:
+                try:
+                    os.fdatasync(handle.fd)
+                except OSError as exc:
+                    self._drop(handle, sync=False)
+                    self.stats.write_errors += 1
+                    raise _mapped(exc, f"fsync of {handle.target.relative}") from None
+                handle.dirty = False
+
+    def sync_dirty(self) -> int:
+        """fsync every file written since its last fsync (the `interval` policy); how many."""
+        dirty = [handle for handle in self._handles.values() if handle.dirty]
+        for handle in dirty:
+            try:
+                os.fdatasync(handle.fd)
+                handle.dirty = False
+            except OSError as exc:
+                logger.error("fsync of %s failed: %s", handle.target.relative, exc)
+                self._drop(handle, sync=False)
+        return len(dirty)
+
+    # -- rotation -------------------------------------------------------------------------------
+
+    def _rotate(self, handle: _Handle) -> None:
+        """Give the current file a unique rotated name (never overwriting) and start a fresh one."""
+        target = handle.target
+        last = handle.last_stamp
+        if last is None:
+            last = max((stamp for _, stamp in self._rotated(handle)), default=None, key=_stamp_order)
+        stamp = next_stamp(self._clock_us(), last)
+        try:
+            while True:
+                name = rotated_name(target.stem, stamp.micros, stamp.counter)
+                try:
+                    # link() fails when the name exists: a rotated file is never overwritten.
+                    os.link(target.name, name, src_dir_fd=handle.dir_fd, dst_dir_fd=handle.dir_fd,
+                            follow_symlinks=False)
+                    break
+                except FileExistsError:
+                    stamp = next_stamp(stamp.micros, stamp)
+            os.unlink(target.name, dir_fd=handle.dir_fd)
+            if handle.dirty and self.fsync != "never":
+                os.fdatasync(handle.fd)
+        except OSError as exc:
+            self._drop(handle, sync=False)
+            self.stats.write_errors += 1
+            raise _mapped(exc, f"rotation of {target.relative}") from None
+        os.close(handle.fd)  # unlocks the rotated file
+        handle.fd = -1
+        handle.last_stamp = stamp
+        self.stats.rotations += 1
+        try:
+            handle.fd, handle.size = self._open_locked(handle.dir_fd, target)
+        except WriterError:
+            self._drop(handle, sync=False)
+            raise
+        handle.dirty = False
+        if self.keep > 0:
+            self._prune(handle)
+
+    def _rotated(self, handle: _Handle) -> list[tuple[str, Stamp]]:
+        found = []
+        for name in os.listdir(handle.dir_fd):
+            stamp = stamp_of(handle.target.stem, name)
+            if stamp is not None:
+                found.append((name, stamp))
+        return found
+
+    def _prune(self, handle: _Handle) -> None:
+        """Keep the newest `keep` rotated files of this log name."""
+        try:
+            rotated = sorted(self._rotated(handle), key=lambda item: _stamp_order(item[1]))
+            for name, _ in rotated[: max(0, len(rotated) - self.keep)]:
+                os.unlink(name, dir_fd=handle.dir_fd)
+        except OSError as exc:
+            logger.error("retention in %s failed: %s", handle.target.path or ".", exc)
+
+    # -- handles ----------------------------------------------------------------------------------
+
+    def _handle(self, target: Target, now: float) -> _Handle:
+        handle = self._handles.get(target.key)
+        if handle is not None:
+            self._handles.move_to_end(target.key)
+            handle.last_used = now
+            return handle
+        dir_fd = self._open_dirs(target)
+        try:
+            fd, size = self._open_locked(dir_fd, target)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        handle = _Handle(target, fd, dir_fd, size, now)
+        self._handles[target.key] = handle
+        self.stats.opened += 1
+        return handle
+
+    def _open_dirs(self, target: Target) -> int:
+        """A descriptor of the target's folder, created segment by segment, proven to lie in the root."""
+        current = os.dup(self._root_fd)
+        try:
+            for segment in target.dirs:
+                try:
+                    os.mkdir(segment, 0o755, dir_fd=current)
+                except FileExistsError:
+                    pass
+                try:
+                    child = os.open(segment, _DIR_FLAGS, dir_fd=current)
+                except NotADirectoryError:
+                    raise BadRequest(f"path {target.path!r}: {segment!r} is a file, not a folder") from None
+                os.close(current)
+                current = child
+                real = os.readlink(f"/proc/self/fd/{current}")
+                if not is_inside(real, self.root_real):
+                    self.stats.rejected += 1
+                    raise BadRequest(f"path {target.path!r} resolves outside the root (through a symlink)")
+            return current
+        except OSError as exc:
+            os.close(current)
+            raise _mapped(exc, f"cannot create folder {target.path!r}") from None
+        except BaseException:
+            os.close(current)
+            raise
+
+    def _open_locked(self, dir_fd: int, target: Target) -> tuple[int, int]:
+        """Open and lock the target file in its folder; (fd, size)."""
+        for _ in range(5):
+            try:
+                fd = os.open(target.name, _FILE_FLAGS, 0o644, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    self.stats.rejected += 1
+                    raise BadRequest(f"{target.relative} is a symlink; refusing to follow it") from None
+                if exc.errno in (errno.EISDIR, errno.ENXIO, errno.ENOTDIR):
+                    self.stats.rejected += 1
+                    raise BadRequest(f"{target.relative} exists and is not a regular file") from None
+                raise _mapped(exc, f"cannot open {target.relative}") from None
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    self.stats.rejected += 1
+                    raise BadRequest(f"{target.relative} exists and is not a regular file")
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    self.stats.locked += 1
+                    raise FileLocked(f"{target.relative} is locked by another process") from None
+                # The name may have been rotated away between our open and our lock: then we hold a
+                # lock on a file nobody else will use; open the new one instead.
+                try:
+                    now = os.stat(target.name, dir_fd=dir_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    os.close(fd)
+                    continue
+                if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+                    os.close(fd)
+                    continue
+                return fd, info.st_size
+            except BaseException:
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+                raise
+        raise FileLocked(f"{target.relative} keeps being replaced by another process")
+
+    def _drop(self, handle: _Handle, *, sync: bool) -> None:
+        """Close and unlock a handle and forget it."""
+        if self._handles.get(handle.target.key) is handle:
+            del self._handles[handle.target.key]
+        if handle.fd >= 0:
+            if sync and handle.dirty and self.fsync != "never":
+                try:
+                    os.fdatasync(handle.fd)
+                except OSError as exc:
+                    logger.error("fsync of %s failed at close: %s", handle.target.relative, exc)
+            os.close(handle.fd)
+            handle.fd = -1
+        if handle.dir_fd >= 0:
+            os.close(handle.dir_fd)
+            handle.dir_fd = -1
+
+    def _evict(self) -> None:
+        while len(self._handles) > self.max_open_files:
+            _, handle = next(iter(self._handles.items()))
+            self._drop(handle, sync=True)
+
+    def close_idle(self, idle_s: float) -> int:
+        """Close the files not written for `idle_s` seconds; how many."""
+        cutoff = self._monotonic() - idle_s
+        closed = 0
+        while self._handles:
+            handle = next(iter(self._handles.values()))
+            if handle.last_used > cutoff:
+                break
+            self._drop(handle, sync=True)
+            closed += 1
+        return closed
+
+    def release(self, keys: Iterable[tuple[str, str]]) -> int:
+        """Close (flush, unlock) the files of the given (path, filename) keys; how many were open."""
+        released = 0
+        for path, filename in keys:
+            try:
+                target = self.target(path, filename)
+            except BadRequest:
+                continue
+            handle = self._handles.get(target.key)
+            if handle is not None:
+                self._drop(handle, sync=True)
+                released += 1
+        return released
+
+    def close_all(self) -> int:
+        """Flush, unlock and close every open file; how many."""
+        handles = list(self._handles.values())
+        for handle in handles:
+            self._drop(handle, sync=True)
+        return len(handles)
+
+    def close(self) -> None:
+        """Close every file and the root; later writes fail."""
+        self.close_all()
+        if not self._closed:
+            self._closed = True
+            os.close(self._root_fd)
+
+    @property
+    def open_files(self) -> int:
+        return len(self._handles)
+
+    def open_keys(self) -> list[tuple[str, str]]:
+        return list(self._handles)
+
+
+def _stamp_order(stamp: Stamp) -> tuple[int, int]:
+    return (stamp.micros, stamp.counter)
