@@ -1,0 +1,227 @@
+"""The clients and the logging handler against a real in-memory LogStreamer: batching keeps lines
+and order, retries are bounded and only for UNAVAILABLE/DEADLINE_EXCEEDED, the handler never blocks."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from logstream import client as lc
+from logstream import tls
+from logstream.config.settings import StreamerSettings
+
+if TYPE_CHECKING:
+    from tests.conftest import MemoryLogServer, TlsFiles
+
+FAST = lc.RetryPolicy(attempts=3, first_delay_s=0.01, max_delay_s=0.02)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------- pure parts
+
+def test_encode_line_ends_with_exactly_one_newline() -> None:
+    assert lc.encode_line("a") == b"a\n"
+    assert lc.encode_line("a\n") == b"a\n"
+    assert lc.encode_line("") == b"\n"
+    assert lc.encode_line(b"\xff\xfe") == b"\xff\xfe\n"
+    assert lc.encode_line("é") == "é\n".encode()
+
+
+def test_batches_respect_line_and_byte_limits_and_keep_order() -> None:
+    lines = [f"line {n}" for n in range(25)]
+    out = list(lc.batches("p", "f", lines, max_lines=10, max_bytes=10_000))
+    assert [b.lines for b in out] == [10, 10, 5]
+    assert b"".join(b.data for b in out).decode().splitlines() == lines
+    by_bytes = list(lc.batches("p", "f", ["aaaa", "bbbb", "cccc"], max_lines=100, max_bytes=10))
+    assert [b.data for b in by_bytes] == [b"aaaa\nbbbb\n", b"cccc\n"]
+    assert [b.data for b in lc.batches("p", "f", ["x" * 50, "y"], 100, 10)] == [b"x" * 50 + b"\n", b"y\n"]
+
+
+def test_batches_are_lazy() -> None:
+    endless = (f"{n}" for n in itertools.count())
+    first = next(lc.batches("p", "f", endless, max_lines=3, max_bytes=1000))
+    assert first.data == b"0\n1\n2\n" and next(endless) == "4"  # "3" opened the second batch
+
+
+def test_retry_delays_grow_and_are_capped() -> None:
+    policy = lc.RetryPolicy(attempts=6, first_delay_s=0.1, max_delay_s=0.5)
+    assert policy.delays(lambda: 1.0) == [0.1, 0.2, 0.4, 0.5, 0.5]
+    assert policy.delays(lambda: 0.0) == [0.0] * 5
+    assert lc.NO_RETRY.delays() == []
+
+
+def test_what_is_retried() -> None:
+    assert lc.is_retryable(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; Connection refused")
+    assert lc.is_retryable(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    assert not lc.is_retryable(grpc.StatusCode.UNAVAILABLE, "Ssl handshake failed: CERTIFICATE_VERIFY_FAILED")
+    for code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ABORTED, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        assert not lc.is_retryable(code, "")
+
+
+# ---------------------------------------------------------------- asyncio client
+
+@pytest.mark.asyncio
+async def test_async_log_and_log_many(memory_server: MemoryLogServer) -> None:
+    async with lc.LogClient(memory_server.target, batch_lines=100) as client:
+        await client.log("app", "one", "hello")
+        assert await client.log_many("app", "many", (f"n{n}" for n in range(250))) == 250
+    assert memory_server.lines("app", "one") == ["hello"]
+    assert memory_server.lines("app", "many") == [f"n{n}" for n in range(250)]
+    assert memory_server.calls["LogBatch"] == 3
+
+
+@pytest.mark.asyncio
+async def test_async_retries_unavailable_then_succeeds(memory_server: MemoryLogServer) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    memory_server.fail(grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    async with lc.LogClient(memory_server.target, retry=lc.RetryPolicy(attempts=3), sleep=sleep) as client:
+        assert await client.log_many("a", "b", ["x", "y"]) == 2
+    assert memory_server.lines("a", "b") == ["x", "y"]
+    assert memory_server.calls["LogBatch"] == 3 and len(slept) == 2
+
+
+@pytest.mark.asyncio
+async def test_async_gives_up_after_the_last_attempt(memory_server: MemoryLogServer) -> None:
+    memory_server.fail(*[grpc.StatusCode.UNAVAILABLE] * 3)
+    async with lc.LogClient(memory_server.target, retry=FAST) as client:
+        with pytest.raises(lc.SendError) as info:
+            await client.log("a", "b", "x")
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE and info.value.attempts == 3
+    assert memory_server.calls["Log"] == 3 and memory_server.lines("a", "b") == []
+
+
+@pytest.mark.asyncio
+async def test_async_never_retries_invalid_argument(memory_server: MemoryLogServer) -> None:
+    async with lc.LogClient(memory_server.target, retry=FAST, batch_lines=2) as client:
+        await client.log_many("a", "ok", ["1", "2"])
+        with pytest.raises(lc.SendError) as info:
+            await client.log_many("../up", "f", ["1", "2", "3"])
+    error = info.value
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.attempts == 1
+    assert "'..' segment" in error.details and str(error).startswith(f"{memory_server.target}: INVALID_ARGUMENT:")
+    assert memory_server.calls["LogBatch"] == 2
+
+
+@pytest.mark.asyncio
+async def test_async_falls_back_to_unary_log_without_log_batch(
+        memory_server_factory: Callable[..., MemoryLogServer]) -> None:
+    server = memory_server_factory(batch=False)
+    async with lc.LogClient(server.target, retry=FAST) as client:
+        assert await client.log_many("a", "b", ["1", "2", "3"]) == 3
+        assert await client.log_many("a", "b", ["4"]) == 1
+    assert server.lines("a", "b") == ["1", "2", "3", "4"]
+    assert server.calls["LogBatch"] == 1 and server.calls["Log"] == 4
+
+
+@pytest.mark.asyncio
+async def test_async_client_over_mutual_tls(memory_server_factory: Callable[..., MemoryLogServer],
+                                            tls_files: TlsFiles) -> None:
+    settings = StreamerSettings(ca=tls_files.ca, crt=tls_files.node_crt, pk=tls_files.node_key)  # type: ignore[arg-type]
+    server = memory_server_factory(creds=tls.server_credentials(settings))
+    async with lc.LogClient(server.target, tls_files.ca, tls_files.client_crt, tls_files.client_key) as client:
+        await client.log("a", "b", "secret")
+    async with lc.LogClient(server.target, tls_files.ca, retry=FAST) as anonymous:
+        with pytest.raises(lc.SendError) as info:
+            await anonymous.log("a", "b", "intruder")
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE
+    assert server.lines("a", "b") == ["secret"]
+
+
+# ---------------------------------------------------------------- blocking client
+
+def test_sync_client_round_trip_and_retries(memory_server: MemoryLogServer) -> None:
+    slept: list[float] = []
+    memory_server.fail(grpc.StatusCode.UNAVAILABLE)
+    with lc.SyncLogClient(memory_server.target, batch_bytes=20, sleep=slept.append) as client:
+        client.log("p", "f", "first")
+        assert client.log_many("p", "f", ["second line", "third line", b"fourth\n"]) == 3
+        with pytest.raises(lc.SendError) as info:
+            client.log("p", "", "x")
+    assert memory_server.lines("p", "f") == ["first", "second line", "third line", "fourth"]
+    assert len(slept) == 1 and info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_sync_client_connection_refused_is_bounded() -> None:
+    began = time.monotonic()
+    with lc.SyncLogClient(f"127.0.0.1:{_free_port()}", retry=FAST, timeout_s=2) as client:
+        with pytest.raises(lc.SendError) as info:
+            client.log_many("p", "f", ["x"])
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE and info.value.attempts == 3
+    assert time.monotonic() - began < 5
+
+
+# ---------------------------------------------------------------- logging handler
+
+@pytest.fixture
+def app_logger() -> Iterator[logging.Logger]:
+    logger = logging.getLogger("test_client.app")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    yield logger
+    logger.handlers.clear()
+
+
+def test_handler_ships_every_record_in_order(memory_server: MemoryLogServer, app_logger: logging.Logger) -> None:
+    handler = lc.LogstreamHandler(memory_server.target, "apps", "web", batch_lines=100, flush_interval_s=0.05)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    app_logger.addHandler(handler)
+    for n in range(450):
+        app_logger.info("request %d", n)
+    handler.flush()
+    assert handler.pending() == 0 and handler.sent == 450
+    app_logger.warning("last one")
+    handler.close()
+    assert memory_server.lines("apps", "web") == [f"INFO request {n}" for n in range(450)] + ["WARNING last one"]
+    assert handler.sent == 451 and handler.dropped == 0
+    assert 5 <= memory_server.calls["LogBatch"] <= 20
+
+
+def test_handler_sends_a_lone_record_after_the_flush_interval(memory_server: MemoryLogServer,
+                                                             app_logger: logging.Logger) -> None:
+    handler = lc.LogstreamHandler(memory_server.target, "apps", "quiet", flush_interval_s=0.05)
+    app_logger.addHandler(handler)
+    app_logger.info("alone")
+    deadline = time.monotonic() + 5
+    while not memory_server.lines("apps", "quiet") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert memory_server.lines("apps", "quiet") == ["alone"]
+    handler.close()
+
+
+def test_handler_drops_with_a_counter_when_the_cluster_is_down(app_logger: logging.Logger,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    handler = lc.LogstreamHandler(f"127.0.0.1:{_free_port()}", "apps", "down", capacity=20, batch_lines=5,
+                                  flush_interval_s=0.05, retry=FAST, timeout_s=1, close_timeout_s=2)
+    app_logger.addHandler(handler)
+    began = time.monotonic()
+    for n in range(500):
+        app_logger.error("lost %d", n)
+    assert time.monotonic() - began < 1.0  # emit never waits for the network
+    handler.close()
+    assert time.monotonic() - began < 6
+    assert handler.sent == 0 and handler.dropped == 500
+    assert capsys.readouterr().err.count("logstream handler: dropping records") == 1
+
+
+def test_handler_ignores_records_after_close(memory_server: MemoryLogServer, app_logger: logging.Logger) -> None:
+    handler = lc.LogstreamHandler(memory_server.target, "a", "b")
+    handler.close()
+    handler.close()
+    handler.emit(logging.LogRecord("x", logging.INFO, __file__, 1, "late", None, None))
+    assert handler.dropped == 1 and memory_server.lines("a", "b") == []
