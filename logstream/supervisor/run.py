@@ -1,0 +1,461 @@
+"""`logstream run FILE`: validate, render supervisord.conf, run supervisord as a child, follow the
+nodes' output, announce readiness once, and on SIGINT/SIGTERM stop everything, leaving no process.
+
+Like honcho's Manager, one loop owns all state: the signal handlers only record the signal, and
+the loop (poll files, poll supervisord, check readiness) does the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, NoReturn
+
+from ..config.cluster import (
+    ClusterConfig,
+    ConfigError,
+    Node,
+    check_files,
+    load_cluster,
+    mediator_address,
+    plan_nodes,
+    select_nodes,
+)
+from ..config.flags import UsageError
+from .control import socket_answers, supervisord_pid
+from .render import RunPaths, render, run_paths, stop_wait_s
+
+# Seconds between readiness checks, and after which a missing node is reported once.
+READY_POLL_S = 0.25
+READY_WARN_S = 30.0
+LOOP_S = 0.1
+# Beyond the nodes' stopwaitsecs, how long supervisord gets to finish before everything is killed.
+KILL_MARGIN_S = 3.0
+_SPAWNED_RE = re.compile(r"spawned: '([^']+)' with pid (\d+)")
+# supervisord lines that alarm without informing: the socket is chmod 0700 in the run directory.
+_QUIET = ("running without any HTTP authentication checking", "Supervisor is running as root")
+# Variables of the role settings would leak into every node below the cluster file's flags.
+_NODE_ENV_PREFIXES = ("LOGSTREAM_STREAMER_", "LOGSTREAM_MEDIATOR_")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="logstream run", allow_abbrev=False,
+                     description="Launch a cluster (a mediator and N streamers) under supervisord.")
+    parser.add_argument("file", metavar="FILE", help="the cluster file (TOML), e.g. configs/local.toml")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any key, e.g. --set streamers.count=5 (repeatable)")
+    parser.add_argument("--streamers", type=int, metavar="N", help="how many streamers (streamers.count)")
+    parser.add_argument("--only", metavar="NODES",
+                        help="run only these nodes here: `mediator` or `s1,s2` (clusters spread over hosts)")
+    parser.add_argument("--run-dir", metavar="DIR", help="supervisord's files and node output (cluster.run_dir)")
+    parser.add_argument("--path", metavar="DIR", help="root folder for log files (streamers.path)")
+    return parser
+
+
+def short_flags(args: argparse.Namespace) -> dict[str, object]:
+    """Short options as key paths; they win over --set."""
+    flags: dict[str, object] = {}
+    if args.streamers is not None:
+        flags["streamers.count"] = args.streamers
+    if args.run_dir is not None:
+        flags["cluster.run_dir"] = args.run_dir
+    if args.path is not None:
+        flags["streamers.path"] = args.path
+    return flags
+
+
+def busy_ports(nodes: Sequence[Node]) -> list[str]:
+    """Ports some other process already listens on (or addresses this machine does not have)."""
+    problems = []
+    for node in nodes:
+        candidates = [(node.host, node.port, "port" if node.role == "mediator" else "port")]
+        if node.pprof_port is not None:
+            candidates.append(("127.0.0.1", node.pprof_port, "pport"))
+        for host, port, key in candidates:
+            section = "mediator" if node.role == "mediator" else f"streamer {node.name}"
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            probe = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    problems.append(f"{section}: {key} {host}:{port} is already in use by another process")
+                elif exc.errno == errno.EADDRNOTAVAIL:
+                    problems.append(f"{section}: {host} is not an address of this machine "
+                                    f"(run the other hosts' nodes there with --only)")
+                else:
+                    problems.append(f"{section}: cannot listen on {host}:{port}: {exc.strerror or exc}")
+            finally:
+                probe.close()
+    return problems
+
+
+class Follower:
+    """Reads the lines appended to one file (supervisord's log for a node), across rotations."""
+
+    def __init__(self, path: Path, from_start: bool = False) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = None
+        self._inode: int | None = None
+        self._partial = b""
+        self._skip_to_end = not from_start
+
+    def _open(self) -> bool:
+        try:
+            handle = self.path.open("rb")
+        except OSError:
+            return False
+        if self._skip_to_end:  # output of earlier runs is in the file; follow from now on
+            handle.seek(0, os.SEEK_END)
+            self._skip_to_end = False
+        self._file, self._inode = handle, os.fstat(handle.fileno()).st_ino
+        return True
+
+    def poll(self, final: bool = False) -> list[str]:
+        if self._file is None and not self._open():
+            self._skip_to_end = False  # the file did not exist yet: everything in it is new
+            return []
+        assert self._file is not None
+        lines = self._read()
+        try:
+            stat = self.path.stat()
+            rotated = stat.st_ino != self._inode or stat.st_size < self._file.tell()
+        except OSError:
+            rotated = False
+        if rotated:  # supervisord rotated or truncated the log: finish the old file, open the new one
+            self._file.close()
+            self._file = None
+            if self._open():
+                lines += self._read()
+        if final and self._partial:
+            lines.append(self._partial.decode(errors="replace"))
+            self._partial = b""
+        return lines
+
+    def _read(self) -> list[str]:
+        assert self._file is not None
+        data = self._partial + self._file.read()
+        *complete, self._partial = data.split(b"\n")
+        return [line.decode(errors="replace").rstrip("\r") for line in complete]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+_COLOURS = ["36", "33", "32", "35", "34", "31", "96", "93", "92", "95", "94"]
+
+
+class Printer:
+    """honcho's printer: `name | line`, names padded to one width, coloured on a terminal."""
+
+    def __init__(self, names: Sequence[str], out: IO[str], colour: bool | None = None) -> None:
+        self.width = max(len(name) for name in names)
+        self.out = out
+        use_colour = out.isatty() and "NO_COLOR" not in os.environ if colour is None else colour
+        self.colours = {name: _COLOURS[i % len(_COLOURS)] for i, name in enumerate(names)} if use_colour else {}
+
+    def line(self, name: str, text: str) -> None:
+        prefix = f"{name:<{self.width}} | "
+        if name in self.colours:
+            prefix = f"\033[{self.colours[name]}m{prefix}\033[0m"
+        self.out.write(prefix + text + "\n")
+        self.out.flush()
+
+    def say(self, text: str) -> None:
+        self.out.write(f"logstream: {text}\n")
+        self.out.flush()
+
+
+@dataclass
+class ReadyCheck:
+    """Asks the mediator's ClusterStatus.Status whether every expected streamer is registered and alive."""
+
+    target: str
+    expected: list[str]
+    tls: tuple[Path | None, Path | None, Path | None] | None
+    _channel: object | None = field(default=None, repr=False)
+    missing: list[str] = field(default_factory=list)
+
+    def __call__(self) -> bool:
+        import grpc
+
+        from .._proto import logstream_pb2, logstream_pb2_grpc
+
+        if self._channel is None:
+            if self.tls is None:
+                self._channel = grpc.insecure_channel(self.target)
+            else:
+                from ..tls import channel_credentials
+
+                self._channel = grpc.secure_channel(self.target, channel_credentials(*self.tls))
+        stub = logstream_pb2_grpc.ClusterStatusStub(self._channel)
+        try:
+            reply = stub.Status(logstream_pb2.StatusRequest(), timeout=1.0)
+        except grpc.RpcError:
+            self.missing = ["mediator"]
+            return False
+        alive = {streamer.id for streamer in reply.streamers if streamer.alive}
+        self.missing = [name for name in self.expected if name not in alive]
+        return not self.missing
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()  # type: ignore[attr-defined]
+            self._channel = None
+
+
+def _clean_environment() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.upper().startswith(_NODE_ENV_PREFIXES)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_our_node(pid: int, name: str) -> bool:
+    """Whether `pid` is still the node we saw spawned (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return _alive(pid) and sys.platform != "linux"
+    return b"logstream" in cmdline and f"-id={name}".encode() in cmdline or (
+        name == "mediator" and b"mediator" in cmdline and b"logstream" in cmdline
+    )
+
+
+class Runner:
+    """One run of supervisord with the cluster's nodes, from start to a clean exit."""
+
+    def __init__(self, config: ClusterConfig, nodes: Sequence[Node], paths: RunPaths, cwd: Path,
+                 out: IO[str] = sys.stdout, started: float | None = None,
+                 python: str = sys.executable, ready: Callable[[], bool] | None = None) -> None:
+        self.config = config
+        self.nodes = list(nodes)
+        self.paths = paths
+        self.cwd = cwd
+        self.python = python
+        self.started = time.monotonic() if started is None else started
+        self.printer = Printer(["supervisord", *(node.name for node in self.nodes)], out)
+        self.exit_signal: int | None = None
+        self.force = False
+        self.children: dict[int, str] = {}  # pid -> node name, from supervisord's "spawned:" lines
+        self.process: subprocess.Popen[bytes] | None = None
+        streamers = [node.name for node in self.nodes if node.role == "streamer"]
+        tls = config.tls
+        files = None if tls is None or tls.crt is None else tuple(
+            None if p is None else (p if p.is_absolute() else cwd / p) for p in (tls.ca, tls.crt, tls.pk)
+        )
+        self.ready_check = ready or ReadyCheck(mediator_address(config), streamers, files)  # type: ignore[arg-type]
+        self.followers = {node.name: Follower(paths.node_log(node.name)) for node in self.nodes}
+        self.followers["supervisord"] = Follower(paths.log)
+
+    # signal handlers: record only
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.exit_signal is not None:
+            self.force = True  # a second Ctrl-C: stop waiting for a graceful stop
+        else:
+            self.exit_signal = signum
+
+    def run(self) -> int:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return self._run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._close()
+
+    def _start(self) -> None:
+        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        text = render(self.config.cluster.name, self.nodes, self.paths, self.cwd, self.python)
+        self.paths.conf.write_text(text, encoding="utf-8")
+        for follower in self.followers.values():
+            follower.poll()  # position every follower at the end of earlier runs' output
+        output = (self.paths.run_dir / "supervisord.out").open("ab")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.paths.conf)],
+                cwd=self.cwd, env=_clean_environment(), stdin=subprocess.DEVNULL, stdout=output,
+                stderr=subprocess.STDOUT, start_new_session=True,  # our Ctrl-C must not reach the nodes
+            )
+        finally:
+            output.close()
+
+    def _run(self) -> int:
+        names = ", ".join(node.name for node in self.nodes)
+        self.printer.say(f"starting cluster {self.config.cluster.name!r} ({names}) under supervisord; "
+                         f"run dir {self._shown(self.paths.run_dir)}")
+        self._start()
+        assert self.process is not None
+        ready, warned, next_check = False, False, 0.0
+        while True:
+            self._pump()
+            if self.exit_signal is not None:
+                return self._shutdown(self.exit_signal)
+            code = self.process.poll()
+            if code is not None:
+                return self._supervisord_ended(code)
+            now = time.monotonic()
+            if not ready and now >= next_check:
+                next_check = now + READY_POLL_S
+                if self.ready_check():
+                    ready = True
+                    self.printer.say(self._summary(now - self.started))
+                elif not warned and now - self.started > READY_WARN_S:
+                    warned = True
+                    missing = ", ".join(getattr(self.ready_check, "missing", []) or ["?"])
+                    self.printer.say(f"not ready after {READY_WARN_S:.0f}s: waiting for {missing} "
+                                     f"(see {self._shown(self.paths.logs)})")
+            time.sleep(LOOP_S)
+
+    def _pump(self, final: bool = False) -> None:
+        for name, follower in self.followers.items():
+            for line in follower.poll(final):
+                if name == "supervisord":
+                    match = _SPAWNED_RE.search(line)
+                    if match:
+                        self.children[int(match.group(2))] = match.group(1)
+                    if any(noise in line for noise in _QUIET):
+                        continue
+                self.printer.line(name, line)
+
+    def _summary(self, elapsed_s: float) -> str:
+        streamers = [node for node in self.nodes if node.role == "streamer"]
+        local = any(node.role == "mediator" for node in self.nodes)
+        parts = [f"mediator {mediator_address(self.config)}{'' if local else ' (remote)'}"]
+        if streamers:
+            listed = ", ".join(f"{node.name} {node.address}" for node in streamers)
+            parts.append(f"{len(streamers)} streamer{'s' if len(streamers) != 1 else ''} ({listed})")
+            root = str(self.config.streamers.path)
+            parts.append(f"logs in {root if root.startswith(('.', '/', '~')) else './' + root}")
+        return f"cluster {self.config.cluster.name!r} ready in {elapsed_s:.1f}s: " + ", ".join(parts)
+
+    def _shown(self, path: Path) -> str:
+        try:
+            return "./" + str(path.relative_to(self.cwd))
+        except ValueError:
+            return str(path)
+
+    def _stop_budget_s(self) -> float:
+        streamers = [stop_wait_s(node) for node in self.nodes if node.role == "streamer"]
+        mediator = [stop_wait_s(node) for node in self.nodes if node.role == "mediator"]
+        return max(streamers, default=0) + max(mediator, default=0) + KILL_MARGIN_S
+
+    def _shutdown(self, signum: int) -> int:
+        assert self.process is not None
+        name = signal.Signals(signum).name
+        self.printer.say(f"{name}: stopping the streamers, then the mediator")
+        if self.process.poll() is None:
+            # supervisord's own shutdown stops groups in reverse priority order: streamers, mediator.
+            self.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self._stop_budget_s()
+        while self.process.poll() is None and time.monotonic() < deadline and not self.force:
+            self._pump()
+            time.sleep(LOOP_S)
+        if self.process.poll() is None:
+            why = "a second signal" if self.force else f"still running after {self._stop_budget_s():.0f}s"
+            self.printer.say(f"{why}: killing supervisord and every node")
+        self._kill_leftovers()
+        self._pump(final=True)
+        self.printer.say(f"cluster {self.config.cluster.name!r} stopped")
+        return 128 + signum
+
+    def _supervisord_ended(self, code: int) -> int:
+        self._kill_leftovers()
+        self._pump(final=True)
+        if code == 0:  # `logstream stop` asked supervisord to shut down
+            self.printer.say(f"cluster {self.config.cluster.name!r} stopped")
+            return 0
+        output = self.paths.run_dir / "supervisord.out"
+        try:
+            tail = output.read_text(errors="replace").strip().splitlines()[-5:]
+        except OSError:
+            tail = []
+        for line in tail:
+            self.printer.line("supervisord", line)
+        self.printer.say(f"supervisord exited with code {code}; cluster stopped (see {self._shown(output)})")
+        return 1
+
+    def _kill_leftovers(self) -> None:
+        """SIGKILL supervisord's process group and each node's own group (supervisord gives every
+        program its own), for whatever is still alive."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+        self._pump()
+        for pid, name in list(self.children.items()):
+            if _alive(pid) and _is_our_node(pid, name):
+                self.printer.say(f"{name} (pid {pid}) outlived supervisord: killing it")
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+
+    def _close(self) -> None:
+        for follower in self.followers.values():
+            follower.close()
+        close = getattr(self.ready_check, "close", None)
+        if close is not None:
+            close()
+
+
+def main(argv: list[str]) -> int:
+    started = time.monotonic()
+    args = build_parser().parse_args(argv)
+    cwd = Path.cwd()
+    try:
+        config = load_cluster(args.file, args.set, short_flags(args))
+        selected = select_nodes(config, args.only)
+        problems = check_files(config, cwd, selected)
+        if problems:
+            raise ConfigError(problems)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"logstream run: error: {problem}", file=sys.stderr)
+        return 2
+    nodes = [node for node in plan_nodes(config, cwd) if node.name in selected]
+    run_dir = config.cluster.run_dir.expanduser()
+    paths = run_paths(run_dir if run_dir.is_absolute() else cwd / run_dir)
+    pid = supervisord_pid(paths)
+    if socket_answers(paths) or pid is not None:
+        print(f"logstream run: error: a cluster is already running from {paths.run_dir} "
+              f"(supervisord pid {pid or '?'}); stop it with `logstream stop {args.file}`", file=sys.stderr)
+        return 2
+    busy = busy_ports(nodes)
+    if busy:
+        for problem in busy:
+            print(f"logstream run: error: {problem}", file=sys.stderr)
+        return 2
+    return Runner(config, nodes, paths, cwd, started=started).run()
