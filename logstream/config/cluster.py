@@ -379,17 +379,21 @@ def cluster_problems(config: ClusterConfig) -> list[str]:
                         f"({format_duration(m.health_interval)}), or every lease lapses between two pings")
     if problems or last > 65535:
         return problems
-    # Every listening socket: (host, port, who, key path).
-    sockets: list[tuple[str, int, str, str]] = [(m.host, m.port, "the mediator", "mediator.port")]
+    # Every listening socket: (machine, port, who, key path). A node's machine is the host it
+    # advertises, else the one it binds; a wildcard bind on an unknown machine may be any of them.
+    def machine(bind: str, advertise: str | None) -> str:
+        return advertise.rpartition(":")[0] if advertise else bind
+
+    sockets: list[tuple[str, int, str, str]] = [(machine(m.host, m.advertise), m.port, "the mediator", "mediator.port")]
     if m.pprof:
-        sockets.append((m.phost, m.pport, "the mediator's debug server", "mediator.pport"))
+        sockets.append((machine(m.host, m.advertise), m.pport, "the mediator's debug server", "mediator.pport"))
     for index, name in enumerate(names, start=1):
         values = streamer_values(config, index)
+        where = machine(values["host"], values["advertise"])
         key = f"streamer.{name}.port" if any(o.name == name and o.port for o in config.streamer) else "streamers.port"
-        sockets.append((values["host"], values["port"], f"streamer {name}", key))
+        sockets.append((where, values["port"], f"streamer {name}", key))
         if values["pprof"]:
-            sockets.append((values["phost"], values["pport"], f"streamer {name}'s debug server",
-                            "streamers.pport"))
+            sockets.append((where, values["pport"], f"streamer {name}'s debug server", "streamers.pport"))
     for i, (host, port, who, key) in enumerate(sockets):
         for other_host, other_port, other, _ in sockets[:i]:
             if port == other_port and _same_host(host, other_host):
