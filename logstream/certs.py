@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -187,6 +187,11 @@ def write_bundle(out: Path, hosts: Sequence[str], days: int = DEFAULT_DAYS, forc
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+    def _get_option_tuples(self, option_string: str) -> list[tuple[Any, ...]]:
+        # Python 3.11's allow_abbrev=False still expands single-dash prefixes (-targ -> -target);
+        # Go's flag package never abbreviates, so neither do we.
+        return []
 
 
 def _positive_days(text: str) -> int:

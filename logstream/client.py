@@ -120,7 +120,7 @@ class SendError(Exception):
         self.details = details
         self.attempts = attempts
         self.sent_lines = sent_lines
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         super().__init__(f"{target}: {code.name}: {details or 'no details'}{tries}")
 
 

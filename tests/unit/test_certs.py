@@ -82,4 +82,5 @@ def test_the_command_rejects_bad_arguments(tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["certs", "--out", str(tmp_path), "--days", "0"]) == 2
     assert cli.main(["certs", "--out", str(tmp_path), "--hosts", "a b"]) == 2
     assert cli.main(["certs", "--out", str(tmp_path), "--dys", "3"]) == 2
+    assert cli.main(["certs", "-out", str(tmp_path), "-da", "3"]) == 2  # no abbreviations
     assert list(tmp_path.iterdir()) == []

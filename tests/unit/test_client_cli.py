@@ -1,0 +1,129 @@
+"""`logstream send` in-process against a real in-memory LogStreamer: flags in Go and GNU style, stdin,
+batching, and one-line errors with exit 2 for user mistakes and 1 for server or network failures."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+
+from logstream import cli, tls
+from logstream.client_cli import parse_target
+from logstream.config.flags import UsageError
+from logstream.config.settings import StreamerSettings
+
+if TYPE_CHECKING:
+    from tests.conftest import MemoryLogServer, TlsFiles
+
+
+class _Stdin:
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BytesIO(data)
+
+
+def _send(args: list[str], capsys: pytest.CaptureFixture[str], stdin: bytes | None = None,
+          monkeypatch: pytest.MonkeyPatch | None = None) -> tuple[int, str]:
+    if stdin is not None:
+        assert monkeypatch is not None
+        monkeypatch.setattr("sys.stdin", _Stdin(stdin))
+    code = cli.main(["send", *args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_lines_from_arguments(memory_server: MemoryLogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _send(["-target", memory_server.target, "-path", "app", "-filename", "x", "one", "two"], capsys)
+    assert (code, err) == (0, f"sent 2 lines to {memory_server.target}\n")
+    assert memory_server.lines("app", "x") == ["one", "two"]
+
+
+def test_lines_from_stdin_in_batches(memory_server: MemoryLogServer, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    data = "".join(f"line {n}\n" for n in range(5)).encode() + b"no newline at the end"
+    code, err = _send([f"--target={memory_server.target}", "--filename", "y", "-batch-lines=2"], capsys,
+                      stdin=data, monkeypatch=monkeypatch)
+    assert (code, err) == (0, f"sent 6 lines to {memory_server.target}\n")
+    assert memory_server.lines("", "y") == [f"line {n}" for n in range(5)] + ["no newline at the end"]
+    assert memory_server.calls["LogBatch"] == 3
+
+
+def test_empty_stdin_sends_nothing(memory_server: MemoryLogServer, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    code, err = _send(["-target", memory_server.target, "-filename", "z"], capsys, stdin=b"", monkeypatch=monkeypatch)
+    assert (code, err) == (0, f"sent 0 lines to {memory_server.target}\n")
+    assert memory_server.calls["LogBatch"] == 0
+
+
+def test_invalid_argument_is_a_user_error_with_the_servers_message(
+        memory_server: MemoryLogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _send(["-target", memory_server.target, "-path", "a/../b", "-filename", "f", "x"], capsys)
+    assert code == 2
+    assert err == (f"logstream send: error: {memory_server.target}: INVALID_ARGUMENT: "
+                   "path 'a/../b' has a '..' segment\n")
+    assert memory_server.calls["LogBatch"] == 1  # never retried
+
+
+def test_a_server_that_is_down_is_a_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    target = f"127.0.0.1:{_free_port()}"
+    code, err = _send(["-target", target, "-filename", "f", "-attempts", "2", "-timeout", "2s", "x"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith(f"logstream send: error: {target}: UNAVAILABLE:") and "(after 2 attempts)" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-target", "nohost", "-filename", "f", "x"], "-target 'nohost': not a host:port address"),
+    (["-target", "::1:80", "-filename", "f", "x"], "not a host:port address"),
+    (["-target", "h:1"], "the following arguments are required: -filename/--filename"),
+    (["-targ", "h:1", "-filename", "f"], "the following arguments are required: -target/--target"),
+    (["-target", "h:1", "-filename", "f", "-bogus", "x"], "unrecognized arguments: -bogus"),
+    (["-target", "h:1", "-filename", "f", "-batch-lines", "0"], "argument -batch-lines/--batch-lines: '0': must be at least 1"),
+    (["-target", "h:1", "-filename", "f", "-batch-bytes", "-1B"], "'-1B': must be a finite size"),
+    (["-target", "h:1", "-filename", "f", "-timeout", "soon"], "argument -timeout/--timeout: 'soon': not a duration"),
+    (["-target", "h:1", "-filename", "f", "-crt", "x.crt", "a"], "-crt needs -pk too"),
+])
+def test_usage_errors_exit_2_with_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _send(args, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("logstream send: error: ")
+    assert message in err
+
+
+def test_parse_target() -> None:
+    assert parse_target("127.0.0.1:8000") == "127.0.0.1:8000"
+    assert parse_target("[::1]:8000") == "[::1]:8000"
+    assert parse_target("logs.example.org:443") == "logs.example.org:443"
+    for bad in ("host", "host:", ":80", "host:0", "host:65536", "host:8o", "::1:80"):
+        with pytest.raises(UsageError):
+            parse_target(bad)
+
+
+def test_tls_modes(memory_server_factory: Callable[..., MemoryLogServer], tls_files: TlsFiles,
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    server_only = memory_server_factory(tls.server_credentials(
+        StreamerSettings(crt=tls_files.node_crt, pk=tls_files.node_key)))  # type: ignore[arg-type]
+    mutual = memory_server_factory(tls.server_credentials(
+        StreamerSettings(ca=tls_files.ca, crt=tls_files.node_crt, pk=tls_files.node_key)))  # type: ignore[arg-type]
+    common = ["-filename", "f", "-attempts", "1"]
+
+    assert _send(["-target", server_only.target, "-ca", str(tls_files.ca), *common, "s"], capsys)[0] == 0
+    client = ["-crt", str(tls_files.client_crt), "-pk", str(tls_files.client_key)]
+    assert _send(["-target", mutual.target, "-ca", str(tls_files.ca), *client, *common, "m"], capsys)[0] == 0
+    assert server_only.lines("", "f") == ["s"] and mutual.lines("", "f") == ["m"]
+
+    code, err = _send(["-target", mutual.target, "-ca", str(tls_files.ca), *common, "x"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "UNAVAILABLE" in err
+    code, err = _send(["-target", server_only.target, "-ca", str(tls_files.other_ca), *common, "x"], capsys)
+    assert code == 1 and "(TLS: check -ca, -crt and -pk" in err
+    code, err = _send(["-target", server_only.target, *common, "plaintext"], capsys)
+    assert code == 1
+    code, err = _send(["-target", server_only.target, "-ca", str(tls_files.node_key), *common, "x"], capsys)
+    assert code == 2 and "-ca " in err and "not a PEM certificate" in err
+    assert server_only.lines("", "f") == ["s"] and mutual.lines("", "f") == ["m"]
