@@ -51,11 +51,12 @@ def run_paths(run_dir: Path) -> RunPaths:
                     run_dir / "supervisord.pid", sock, run_dir / "logs")
 
 
-def escape(value: str) -> str:
-    """A value supervisord reads back unchanged: `%` doubled, no line breaks."""
+def escape(value: str, expansions: int = 1) -> str:
+    """A value supervisord reads back unchanged after `expansions` rounds of %-expansion: `%`
+    doubled per round (a program's stdout_logfile is expanded twice), no line breaks."""
     if "\n" in value or "\r" in value:
         raise ValueError(f"a line break cannot be written into supervisord.conf: {value!r}")
-    return value.replace("%", "%%")
+    return value.replace("%", "%" * 2**expansions)
 
 
 def process_name(node: str) -> str:
@@ -123,7 +124,7 @@ def render(cluster_name: str, nodes: Sequence[Node], paths: RunPaths, cwd: Path,
             "stopasgroup=true",
             "killasgroup=true",
             "redirect_stderr=true",
-            f"stdout_logfile={escape(str(paths.node_log(node.name)))}",
+            f"stdout_logfile={escape(str(paths.node_log(node.name)), expansions=2)}",
             "stdout_logfile_maxbytes=50MB",
             "stdout_logfile_backups=2",
             f"environment={_environment({'PYTHONUNBUFFERED': '1'})}",
