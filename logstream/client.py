@@ -146,7 +146,7 @@ class LogClient:
         self.batch_bytes = batch_bytes
         self._sleep = sleep
         self._channel = secure_or_insecure_channel(target, channel_credentials(ca, crt, pk), CHANNEL_OPTIONS)
-        self._stub = pb_grpc.LogStreamerStub(self._channel)
+        self._stub = pb_grpc.LogStreamerStub(self._channel)  # type: ignore[no-untyped-call]
         self._batch_supported = True
 
     async def _call(self, make_call: Callable[[], Awaitable[T]], sent_lines: int = 0) -> T:
@@ -221,7 +221,7 @@ class SyncLogClient:
         self.batch_bytes = batch_bytes
         self._sleep = sleep
         self._channel = _sync_channel(target, channel_credentials(ca, crt, pk))
-        self._stub = pb_grpc.LogStreamerStub(self._channel)
+        self._stub = pb_grpc.LogStreamerStub(self._channel)  # type: ignore[no-untyped-call]
         self._batch_supported = True
 
     def _call(self, make_call: Callable[[], T], sent_lines: int = 0) -> T:

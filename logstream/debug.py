@@ -421,8 +421,8 @@ class DebugServer:
         self._httpd = httpd
         self._thread = thread
         self._closed = False
-        self.host: str = httpd.server_address[0]
-        self.port: int = httpd.server_address[1]
+        self.host: str = str(httpd.server_address[0])
+        self.port: int = int(httpd.server_address[1])
 
     @property
     def url(self) -> str:

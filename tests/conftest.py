@@ -110,7 +110,7 @@ class MemoryLogServer:
                 return pb.LogBatchResponse(lines=lines, bytes=bytes_)
 
         self._server = grpc.aio.server(options=SERVER_OPTIONS)
-        pb_grpc.add_LogStreamerServicer_to_server(Servicer(), self._server)
+        pb_grpc.add_LogStreamerServicer_to_server(Servicer(), self._server)  # type: ignore[no-untyped-call]
         port = add_port(self._server, "127.0.0.1:0", creds)
         await self._server.start()
         return port

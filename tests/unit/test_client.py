@@ -132,7 +132,7 @@ async def test_async_falls_back_to_unary_log_without_log_batch(
 @pytest.mark.asyncio
 async def test_async_client_over_mutual_tls(memory_server_factory: Callable[..., MemoryLogServer],
                                             tls_files: TlsFiles) -> None:
-    settings = StreamerSettings(ca=tls_files.ca, crt=tls_files.node_crt, pk=tls_files.node_key)  # type: ignore[arg-type]
+    settings = StreamerSettings.model_validate(dict(ca=tls_files.ca, crt=tls_files.node_crt, pk=tls_files.node_key))
     server = memory_server_factory(creds=tls.server_credentials(settings))
     async with lc.LogClient(server.target, tls_files.ca, tls_files.client_crt, tls_files.client_key) as client:
         await client.log("a", "b", "secret")

@@ -108,9 +108,9 @@ def test_parse_target() -> None:
 def test_tls_modes(memory_server_factory: Callable[..., MemoryLogServer], tls_files: TlsFiles,
                    capsys: pytest.CaptureFixture[str]) -> None:
     server_only = memory_server_factory(tls.server_credentials(
-        StreamerSettings(crt=tls_files.node_crt, pk=tls_files.node_key)))  # type: ignore[arg-type]
+        StreamerSettings.model_validate(dict(crt=tls_files.node_crt, pk=tls_files.node_key))))
     mutual = memory_server_factory(tls.server_credentials(
-        StreamerSettings(ca=tls_files.ca, crt=tls_files.node_crt, pk=tls_files.node_key)))  # type: ignore[arg-type]
+        StreamerSettings.model_validate(dict(ca=tls_files.ca, crt=tls_files.node_crt, pk=tls_files.node_key))))
     common = ["-filename", "f", "-attempts", "1"]
 
     assert _send(["-target", server_only.target, "-ca", str(tls_files.ca), *common, "s"], capsys)[0] == 0

@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -39,7 +39,7 @@ def stop() -> Iterator[threading.Event]:
     event.set()
 
 
-def _thread(target: object, stop: threading.Event, name: str) -> threading.Thread:
+def _thread(target: Callable[[threading.Event], None], stop: threading.Event, name: str) -> threading.Thread:
     thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
     thread.start()
     return thread

@@ -28,7 +28,7 @@ class Pinger(pb_grpc.PingerServicer):
 
 async def _serve(creds: grpc.ServerCredentials | None) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    pb_grpc.add_PingerServicer_to_server(Pinger(), server)
+    pb_grpc.add_PingerServicer_to_server(Pinger(), server)  # type: ignore[no-untyped-call]
     port = tls.add_port(server, "127.0.0.1:0", creds)
     await server.start()
     return server, port
@@ -36,7 +36,8 @@ async def _serve(creds: grpc.ServerCredentials | None) -> tuple[grpc.aio.Server,
 
 async def _ping(port: int, creds: grpc.ChannelCredentials | None, host: str = "127.0.0.1") -> int:
     async with tls.secure_or_insecure_channel(f"{host}:{port}", creds) as channel:
-        reply = await pb_grpc.PingerStub(channel).Ping(pb.PingRequest(a=6, b=7), timeout=5)
+        stub = pb_grpc.PingerStub(channel)  # type: ignore[no-untyped-call]
+        reply = await stub.Ping(pb.PingRequest(a=6, b=7), timeout=5)
         return int(reply.res)
 
 
@@ -54,7 +55,7 @@ async def plaintext_server() -> AsyncIterator[int]:
 
 
 def _settings(**files: Path) -> StreamerSettings:
-    return StreamerSettings(**files)  # type: ignore[arg-type]
+    return StreamerSettings.model_validate(files)
 
 
 @pytest_asyncio.fixture
