@@ -1,0 +1,114 @@
+"""Path validation: no generated (path, filename) makes the writer create or write anything outside
+its root, even with symlinks in the root that point outside, back into the root, or to a file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from logstream.streamer.paths import BadTarget, validate_target
+from logstream.streamer.writer import BadRequest, Writer
+
+segments = st.sampled_from(["a", "b", "..", ".", "", "out", "up", "loop", "inside", "file.log", "x\x00y",
+                            "ü", "n" * 300])
+paths = st.lists(segments, max_size=5).map("/".join) | st.lists(segments, max_size=4).map(lambda s: "/" + "/".join(s))
+filenames = st.sampled_from(["f", "out", "link", "..", ".", "", "a/b", "nul\x00", "ok_1", "m" * 230,
+                             "f_20260101T000000.000000Z", "dir", "fifo"])
+
+
+def build_root(base: Path) -> tuple[Path, Path]:
+    root, outside = base / "root", base / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "victim.log").write_bytes(b"")
+    os.symlink(outside, root / "out")  # a folder symlink leading out
+    os.symlink("..", root / "up")  # relative, out of the root
+    os.symlink(".", root / "loop")  # back into the root: allowed
+    os.mkdir(root / "inside")
+    os.symlink(outside / "victim.log", root / "link.log")  # a file symlink leading out
+    os.mkdir(root / "dir.log")
+    os.mkfifo(root / "fifo.log")
+    return root, outside
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    found: dict[str, bytes | None] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames:
+            found[os.path.join(dirpath, name)] = None
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            found[full] = None if os.path.islink(full) else Path(full).read_bytes()
+    return found
+
+
+@given(st.lists(st.tuples(paths, filenames), min_size=1, max_size=12))
+def test_nothing_is_written_outside_the_root(requests: list[tuple[str, str]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root, outside = build_root(Path(tmp))
+        before = snapshot(outside)
+        writer = Writer(root)
+        real_root = os.path.realpath(root)
+        for path, filename in requests:
+            try:
+                writer.append(path, filename, b"line\n")
+            except BadRequest:
+                continue
+            written = os.path.realpath(os.path.join(root, path.lstrip("/"), filename + ".log"))
+            assert written.startswith(real_root + "/")
+        writer.close()
+        assert snapshot(outside) == before
+
+
+@given(paths, filenames)
+def test_accepted_targets_stay_lexically_inside(path: str, filename: str) -> None:
+    try:
+        target = validate_target(path, filename)
+    except BadTarget as exc:
+        assert str(exc)
+        return
+    normal = os.path.normpath(target.relative)
+    assert normal.split("/")[0] != ".." and not normal.startswith("/")
+    assert normal.endswith(".log") and "\x00" not in normal
+
+
+@pytest.mark.parametrize(
+    ("path", "filename", "problem"),
+    [
+        ("/etc", "f", "absolute"),
+        ("a/../..", "f", "'..'"),
+        ("..", "f", "'..'"),
+        ("a", "", "empty"),
+        ("a", "x/y", "'/'"),
+        ("a\x00", "f", "NUL"),
+        ("a", "f\x00", "NUL"),
+        ("a", "f" * 240, "bytes long"),
+        ("/".join(["d" * 250] * 20), "f", "too long"),
+        ("a", "app_20260101T000000.000000Z", "rotated"),
+    ],
+)
+def test_each_bad_input_is_named(path: str, filename: str, problem: str) -> None:
+    with pytest.raises(BadTarget, match=problem):
+        validate_target(path, filename)
+
+
+@pytest.mark.parametrize(
+    ("path", "filename", "problem"),
+    [("out", "f", "outside the root"), ("up/x", "f", "outside the root"), ("", "link", "symlink"),
+     ("", "dir", "not a regular file"), ("", "fifo", "not a regular file"), ("inside/f.log", "g", None)],
+)
+def test_symlinks_out_of_the_root_are_refused(tmp_path: Path, path: str, filename: str, problem: str | None) -> None:
+    root, outside = build_root(tmp_path)
+    (root / "inside" / "f.log").write_bytes(b"")  # a file where a folder is asked for
+    writer = Writer(root)
+    with pytest.raises(BadRequest, match=problem or "is a file, not a folder"):
+        writer.append(path, filename, b"x\n")
+    writer.append("loop/inside", "ok", b"x\n")  # a symlink that stays inside is fine
+    writer.close()
+    assert (root / "inside" / "ok.log").read_bytes() == b"x\n"
+    assert snapshot(outside) == {str(outside / "victim.log"): b""}
