@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     def flag(name: str, **kwargs: object) -> None:
         parser.add_argument(f"-{name}", f"--{name}", **kwargs)  # type: ignore[arg-type]
 
-    flag("target", required=True, metavar="HOST:PORT", help="mediator or streamer address")
+    # -mediator: the name `logstream status` uses for the same address
+    parser.add_argument("-target", "--target", "-mediator", "--mediator", dest="target", required=True,
+                        metavar="HOST:PORT", help="mediator or streamer address")
     flag("path", default="", help="folder under the streamer's root (default: the root itself)")
     flag("filename", required=True, help="file name; lines go to <path>/<filename>.log")
     flag("ca", type=Path, help="CA certificate to verify the server (TLS; default: plaintext)")

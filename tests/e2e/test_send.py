@@ -76,3 +76,18 @@ def test_send_over_mutual_tls(tmp_path: Path, tls_files: TlsFiles) -> None:
             assert client.log_many("", "secure", ["three"]) == 1
         assert (root / "secure.log").read_text() == "one\ntwo\nthree\n"
         assert node.stop() == 0
+
+
+def test_certificates_from_logstream_certs_work_server_only(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    made = subprocess.run([*logstream_command(), "certs", "--out", str(certs)], capture_output=True, text=True,
+                          timeout=30)
+    assert made.returncode == 0, made.stderr
+    node_tls = ["-crt", str(certs / "node.crt"), "-pk", str(certs / "node.key")]
+    with start_node(_streamer(tmp_path / "logs", *node_tls)) as node:
+        done = _send(["-mediator", f"localhost:{node.port}", "-filename", "f", "-ca", str(certs / "ca.crt"), "hi"])
+        assert done.returncode == 0, done.stderr
+        plain = _send(["-target", node.address, "-filename", "f", "-attempts", "1", "plaintext"])
+        assert plain.returncode == 1
+        assert node.stop() == 0
+    assert (tmp_path / "logs" / "f.log").read_text() == "hi\n"

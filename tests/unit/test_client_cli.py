@@ -113,7 +113,7 @@ def test_tls_modes(memory_server_factory: Callable[..., MemoryLogServer], tls_fi
         StreamerSettings.model_validate(dict(ca=tls_files.ca, crt=tls_files.node_crt, pk=tls_files.node_key))))
     common = ["-filename", "f", "-attempts", "1"]
 
-    assert _send(["-target", server_only.target, "-ca", str(tls_files.ca), *common, "s"], capsys)[0] == 0
+    assert _send(["-mediator", server_only.target, "-ca", str(tls_files.ca), *common, "s"], capsys)[0] == 0
     client = ["-crt", str(tls_files.client_crt), "-pk", str(tls_files.client_key)]
     assert _send(["-target", mutual.target, "-ca", str(tls_files.ca), *client, *common, "m"], capsys)[0] == 0
     assert server_only.lines("", "f") == ["s"] and mutual.lines("", "f") == ["m"]
