@@ -146,25 +146,52 @@ class MediatorSettings(RoleSettings):
     port: int = Field(8000, ge=0, le=65535, description="gRPC port (0: any free port)")
     id: str = Field("", description="this mediator's name in logs (default: host:port)")
     health_interval: Duration = Field(5.0, description="how often each streamer is pinged")
-    ping_timeout: Duration | None = Field(None, description="a ping slower than this fails (default: half the health interval, at most 2s)")
-    lease: Duration | None = Field(
-        None, description="how long a ping lets a streamer write (default: 2 x health interval)"
+    ping_timeout: Duration | None = Field(
+        None, description="a ping slower than this fails (default: half the health interval, at most 2s)"
     )
-    handoff_wait: Duration = Field(5.0, description="how long a request for a key in hand-off waits before UNAVAILABLE")
-    forward_timeout: Duration = Field(10.0, description="deadline of one forward to a streamer")
-    batch_lines: int = Field(10_000, ge=1, description="most lines coalesced into one forward")
+    lease: Duration | None = Field(
+        None, description="how long a ping lets a streamer write (default: 1.5 x health interval)"
+    )
+    handoff_wait: Duration | None = Field(
+        None,
+        description="how long a request for a key without a usable owner (hand-off, failed owner) waits "
+        "before UNAVAILABLE (default: long enough to ride out a failed streamer: "
+        "health interval + ping timeout + 1.1 x lease)",
+    )
+    restart_grace: Duration | None = Field(
+        None,
+        description="after start-up, place no key until leases a previous mediator granted have surely "
+        "expired (default: ping timeout + 1.1 x lease; 0 only if no other mediator ran within a lease)",
+    )
+    forward_timeout: Duration = Field(5.0, description="deadline of one forward to a streamer (then it counts as failed)")
+    batch_lines: int = Field(20_000, ge=1, description="most lines coalesced into one forward")
     batch_bytes: Size = Field(4_000_000, description="most bytes coalesced into one forward")
     max_line: Size = Field(1_048_576, description="longest accepted line (bytes)")
 
     @model_validator(mode="after")
     def _derived_timings(self) -> MediatorSettings:
+        if self.health_interval <= 0:
+            raise ValueError("-health-interval must be positive")
         if self.ping_timeout is None:
             self.ping_timeout = min(self.health_interval / 2, 2.0)
+        if not 0 < self.ping_timeout <= self.health_interval:
+            raise ValueError(
+                f"-ping-timeout ({self.ping_timeout}s) must be positive and at most -health-interval "
+                f"({self.health_interval}s)"
+            )
         if self.lease is None:
-            self.lease = 2 * self.health_interval
+            self.lease = 1.5 * self.health_interval
         if self.lease <= self.health_interval:
             raise ValueError(
                 f"-lease ({self.lease}s) must be longer than -health-interval ({self.health_interval}s), "
                 "or every lease lapses between two pings"
             )
+        if self.handoff_wait is None:
+            self.handoff_wait = self.health_interval + self.ping_timeout + 1.1 * self.lease
+        if self.restart_grace is None:
+            self.restart_grace = self.ping_timeout + 1.1 * self.lease
+        if self.batch_bytes == -1:
+            raise ValueError("-batch-bytes must be a finite size")
+        if self.max_line == -1:
+            raise ValueError("-max-line must be a finite size")
         return self

@@ -1,0 +1,1 @@
+"""The mediator: membership and leases, placement, ownership and hand-off, batched forwarding."""

@@ -1,0 +1,139 @@
+"""Who is in the cluster and when each streamer's lease has surely expired: pure bookkeeping.
+
+Time is passed in (`now`, seconds on the mediator's monotonic clock), so that tests drive it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class Holder(NamedTuple):
+    """One streamer process as the mediator knows it: its id and the address it serves.
+
+    Two processes cannot serve one address at once, so (id, addr) names the process that may hold
+    leases and open files; a streamer re-registering under a new address is a new holder.
+    """
+
+    id: str
+    addr: str
+
+    def __str__(self) -> str:
+        return f"{self.id}@{self.addr}" if self.id != self.addr else self.addr
+
+
+class State(enum.Enum):
+    PENDING = "pending"  # registered, no ping answered yet: gets no keys
+    LIVE = "live"  # answered a ping: eligible for keys
+
+
+@dataclass
+class Member:
+    holder: Holder
+    state: State
+    registered_at: float
+    last_ok: float | None = None  # last answered ping
+    lines: int = 0  # as the streamer reported in its last ping answer
+    bytes: int = 0
+    open_files: int = 0
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What `register` did: `member` is new or refreshed; `replaced` lost its address or id."""
+
+    holder: Holder
+    new: bool
+    replaced: tuple[Holder, ...] = ()
+
+
+@dataclass
+class Membership:
+    """The registry of streamers and the mediator's conservative view of their leases.
+
+    `surely_expired_at(h)` = last ping sent to `h` + ping_timeout + lease * 1.1: a streamer starts its
+    lease when it receives a ping, which (for a ping delivered at all) is before the ping's deadline,
+    and the 10% covers the two clocks running at slightly different rates.
+    """
+
+    lease_s: float
+    ping_timeout_s: float
+    members: dict[str, Member] = field(default_factory=dict)  # by streamer id
+    # Kept for removed holders too, until their lease has surely expired.
+    last_ping_sent: dict[Holder, float] = field(default_factory=dict)
+
+    @property
+    def expiry_bound_s(self) -> float:
+        return self.ping_timeout_s + self.lease_s * 1.1
+
+    def register(self, streamer_id: str, addr: str, now: float) -> Registered:
+        holder = Holder(streamer_id, addr)
+        existing = self.members.get(streamer_id)
+        if existing is not None and existing.holder == holder:
+            return Registered(holder, new=False)
+        replaced: list[Holder] = []
+        if existing is not None:  # same id, new address: the old process is gone or going
+            replaced.append(existing.holder)
+            del self.members[streamer_id]
+        for other in list(self.members.values()):  # another id on this address: that process is gone
+            if other.holder.addr == addr:
+                replaced.append(other.holder)
+                del self.members[other.holder.id]
+        self.members[streamer_id] = Member(holder, State.PENDING, registered_at=now)
+        return Registered(holder, new=True, replaced=tuple(replaced))
+
+    def member(self, holder: Holder) -> Member | None:
+        member = self.members.get(holder.id)
+        return member if member is not None and member.holder == holder else None
+
+    def is_live(self, holder: Holder) -> bool:
+        member = self.member(holder)
+        return member is not None and member.state is State.LIVE
+
+    def live(self) -> list[Holder]:
+        return sorted(m.holder for m in self.members.values() if m.state is State.LIVE)
+
+    def live_by_id(self) -> dict[str, Holder]:
+        return {m.holder.id: m.holder for m in self.members.values() if m.state is State.LIVE}
+
+    def holders(self) -> list[Holder]:
+        """Every member, live or pending: the ones to ping."""
+        return sorted(m.holder for m in self.members.values())
+
+    def ping_sent(self, holder: Holder, now: float) -> None:
+        if self.member(holder) is not None:
+            previous = self.last_ping_sent.get(holder, now)
+            self.last_ping_sent[holder] = max(previous, now)
+
+    def ping_ok(self, holder: Holder, now: float, lines: int = 0, nbytes: int = 0, open_files: int = 0) -> bool:
+        """Record an answered ping; True when this made the streamer live."""
+        member = self.member(holder)
+        if member is None:  # removed while the ping was in flight: it stays removed
+            return False
+        member.last_ok = now
+        member.lines, member.bytes, member.open_files = lines, nbytes, open_files
+        if member.state is State.PENDING:
+            member.state = State.LIVE
+            return True
+        return False
+
+    def remove(self, holder: Holder) -> Member | None:
+        """Forget a member (its lease bookkeeping stays until surely expired)."""
+        member = self.member(holder)
+        if member is not None:
+            del self.members[holder.id]
+        return member
+
+    def surely_expired_at(self, holder: Holder) -> float:
+        sent = self.last_ping_sent.get(holder)
+        return float("-inf") if sent is None else sent + self.expiry_bound_s
+
+    def surely_expired(self, holder: Holder, now: float) -> bool:
+        if self.member(holder) is not None and self.member(holder).state is State.LIVE:  # type: ignore[union-attr]
+            return False  # still pinged: its lease keeps being renewed
+        expired = now >= self.surely_expired_at(holder)
+        if expired and self.member(holder) is None:
+            self.last_ping_sent.pop(holder, None)
+        return expired

@@ -1,0 +1,54 @@
+"""The mediator's whole decision state: membership + ownership behind one pure facade.
+
+The router (I/O) reports what happened (a registration, a ping answered or failed, a forward
+failed, a release done) and asks where a key goes; the stateful Hypothesis test drives this same
+object with a fake clock beside a model of the streamers.
+"""
+
+from __future__ import annotations
+
+from .membership import Holder, Membership, Registered
+from .ownership import Handoff, Ownership, Route
+from .placement import FileKey
+
+
+class ClusterState:
+    def __init__(self, lease_s: float, ping_timeout_s: float, now: float, restart_grace_s: float | None = None) -> None:
+        self.membership = Membership(lease_s, ping_timeout_s)
+        # After a (re)start, place nothing until any lease a previous mediator granted has surely
+        # expired; by default the bound this mediator uses itself (same settings assumed).
+        grace = self.membership.expiry_bound_s if restart_grace_s is None else restart_grace_s
+        self.ownership = Ownership(self.membership, grace_until=now + grace)
+
+    def register(self, streamer_id: str, addr: str, now: float) -> Registered:
+        outcome = self.membership.register(streamer_id, addr, now)
+        for old in outcome.replaced:
+            self.ownership.removed(old)
+        return outcome
+
+    def ping_sent(self, holder: Holder, now: float) -> None:
+        self.membership.ping_sent(holder, now)
+
+    def ping_answered(self, holder: Holder, now: float, lines: int = 0, nbytes: int = 0,
+                      open_files: int = 0) -> list[Handoff] | None:
+        """None when nothing changed; the hand-offs to run when the streamer just became live."""
+        if self.membership.ping_ok(holder, now, lines, nbytes, open_files):
+            return self.ownership.joined(holder)
+        return None
+
+    def failed(self, holder: Holder) -> list[FileKey] | None:
+        """Remove a streamer (failed ping or forward); None if it was not a member."""
+        if self.membership.remove(holder) is None:
+            return None
+        return self.ownership.removed(holder)
+
+    def route(self, key: FileKey, now: float) -> Route:
+        return self.ownership.route(key, now)
+
+    def handoff_done(self, plan: Handoff, released: bool) -> None:
+        self.ownership.handoff_done(plan, released)
+        if not released:
+            self.failed(plan.source)
+
+    def live(self) -> list[Holder]:
+        return self.membership.live()

@@ -1,0 +1,114 @@
+"""The mediator's decision core at its boundaries: fences, grace, hand-off, re-registration."""
+
+from __future__ import annotations
+
+import pytest
+
+from logstream.mediator.membership import Holder
+from logstream.mediator.ownership import NoStreamers, Wait
+from logstream.mediator.placement import FileKey, place
+from logstream.mediator.state import ClusterState
+
+LEASE, TIMEOUT = 1.5, 0.5
+BOUND = TIMEOUT + LEASE * 1.1
+
+
+def live_state(*ids: str, now: float = 0.0) -> ClusterState:
+    state = ClusterState(LEASE, TIMEOUT, now, restart_grace_s=0.0)
+    for streamer_id in ids:
+        registered = state.register(streamer_id, f"127.0.0.1:{9000 + len(state.live())}", now)
+        state.ping_sent(registered.holder, now)
+        state.ping_answered(registered.holder, now)
+    return state
+
+
+def key_on(state: ClusterState, streamer_id: str) -> FileKey:
+    ids = [h.id for h in state.live()]
+    return next(k for k in (FileKey("p", f"f{i}") for i in range(1000)) if place(k, ids) == streamer_id)
+
+
+def test_no_streamer_is_a_clear_answer_not_a_crash() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 0.0, restart_grace_s=0.0)
+    assert state.route(FileKey("", "a"), 1.0) is NoStreamers.NONE
+    registered = state.register("s1", "h:1", 1.0)
+    assert state.route(FileKey("", "a"), 1.0) is NoStreamers.NONE  # registered, never answered a ping
+    state.ping_sent(registered.holder, 1.0)
+    state.ping_answered(registered.holder, 1.1)
+    assert state.route(FileKey("", "a"), 1.1) == registered.holder
+    state.failed(registered.holder)
+    assert state.route(FileKey("", "b"), 1.2) is NoStreamers.NONE
+
+
+def test_a_failed_owners_keys_wait_until_its_lease_has_surely_expired() -> None:
+    state = live_state("s1", "s2")
+    s1 = next(h for h in state.live() if h.id == "s1")
+    key = key_on(state, "s1")
+    assert state.route(key, 0.0) == s1
+    state.ping_sent(s1, 10.0)  # this ping is never answered
+    state.failed(s1)
+    assert state.route(key, 10.0 + BOUND - 1e-6) is Wait.FENCED
+    new_owner = state.route(key, 10.0 + BOUND)
+    assert isinstance(new_owner, Holder) and new_owner.id == "s2"
+
+
+def test_the_same_streamer_coming_back_takes_its_fenced_keys_back() -> None:
+    state = live_state("s1", "s2")
+    s1 = next(h for h in state.live() if h.id == "s1")
+    key = key_on(state, "s1")
+    state.route(key, 0.0)
+    state.failed(s1)
+    again = state.register("s1", s1.addr, 0.5)
+    assert again.holder == s1
+    state.ping_sent(s1, 0.5)
+    state.ping_answered(s1, 0.6)
+    assert state.route(key, 0.6) == s1
+
+
+def test_a_streamer_back_on_a_new_address_is_a_new_holder_and_fences_the_old() -> None:
+    state = live_state("s1")
+    s1 = state.live()[0]
+    key = FileKey("", "a")
+    assert state.route(key, 0.0) == s1
+    outcome = state.register("s1", "127.0.0.1:9999", 1.0)
+    assert outcome.replaced == (s1,)
+    state.ping_sent(outcome.holder, 1.0)
+    state.ping_answered(outcome.holder, 1.0)
+    assert state.route(key, 1.0) is Wait.FENCED  # the old process may still hold the file
+    assert state.route(key, 0.0 + BOUND) == outcome.holder
+
+
+def test_a_restarted_mediator_places_nothing_during_its_grace() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 100.0)
+    registered = state.register("s1", "h:1", 100.0)
+    state.ping_sent(registered.holder, 100.0)
+    state.ping_answered(registered.holder, 100.0)
+    assert state.route(FileKey("", "a"), 100.0 + BOUND - 0.01) is Wait.GRACE
+    assert state.route(FileKey("", "a"), 100.0 + BOUND) == registered.holder
+
+
+@pytest.mark.parametrize("released", [True, False])
+def test_join_hands_keys_off_only_after_release_or_lease_expiry(released: bool) -> None:
+    state = live_state("s1")
+    s1 = state.live()[0]
+    keys = [FileKey("p", f"f{i}") for i in range(200)]
+    for key in keys:
+        state.route(key, 0.0)
+    s2 = state.register("s2", "h:2", 1.0).holder
+    state.ping_sent(s2, 1.0)
+    plans = state.ping_answered(s2, 1.0)
+    assert plans is not None and len(plans) == 1 and plans[0].source == s1 and plans[0].target == s2
+    moving = set(plans[0].keys)
+    assert moving == {k for k in keys if place(k, ["s1", "s2"]) == "s2"}
+    assert 60 < len(moving) < 140
+    for key in keys:
+        assert state.route(key, 1.0) == (Wait.HANDOFF if key in moving else s1)
+    state.ping_sent(s1, 1.0)
+    state.handoff_done(plans[0], released=released)
+    some = next(iter(moving))
+    if released:
+        assert state.route(some, 1.0) == s2
+        assert state.live() == [s1, s2]
+    else:  # the old owner did not answer: it is removed and its keys wait for its lease to lapse
+        assert state.live() == [s2]
+        assert state.route(some, 1.0 + BOUND - 0.01) is Wait.FENCED
+        assert state.route(some, 1.0 + BOUND) == s2
