@@ -189,7 +189,7 @@ def test_handler_ships_every_record_in_order(memory_server: MemoryLogServer, app
     handler.close()
     assert memory_server.lines("apps", "web") == [f"INFO request {n}" for n in range(450)] + ["WARNING last one"]
     assert handler.sent == 451 and handler.dropped == 0
-    assert 5 <= memory_server.calls["LogBatch"] <= 20
+    assert 5 <= memory_server.calls["LogBatch"] <= 60  # batched, not one call per record
 
 
 def test_handler_sends_a_lone_record_after_the_flush_interval(memory_server: MemoryLogServer,

@@ -147,7 +147,7 @@ def test_profile_finds_the_busy_function_and_skips_idle_threads(server: debug.De
     assert status == 200
     assert "cpu profile at 100 Hz" in body
     rounds = int(re.search(r"in (\d+) rounds", body).group(1))  # type: ignore[union-attr]
-    assert 20 <= rounds <= 70
+    assert 10 <= rounds <= 70  # ~60 at 100 Hz; slack for a loaded machine
     top_rows = body.split("function\n", 1)[1]
     assert "burn_cpu_marker_function" in top_rows
     assert "idle_marker_function" not in top_rows
