@@ -225,3 +225,20 @@ def test_handler_ignores_records_after_close(memory_server: MemoryLogServer, app
     handler.close()
     handler.emit(logging.LogRecord("x", logging.INFO, __file__, 1, "late", None, None))
     assert handler.dropped == 1 and memory_server.lines("a", "b") == []
+
+
+def test_handler_close_gives_up_on_a_hung_cluster(app_logger: logging.Logger) -> None:
+    # A listener that accepts connections and never speaks: every call would wait for its deadline.
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen()
+        target = f"127.0.0.1:{hung.getsockname()[1]}"
+        handler = lc.LogstreamHandler(target, "a", "b", flush_interval_s=0.05, timeout_s=30, close_timeout_s=0.5)
+        app_logger.addHandler(handler)
+        for n in range(10):
+            app_logger.info("stuck %d", n)
+        time.sleep(0.2)  # let the sender start its call
+        began = time.monotonic()
+        handler.close()
+        assert time.monotonic() - began < 3
+    assert handler.sent == 0 and handler.dropped == 10
