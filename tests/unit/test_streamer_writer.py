@@ -1,0 +1,112 @@
+"""The writer's edges: locks, line limits, retention, echo, the open-file bound, fsync policies."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import pytest
+
+from logstream.streamer.writer import BadRequest, FileLocked, Writer
+
+
+def test_a_file_locked_elsewhere_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    (tmp_path / "held.log").write_bytes(b"theirs\n")
+    other = os.open(tmp_path / "held.log", os.O_WRONLY)
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    writer = Writer(tmp_path)
+    batch = [writer.chunk("", "free", b"a\n"), writer.chunk("", "held", b"b\n")]
+    with pytest.raises(FileLocked, match="locked by another process"):
+        writer.write_chunks([c for c in batch if c])
+    assert (tmp_path / "held.log").read_bytes() == b"theirs\n"
+    assert (tmp_path / "free.log").read_bytes() == b""  # opened, but nothing of the batch written
+    os.close(other)
+    writer.append("", "held", b"b\n")
+    writer.close()
+    assert (tmp_path / "held.log").read_bytes() == b"theirs\nb\n"
+
+
+def test_the_writer_holds_a_lock_on_every_open_file(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    writer.append("d", "x", b"1\n")
+    probe = os.open(tmp_path / "d" / "x.log", os.O_WRONLY)
+    with pytest.raises(BlockingIOError):
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    writer.release([("d", "x")])
+    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: free now
+    os.close(probe)
+    writer.close()
+
+
+def test_a_line_over_the_maximum_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    writer = Writer(tmp_path, max_line=10)
+    writer.append("", "f", b"0123456789\n")  # exactly the maximum
+    with pytest.raises(BadRequest, match="line of 11 bytes .* maximum of 10"):
+        writer.append("", "f", b"ok\n" * 5 + b"01234567890\nok\n")
+    writer.close()
+    assert (tmp_path / "f.log").read_bytes() == b"0123456789\n"
+
+
+def test_a_final_newline_is_added_and_empty_data_writes_nothing(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    assert writer.append("", "f", b"a\nb") == 2
+    assert writer.append("", "f", b"") == 0
+    writer.close()
+    assert (tmp_path / "f.log").read_bytes() == b"a\nb\n"
+
+
+def test_retention_keeps_the_newest_rotated_files(tmp_path: Path) -> None:
+    writer = Writer(tmp_path, limit=2, keep=2)
+    for i in range(6):
+        writer.append("", "r", f"{i}\n".encode())
+    writer.close()
+    names = sorted(os.listdir(tmp_path), key=lambda n: (n == "r.log", n))
+    assert len(names) == 3 and names[-1] == "r.log"
+    assert [(tmp_path / n).read_bytes() for n in names] == [b"3\n", b"4\n", b"5\n"]
+
+
+def test_open_files_are_bounded_least_recently_used_first(tmp_path: Path) -> None:
+    writer = Writer(tmp_path, max_open_files=2)
+    for name in ("a", "b", "a", "c"):
+        writer.append("", name, b"x\n")
+    assert sorted(writer.open_keys()) == [("", "a"), ("", "c")]
+    writer.close()
+
+
+def test_idle_files_are_closed(tmp_path: Path) -> None:
+    now = [0.0]
+    writer = Writer(tmp_path, monotonic=lambda: now[0])
+    writer.append("", "old", b"x\n")
+    now[0] = 10.0
+    writer.append("", "new", b"x\n")
+    assert writer.close_idle(5.0) == 1
+    assert writer.open_keys() == [("", "new")]
+    writer.close()
+
+
+@pytest.mark.parametrize("policy", ["always", "interval"])
+def test_fsync_policies_write_the_same_bytes(tmp_path: Path, policy: str) -> None:
+    writer = Writer(tmp_path, fsync=policy, limit=4)  # type: ignore[arg-type]
+    writer.append("", "s", b"12\n34\n56\n")
+    writer.sync_dirty()
+    writer.close()
+    assert b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir(), key=lambda p: (p.name == "s.log", p.name))) \
+        == b"12\n34\n56\n"
+
+
+def test_console_echo_gets_each_written_chunk(tmp_path: Path) -> None:
+    echoed: list[bytes] = []
+    writer = Writer(tmp_path, echo=echoed.append)
+    writer.append("", "e", b"hello")
+    writer.close()
+    assert echoed == [b"hello\n"]
+
+
+def test_a_root_symlink_is_resolved_once(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "alias")
+    writer = Writer(tmp_path / "alias")
+    writer.append("sub", "f", b"x\n")
+    writer.close()
+    assert (tmp_path / "real" / "sub" / "f.log").read_bytes() == b"x\n"
