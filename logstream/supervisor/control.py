@@ -8,6 +8,8 @@ import socket
 import sys
 import time
 import xmlrpc.client
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,8 +29,19 @@ class NotRunning(UsageError):
     """No supervisord answers on the run directory's socket."""
 
 
+@contextmanager
+def supervisor_rpc(paths: RunPaths, timeout_s: float = 10.0) -> Iterator[Any]:
+    """supervisord's `supervisor.*` XML-RPC namespace for `paths`; the connection is closed after."""
+    proxy = supervisor_proxy(paths, timeout_s)
+    try:
+        yield proxy.supervisor
+    finally:
+        proxy("close")()
+
+
 def supervisor_proxy(paths: RunPaths, timeout_s: float = 10.0) -> Any:
-    """An XML-RPC proxy to the supervisord of `paths`, whose calls give up after `timeout_s`."""
+    """An XML-RPC proxy to the supervisord of `paths`, whose calls give up after `timeout_s`;
+    call `proxy("close")()` when done."""
     transport = SupervisorTransport(None, None, paths.server_url)
     make_connection = transport._get_connection
 
@@ -127,7 +140,8 @@ def stop_main(argv: list[str]) -> int:
     pid = supervisord_pid(paths)
     started = time.monotonic()
     try:
-        supervisor_proxy(paths).supervisor.shutdown()
+        with supervisor_rpc(paths) as rpc:
+            rpc.shutdown()
     except (OSError, xmlrpc.client.Fault) as exc:
         print(f"logstream stop: supervisord at {paths.sock} did not accept shutdown: {exc}", file=sys.stderr)
         return 1
@@ -154,14 +168,14 @@ def restart_main(argv: list[str]) -> int:
     if args.node not in config.node_names():
         raise UsageError(f"no node {args.node!r} in cluster {config.cluster.name!r} "
                          f"(nodes: {', '.join(config.node_names())})")
-    proxy = supervisor_proxy(paths, timeout_s=args.timeout)
     name = process_name(args.node)
     try:
-        info = proxy.supervisor.getProcessInfo(name)
-        if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
-            proxy.supervisor.stopProcess(name, True)
-        proxy.supervisor.startProcess(name, True)
-        info = proxy.supervisor.getProcessInfo(name)
+        with supervisor_rpc(paths, timeout_s=args.timeout) as rpc:
+            info = rpc.getProcessInfo(name)
+            if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
+                rpc.stopProcess(name, True)
+            rpc.startProcess(name, True)
+            info = rpc.getProcessInfo(name)
     except xmlrpc.client.Fault as exc:
         print(f"logstream restart: {args.node}: {exc.faultString}", file=sys.stderr)
         return 1

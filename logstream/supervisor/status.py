@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from ..config.cluster import ClusterConfig, ConfigError, load_cluster, mediator_address
 from ..config.flags import UsageError
-from .control import paths_for, socket_answers, supervisor_proxy
+from .control import paths_for, socket_answers, supervisor_rpc
 
 # Exit codes: everything up; something is down or unreachable.
 OK, DEGRADED = 0, 1
@@ -96,9 +96,10 @@ def _uptime(info: dict[str, Any]) -> str:
 
 def supervisor_view(config: ClusterConfig) -> list[dict[str, Any]]:
     """One entry per node supervisord runs here: name, state, pid, uptime_s."""
-    proxy = supervisor_proxy(paths_for(config), timeout_s=5.0)
+    with supervisor_rpc(paths_for(config), timeout_s=5.0) as rpc:
+        infos = rpc.getAllProcessInfo()
     processes = []
-    for info in proxy.supervisor.getAllProcessInfo():
+    for info in infos:
         processes.append({
             "name": info["name"], "group": info["group"], "state": info["statename"], "pid": info["pid"],
             "uptime_s": max(0, int(info["now"]) - int(info["start"])) if info["statename"] == "RUNNING" else 0,

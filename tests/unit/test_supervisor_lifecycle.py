@@ -1,0 +1,229 @@
+"""The run loop with a real supervisord and real (small, fake-node) programs: ordered stop, exit
+codes 130/143, restarts after SIGKILL, stop/restart/status over XML-RPC, a refused second run, and
+no process left behind, even when a node ignores SIGTERM or supervisord itself hangs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from logstream.supervisor import control, run, status
+
+FAKE_NODE = """\
+import os, signal, sys, time
+name = next(a[4:] for a in sys.argv if a.startswith("-id="))
+print(f"fake {name} listening on 127.0.0.1:0 pid {os.getpid()}", flush=True)
+print(f"fake {name} says hello on stderr", file=sys.stderr, flush=True)
+stop = False
+def on_term(*_):
+    global stop
+    stop = True
+if name not in os.environ.get("FAKE_HANG", "").split(","):
+    signal.signal(signal.SIGTERM, on_term)
+else:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+while not stop:
+    time.sleep(0.05)
+print(f"fake {name} bye", flush=True)
+"""
+
+DRIVER = """\
+import sys
+from pathlib import Path
+from logstream.config.cluster import load_cluster, plan_nodes
+from logstream.supervisor.render import run_paths
+from logstream.supervisor.run import Runner
+
+cwd = Path.cwd()
+config = load_cluster(sys.argv[1], sys.argv[3:])
+paths = run_paths(cwd / config.cluster.run_dir)
+nodes = plan_nodes(config, cwd)
+
+def ready():
+    logs = [paths.node_log(n.name) for n in nodes]
+    return all(p.exists() and "listening" in p.read_text() for p in logs)
+
+sys.exit(Runner(config, nodes, paths, cwd, python=sys.argv[2], ready=ready).run())
+"""
+
+CLUSTER = """\
+[cluster]
+name = "fake"
+run_dir = "run"
+[mediator]
+grace = "100ms"
+[streamers]
+count = 2
+grace = "100ms"
+path = "logs"
+"""
+
+
+class Driven:
+    """`logstream run`'s Runner in a subprocess, its output collected by a thread."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None) -> None:
+        fake = tmp_path / "fakepy"
+        fake.write_text(f"#!{sys.executable}\n{FAKE_NODE}")
+        fake.chmod(0o755)
+        (tmp_path / "driver.py").write_text(DRIVER)
+        (tmp_path / "cluster.toml").write_text(CLUSTER)
+        self.tmp_path = tmp_path
+        self.proc = subprocess.Popen(
+            [sys.executable, str(tmp_path / "driver.py"), "cluster.toml", str(fake)],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout_s: float = 20.0, start: int = 0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in list(self.lines[start:]):
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r} in:\n" + "\n".join(self.lines))
+
+    def wait(self, timeout_s: float = 30.0) -> int:
+        code = self.proc.wait(timeout=timeout_s)
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait()
+
+
+def leftovers(tmp_path: Path) -> list[str]:
+    """Processes whose command line mentions this test's folder (other than pgrep itself)."""
+    found = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if "pgrep" not in line]
+
+
+@pytest.fixture
+def cleanup(tmp_path: Path) -> Iterator[list[Driven]]:
+    started: list[Driven] = []
+    yield started
+    for driven in started:
+        driven.kill()
+    for line in leftovers(tmp_path):  # last resort, so a failing test does not leak processes
+        pid = int(line.split()[0])
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def start(tmp_path: Path, cleanup: list[Driven], env: dict[str, str] | None = None) -> Driven:
+    driven = Driven(tmp_path, env)
+    cleanup.append(driven)
+    driven.wait_for(r"logstream: cluster 'fake' ready in \d+\.\ds")
+    return driven
+
+
+def wait_gone(tmp_path: Path, timeout_s: float = 5.0) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and leftovers(tmp_path):
+        time.sleep(0.1)
+    return leftovers(tmp_path)
+
+
+def test_a_running_cluster_restarts_serves_control_and_stops_on_sigint(
+    tmp_path: Path, cleanup: list[Driven], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    driven = start(tmp_path, cleanup)
+    driven.wait_for(r"^s1 +\| fake s1 says hello on stderr")  # stderr is followed too, with a prefix
+    monkeypatch.chdir(tmp_path)
+
+    # SIGKILL of a node: supervisord starts it again.
+    first = int(driven.wait_for(r"spawned: 's1' with pid (\d+)").group(1))
+    mark = len(driven.lines)
+    os.kill(first, signal.SIGKILL)
+    again = int(driven.wait_for(r"spawned: 's1' with pid (\d+)", start=mark).group(1))
+    assert again != first
+    driven.wait_for(r"s1 +\| fake s1 listening", start=mark)
+
+    # logstream restart FILE NODE
+    assert control.restart_main(["cluster.toml", "s2"]) == 0
+    assert re.search(r"s2 running \(pid \d+\)", capsys.readouterr().out)
+
+    # logstream status FILE: supervisord's view (the fake mediator serves no status: exit 1)
+    assert status.cluster_status_main("cluster.toml", ["--json"]) == 1
+    view = json.loads(capsys.readouterr().out)
+    assert [(p["name"], p["state"]) for p in view["processes"]] == [
+        ("mediator", "RUNNING"), ("s1", "RUNNING"), ("s2", "RUNNING")]
+    assert "mediator_error" in view
+
+    # A second run of the same run directory is refused, and changes nothing.
+    assert run.main(["cluster.toml"]) == 2
+    assert "a cluster is already running from" in capsys.readouterr().err
+
+    driven.proc.send_signal(signal.SIGINT)
+    assert driven.wait() == 130
+    out = "\n".join(driven.lines)
+    # streamers stop before the mediator
+    assert out.index("stopped: s1") < out.index("stopped: mediator")
+    assert out.index("stopped: s2") < out.index("stopped: mediator")
+    assert "logstream: cluster 'fake' stopped" in out
+    assert wait_gone(tmp_path) == []
+    assert not (tmp_path / "run" / "supervisor.sock").exists()
+
+
+def test_sigterm_exits_143_even_when_a_node_ignores_it(tmp_path: Path, cleanup: list[Driven]) -> None:
+    driven = start(tmp_path, cleanup, env={"FAKE_HANG": "s2"})
+    started = time.monotonic()
+    driven.proc.send_signal(signal.SIGTERM)
+    assert driven.wait() == 143
+    # supervisord SIGKILLs s2 after its stopwaitsecs (grace 100ms -> 1 + 5 s)
+    assert time.monotonic() - started < 6 + 1 + 6 + run.KILL_MARGIN_S
+    assert "stopped: s2 (terminated by SIGKILL)" in "\n".join(driven.lines)
+    assert wait_gone(tmp_path) == []
+
+
+def test_a_second_signal_kills_a_hung_supervisord_and_its_nodes(tmp_path: Path, cleanup: list[Driven]) -> None:
+    driven = start(tmp_path, cleanup)
+    supervisord = int((tmp_path / "run" / "supervisord.pid").read_text())
+    os.kill(supervisord, signal.SIGSTOP)  # supervisord hangs: it will never stop the nodes
+    driven.proc.send_signal(signal.SIGINT)
+    driven.wait_for(r"stopping the streamers")
+    driven.proc.send_signal(signal.SIGINT)
+    assert driven.wait(timeout_s=10) == 130
+    out = "\n".join(driven.lines)
+    assert "a second signal: killing supervisord and every node" in out
+    assert re.search(r"s1 \(pid \d+\) outlived supervisord: killing it", out)
+    assert wait_gone(tmp_path) == []
+
+
+def test_logstream_stop_stops_a_running_cluster(
+    tmp_path: Path, cleanup: list[Driven], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    driven = start(tmp_path, cleanup)
+    monkeypatch.chdir(tmp_path)
+    assert control.stop_main(["cluster.toml"]) == 0
+    assert "logstream stop: cluster 'fake' stopped in" in capsys.readouterr().out
+    assert driven.wait() == 0
+    assert wait_gone(tmp_path) == []
+    # Nothing runs any more: stop and restart say so.
+    assert control.stop_main(["cluster.toml"]) == 1
+    assert "no cluster is running from" in capsys.readouterr().err
