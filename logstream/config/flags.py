@@ -24,9 +24,15 @@ class UsageError(Exception):
     """A mistake the user made on the command line, in the environment or in a config file."""
 
 
-class _Parser(argparse.ArgumentParser):
+class GoFlagParser(argparse.ArgumentParser):
+    """argparse that raises UsageError and, like Go's flag package, never expands abbreviations."""
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+    def _get_option_tuples(self, option_string: str) -> list[tuple[Any, ...]]:
+        # Python 3.11 expands single-dash prefixes (-consol -> -console) even with allow_abbrev=False.
+        return []
 
 
 _TRUE = {"1", "t", "true", "yes", "on"}
@@ -47,7 +53,7 @@ def flag_name(field: str) -> str:
 
 
 def build_parser(model: type[RoleSettings], prog: str, description: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=description, allow_abbrev=False, argument_default=argparse.SUPPRESS)
+    parser = GoFlagParser(prog=prog, description=description, allow_abbrev=False, argument_default=argparse.SUPPRESS)
     parser.add_argument("-config", "--config", metavar="FILE", type=Path,
                         help=f"TOML file whose [{model.toml_table}] table holds settings")
     for name, field in model.model_fields.items():

@@ -24,13 +24,13 @@ from .types import Address, Duration, Size
 
 
 class TomlTableSource(TomlConfigSettingsSource):
-    """One table (e.g. `[streamer]`) of a TOML file; the whole file when the table is absent."""
+    """One table (e.g. `[streamer]`) of a TOML file; nothing when the table is absent."""
 
     def __init__(self, settings_cls: type[BaseSettings], toml_file: Path, table: str) -> None:
         self.table = table
         super().__init__(settings_cls, toml_file=toml_file)
 
-    def _read_file(self, file_path: Path) -> dict[str, Any]:
+    def _read_file(self, file_path: Path) -> dict[str, Any]:  # type: ignore[override]
         data = super()._read_file(file_path)
         section = data.get(self.table, {})
         if not isinstance(section, dict):
