@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,23 @@ def prepare_root(root: Path) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"-path {root}: not a writable folder: {exc.strerror or exc}") from None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail early, in one line, when host:port is taken (grpc would also print its own C-level error)."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(f"-host {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _raise_open_files_limit() -> None:
@@ -77,6 +95,7 @@ def main(argv: list[str]) -> int:
     settings = load_settings(StreamerSettings, argv, "logstream streamer", DESCRIPTION)
     setup_logging("streamer", settings.id or f"{settings.host}:{settings.port}", settings.log_level)
     prepare_root(settings.path)
+    check_port_free(settings.host, settings.port)
     _raise_open_files_limit()
     if os.environ.get("LOGSTREAM_LOOP", "uvloop") == "uvloop":
         try:
