@@ -1,0 +1,58 @@
+"""Prometheus metrics of the mediator, read from the router's counters at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+
+from .router import LATENCY_BUCKETS_S, Router
+
+
+class MediatorCollector(Collector):
+    """`logstream_mediator_*`: requests, lines, forwards, failures, live streamers, ack latency."""
+
+    def __init__(self, router: Router, node: Callable[[], str]) -> None:
+        self._router = router
+        self._node = node
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        counters = self._router.counters
+        node = self._node()
+
+        def counter(name: str, text: str, value: float) -> CounterMetricFamily:
+            family = CounterMetricFamily(f"logstream_mediator_{name}", text, labels=["node"])
+            family.add_metric([node], value)
+            return family
+
+        requests = CounterMetricFamily("logstream_mediator_requests", "client requests by RPC", labels=["node", "rpc"])
+        for rpc, count in sorted(counters.requests.items()):
+            requests.add_metric([node, rpc], count)
+        yield requests
+        yield counter("lines", "lines acknowledged to clients (written by their owner)", counters.lines)
+        yield counter("bytes", "bytes acknowledged to clients", counters.bytes)
+        yield counter("forwards", "LogBatch forwards sent to streamers", counters.forwards)
+        yield counter("forward_failures", "forwards that failed (any status)", counters.forward_failures)
+        yield counter("retries", "times a request waited for a key's (new) owner", counters.retries)
+        yield counter("unavailable", "requests answered UNAVAILABLE", counters.unavailable)
+        yield counter("invalid", "requests answered INVALID_ARGUMENT", counters.invalid)
+        yield counter("handoffs", "hand-offs of keys to a joining streamer", counters.handoffs)
+        yield counter("removals", "streamers removed after a failed ping or forward", counters.removals)
+        live = GaugeMetricFamily("logstream_mediator_streamers_live", "live streamers", labels=["node"])
+        live.add_metric([node], len(self._router.state.live()))
+        yield live
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for bound, count in zip((*LATENCY_BUCKETS_S, float("inf")), counters.latency_buckets, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        latency = HistogramMetricFamily("logstream_mediator_ack_latency_seconds",
+                                        "time from a request's arrival to its acknowledgement", labels=["node"])
+        latency.add_metric([node], buckets, counters.latency_sum_s)
+        yield latency
+
+
+def register(collector: MediatorCollector, registry: CollectorRegistry = REGISTRY) -> Callable[[], None]:
+    registry.register(collector)
+    return lambda: registry.unregister(collector)

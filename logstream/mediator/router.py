@@ -1,0 +1,488 @@
+"""Routing lines to their owners: per-streamer batching queues, forwards, retries, pings, hand-offs.
+
+All decisions come from `ClusterState` (pure); this module does the I/O and reports back what
+happened. One `StreamerLink` per streamer: a FIFO queue that one sender task drains into `LogBatch`
+forwards of up to -batch-lines / -batch-bytes, one forward in flight at a time (which keeps each
+key's lines in order); a slow streamer holds up only its own queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from .. import tls
+from .._proto import logstream_pb2 as pb
+from .._proto import logstream_pb2_grpc as pb_grpc
+from .membership import Holder, State
+from .ownership import Handoff, NoStreamers, Wait
+from .placement import FileKey
+from .state import ClusterState
+
+logger = logging.getLogger(__name__)
+
+# (key, data ending in b"\n", number of lines)
+Chunk = tuple[FileKey, bytes, int]
+
+# A streamer's definite refusal of a forward: nothing of it was written because of this status,
+# the streamer is fine. Every other failure leaves the outcome unknown or the streamer unusable.
+DEFINITE = frozenset({
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.PERMISSION_DENIED,
+})
+RETRIED = frozenset({grpc.StatusCode.ABORTED})  # a file lock held elsewhere: wait and retry
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class RouteError(Exception):
+    """A request that cannot be written; `code` is the status the caller gets."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class OwnerFailed(Exception):
+    """The forward's streamer failed: its lines wait for their keys' new owner."""
+
+
+class Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+
+
+def wrap_int32(value: int) -> int:
+    """`value` wrapped to a signed 32-bit integer, as Go's int32 multiply wraps."""
+    return (value + 2**31) % 2**32 - 2**31
+
+
+@dataclass
+class RouterConfig:
+    health_interval_s: float = 5.0
+    ping_timeout_s: float = 2.0
+    lease_s: float = 7.5
+    handoff_wait_s: float = 16.0
+    restart_grace_s: float | None = None
+    forward_timeout_s: float = 5.0
+    batch_lines: int = 20_000
+    batch_bytes: int = 4_000_000
+
+
+@dataclass
+class Counters:
+    requests: Counter[str] = field(default_factory=Counter)  # by RPC
+    lines: int = 0
+    bytes: int = 0
+    forwards: int = 0
+    forwarded_lines: int = 0
+    forward_failures: int = 0
+    retries: int = 0
+    unavailable: int = 0
+    invalid: int = 0
+    handoffs: int = 0
+    removals: int = 0
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    latency_sum_s: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.latency_sum_s += seconds
+
+    def as_map(self) -> dict[str, int]:
+        values = {
+            "requests": sum(self.requests.values()),
+            "lines": self.lines,
+            "bytes": self.bytes,
+            "forwards": self.forwards,
+            "forwarded_lines": self.forwarded_lines,
+            "forward_failures": self.forward_failures,
+            "retries": self.retries,
+            "unavailable": self.unavailable,
+            "invalid": self.invalid,
+            "handoffs": self.handoffs,
+            "removals": self.removals,
+        }
+        values.update({f"requests_{name}": count for name, count in self.requests.items()})
+        return values
+
+
+class _Item:
+    """One caller's chunks for one streamer, and the future its caller awaits."""
+
+    __slots__ = ("chunks", "future", "lines", "nbytes")
+
+    def __init__(self, chunks: list[Chunk], future: asyncio.Future[None]) -> None:
+        self.chunks = chunks
+        self.future = future
+        self.lines = sum(chunk[2] for chunk in chunks)
+        self.nbytes = sum(len(chunk[1]) for chunk in chunks)
+
+
+class StreamerLink:
+    """The channel to one streamer, its queue of pending lines and the task that forwards them."""
+
+    def __init__(self, holder: Holder, channel: grpc.aio.Channel, router: Router) -> None:
+        self.holder = holder
+        self.channel = channel
+        self._router = router
+        self._config = router.config
+        self.log = pb_grpc.LogStreamerStub(channel)
+        self.pinger = pb_grpc.PingerStub(channel)
+        self.control = pb_grpc.StreamerControlStub(channel)
+        self.queue: deque[_Item] = deque()
+        self.pending: Counter[FileKey] = Counter()  # chunks queued or in flight, per key
+        self._wake = asyncio.Event()
+        self._drain_waiters: list[asyncio.Event] = []
+        self.closed = False
+        self._task = asyncio.create_task(self._run(), name=f"forward-{holder}")
+
+    def submit(self, chunks: list[Chunk]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.closed:
+            future.set_exception(OwnerFailed(f"streamer {self.holder} was removed"))
+            return future
+        self.queue.append(_Item(chunks, future))
+        pending = self.pending
+        for chunk in chunks:
+            pending[chunk[0]] += 1
+        self._wake.set()
+        return future
+
+    async def drained(self, keys: Sequence[FileKey]) -> None:
+        """Return once no line of `keys` is queued or in flight here."""
+        while not self.closed and any(self.pending.get(key) for key in keys):
+            event = asyncio.Event()
+            self._drain_waiters.append(event)
+            await event.wait()
+
+    def _take(self) -> list[_Item]:
+        items = [self.queue.popleft()]
+        lines, nbytes = items[0].lines, items[0].nbytes
+        max_lines, max_bytes = self._config.batch_lines, self._config.batch_bytes
+        while self.queue:
+            item = self.queue[0]
+            if lines + item.lines > max_lines or nbytes + item.nbytes > max_bytes:
+                break
+            items.append(self.queue.popleft())
+            lines += item.lines
+            nbytes += item.nbytes
+        return items
+
+    async def _run(self) -> None:
+        while True:
+            if not self.queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._forward(self._take())
+
+    async def _forward(self, items: list[_Item]) -> None:
+        request = pb.LogBatchRequest(chunks=[
+            pb.LogChunk(path=key.path, filename=key.filename, data=data)
+            for item in items for key, data, _lines in item.chunks
+        ])
+        counters = self._router.counters
+        counters.forwards += 1
+        try:
+            await self.log.LogBatch(request, timeout=self._config.forward_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            counters.forward_failures += 1
+            if code in DEFINITE:
+                if len(items) > 1:
+                    # One caller's chunk spoiled the batch: give every caller its own outcome.
+                    for item in items:
+                        await self._forward([item])
+                    return
+                self._done(items, Refused(code, exc.details() or code.name))
+                return
+            reason = f"forward failed: {code.name}: {exc.details()}"
+            self._done(items, OwnerFailed(f"streamer {self.holder} {reason}"))
+            self._router.fail(self.holder, reason)
+            return
+        except asyncio.CancelledError:
+            self._done(items, OwnerFailed(f"streamer {self.holder} was removed"))
+            raise
+        counters.forwarded_lines += sum(item.lines for item in items)
+        self._done(items, None)
+
+    def _done(self, items: list[_Item], error: Exception | None) -> None:
+        pending = self.pending
+        for item in items:
+            for chunk in item.chunks:
+                key = chunk[0]
+                left = pending[key] - 1
+                if left:
+                    pending[key] = left
+                else:
+                    del pending[key]
+            if not item.future.done():
+                if error is None:
+                    item.future.set_result(None)
+                else:
+                    item.future.set_exception(error)
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for event in waiters:
+            event.set()
+
+    async def close(self) -> None:
+        """Stop forwarding: queued lines fail over (OwnerFailed), then the channel closes."""
+        self.closed = True
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        while self.queue:
+            self._done([self.queue.popleft()], OwnerFailed(f"streamer {self.holder} was removed"))
+        self._done([], None)
+        await self.channel.close()
+
+
+class Router:
+    """The mediator's I/O core: owns the cluster state and one link per streamer."""
+
+    def __init__(self, config: RouterConfig, creds: grpc.ChannelCredentials | None = None,
+                 mediator_id: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.mediator_id = mediator_id
+        self._creds = creds
+        self._clock = clock
+        self.state = ClusterState(config.lease_s, config.ping_timeout_s, clock(), config.restart_grace_s)
+        self.links: dict[Holder, StreamerLink] = {}
+        self.counters = Counters()
+        self.removed: dict[str, tuple[Holder, float]] = {}  # id -> (holder, when), for status
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self.closing = False
+        self._lease_ms = int(config.lease_s * 1000)
+        self._interval_ms = int(config.health_interval_s * 1000)
+
+    # -- membership ---------------------------------------------------------------------------
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task: asyncio.Task[object] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def register(self, streamer_id: str, addr: str) -> Holder:
+        outcome = self.state.register(streamer_id, addr, self._clock())
+        for old in outcome.replaced:
+            logger.warning("streamer %s replaced by %s (re-registered): its keys wait until its lease has "
+                           "surely expired", old, outcome.holder)
+            self._close_link(old)
+        if outcome.new:
+            self.removed.pop(streamer_id, None)
+            channel = tls.secure_or_insecure_channel(addr, self._creds)
+            self.links[outcome.holder] = StreamerLink(outcome.holder, channel, self)
+            logger.info("streamer %s registered; first ping now", outcome.holder)
+            self._spawn(self.ping(outcome.holder), f"ping-{outcome.holder}")
+        else:
+            logger.info("streamer %s registered again (already known)", outcome.holder)
+        self._notify()
+        return outcome.holder
+
+    async def ping(self, holder: Holder) -> bool:
+        """One health check and lease renewal; a failure removes the streamer."""
+        link = self.links.get(holder)
+        if link is None or link.closed:
+            return False
+        a, b = random.randint(-(2**31), 2**31 - 1), random.randint(-(2**31), 2**31 - 1)
+        request = pb.PingRequest(a=a, b=b, streamerId=holder.id, lease_ms=self._lease_ms,
+                                 mediator_id=self.mediator_id, interval_ms=self._interval_ms)
+        self.state.ping_sent(holder, self._clock())
+        try:
+            reply = await link.pinger.Ping(request, timeout=self.config.ping_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            self.fail(holder, f"ping failed: {exc.code().name}: {exc.details()}")
+            return False
+        except asyncio.CancelledError:
+            raise
+        if reply.res != wrap_int32(a * b):
+            self.fail(holder, f"ping answered {reply.res}, not {wrap_int32(a * b)}")
+            return False
+        if reply.streamer_id and reply.streamer_id != holder.id:
+            self.fail(holder, f"another streamer ({reply.streamer_id!r}) answers at {holder.addr}")
+            return False
+        stats = reply.stats
+        plans = self.state.ping_answered(holder, self._clock(), stats.lines, stats.bytes, stats.open_files)
+        if plans is not None:
+            logger.info("streamer %s is live (%d live)", holder, len(self.state.live()))
+            for plan in plans:
+                self.counters.handoffs += 1
+                self._spawn(self._handoff(plan), f"handoff-{plan.source}")
+            self._notify()
+        return True
+
+    async def ping_all(self) -> None:
+        await asyncio.gather(*(self.ping(holder) for holder in self.state.membership.holders()))
+
+    def fail(self, holder: Holder, reason: str) -> None:
+        """Remove a streamer: fence its keys until its lease has surely expired."""
+        member = self.state.membership.member(holder)
+        fenced = self.state.failed(holder)
+        if fenced is None:
+            return
+        self.counters.removals += 1
+        self.removed[holder.id] = (holder, self._clock())
+        wait_s = max(0.0, self.state.membership.surely_expired_at(holder) - self._clock())
+        was = "live" if member is not None and member.state is State.LIVE else "pending"
+        logger.warning("streamer %s removed (was %s): %s; %d keys wait %.1fs for its lease to lapse; %d live",
+                       holder, was, reason, len(fenced), wait_s, len(self.state.live()))
+        self._close_link(holder)
+        self._notify()
+
+    def _close_link(self, holder: Holder) -> None:
+        link = self.links.pop(holder, None)
+        if link is not None:
+            link.closed = True
+            self._spawn(link.close(), f"close-{holder}")
+
+    async def _handoff(self, plan: Handoff) -> None:
+        link = self.links.get(plan.source)
+        released, reason = False, "streamer gone"
+        if link is not None:
+            try:
+                async with asyncio.timeout(self.config.forward_timeout_s + self.config.ping_timeout_s):
+                    await link.drained(plan.keys)
+                    await link.control.Release(
+                        pb.ReleaseRequest(keys=[pb.FileKey(path=k.path, filename=k.filename) for k in plan.keys],
+                                          mediator_id=self.mediator_id),
+                        timeout=self.config.ping_timeout_s,
+                    )
+                released = True
+            except grpc.aio.AioRpcError as exc:
+                reason = f"release failed: {exc.code().name}: {exc.details()}"
+            except TimeoutError:
+                reason = "release timed out"
+        if released:
+            self.state.handoff_done(plan, True)
+            logger.info("handed off %d keys from %s to %s", len(plan.keys), plan.source, plan.target)
+        else:
+            self.fail(plan.source, reason)
+            self.state.handoff_done(plan, False)
+        self._notify()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def write(self, chunks: list[Chunk]) -> None:
+        """Return once every chunk was written by its key's owner; RouteError otherwise."""
+        pending = chunks
+        waited_since: float | None = None
+        backoff_s = 0.005
+        while True:
+            if self.closing:
+                raise RouteError(grpc.StatusCode.UNAVAILABLE, "mediator is shutting down")
+            now = self._clock()
+            groups: dict[Holder, list[Chunk]] = {}
+            retry: list[Chunk] = []
+            reason: object = None
+            route = self.state.route
+            for chunk in pending:
+                target = route(chunk[0], now)
+                if target.__class__ is Holder:
+                    group = groups.get(target)  # type: ignore[arg-type]
+                    if group is None:
+                        groups[target] = [chunk]  # type: ignore[index]
+                    else:
+                        group.append(chunk)
+                elif target is NoStreamers.NONE:
+                    raise RouteError(grpc.StatusCode.UNAVAILABLE,
+                                     "no live streamer: none has registered and answered a health check yet, "
+                                     "or every streamer has left")
+                else:
+                    retry.append(chunk)
+                    reason = target
+            if groups:
+                submitted = [(self.links[holder].submit(group), group) for holder, group in groups.items()]
+                refused: Refused | None = None
+                for future, group in submitted:
+                    try:
+                        await future
+                    except OwnerFailed as exc:
+                        retry.extend(group)
+                        reason = exc
+                    except Refused as exc:
+                        if exc.code in RETRIED:
+                            retry.extend(group)
+                            reason = exc
+                        elif refused is None:
+                            refused = exc
+                if refused is not None:
+                    raise RouteError(refused.code, refused.args[0])
+            if not retry:
+                return
+            self.counters.retries += 1
+            pending = retry
+            now = self._clock()
+            if waited_since is None:
+                waited_since = now
+            remaining = waited_since + self.config.handoff_wait_s - now
+            if remaining <= 0:
+                raise RouteError(grpc.StatusCode.UNAVAILABLE, f"no streamer could take {pending[0][0]} within "
+                                 f"{self.config.handoff_wait_s:.1f}s: {_describe(reason)}")
+            await self._wait_change(min(backoff_s, remaining))
+            backoff_s = min(backoff_s * 2, 0.1)
+
+    async def _wait_change(self, timeout_s: float) -> None:
+        event = self._changed
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
+
+    # -- status and shutdown ------------------------------------------------------------------
+
+    def status(self) -> pb.StatusResponse:
+        now = self._clock()
+        streamers = []
+        for member in sorted(self.state.membership.members.values(), key=lambda m: m.holder.id):
+            keys = self.state.ownership.keys_of(member.holder)
+            streamers.append(pb.StreamerStatus(
+                id=member.holder.id, addr=member.holder.addr, alive=member.state is State.LIVE,
+                files=[pb.FileKey(path=k.path, filename=k.filename) for k in keys],
+                lines=member.lines, bytes=member.bytes,
+                last_seen_s=-1.0 if member.last_ok is None else now - member.last_ok,
+            ))
+        for holder, _when in sorted(self.removed.values()):
+            if holder.id not in self.state.membership.members:
+                streamers.append(pb.StreamerStatus(id=holder.id, addr=holder.addr, alive=False, last_seen_s=-1.0))
+        counters = self.counters.as_map()
+        counters["streamers_live"] = len(self.state.live())
+        counters["keys_owned"] = len(self.state.ownership.owner)
+        counters["keys_waiting"] = len(self.state.ownership.fenced) + len(self.state.ownership.handoff)
+        return pb.StatusResponse(mediator_id=self.mediator_id, streamers=streamers, counters=counters)
+
+    async def close(self) -> None:
+        self.closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for holder in list(self.links):
+            self._close_link(holder)
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _describe(reason: object) -> str:
+    if isinstance(reason, Wait):
+        return f"the key is {reason.value}" if reason is Wait.HANDOFF else reason.value
+    if isinstance(reason, Refused):
+        return f"{reason.code.name}: {reason.args[0]}"
+    return str(reason)

@@ -1,0 +1,119 @@
+"""Build the mediator's grpc.aio server, run it until told to stop, then shut down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from .. import tls
+from .._proto import logstream_pb2 as pb
+from .._proto import logstream_pb2_grpc as pb_grpc
+from ..config.settings import MediatorSettings
+from ..net import SERVER_OPTIONS, listen_address
+from .health import health_loop
+from .router import Router, RouterConfig
+from .service import ClusterStatusServicer, LogStreamerServicer, RegisterServicer, Validator
+
+if TYPE_CHECKING:
+    from ..debug import DebugServer
+
+logger = logging.getLogger(__name__)
+
+SERVICES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name
+                 for name in ("LogStreamer", "Register", "ClusterStatus"))
+
+
+def router_config(settings: MediatorSettings) -> RouterConfig:
+    assert settings.ping_timeout is not None and settings.lease is not None and settings.handoff_wait is not None
+    return RouterConfig(
+        health_interval_s=settings.health_interval,
+        ping_timeout_s=settings.ping_timeout,
+        lease_s=settings.lease,
+        handoff_wait_s=settings.handoff_wait,
+        restart_grace_s=settings.restart_grace,
+        forward_timeout_s=settings.forward_timeout,
+        batch_lines=settings.batch_lines,
+        batch_bytes=settings.batch_bytes,
+    )
+
+
+@dataclass
+class Built:
+    server: grpc.aio.Server
+    port: int
+    health: health_aio.HealthServicer
+
+
+def build_server(router: Router, validator: Validator, host: str, port: int,
+                 creds: grpc.ServerCredentials | None = None) -> Built:
+    """A server with the mediator's services, health and reflection, bound to host:port (0: any)."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(router, validator), server)
+    pb_grpc.add_RegisterServicer_to_server(RegisterServicer(router), server)
+    pb_grpc.add_ClusterStatusServicer_to_server(ClusterStatusServicer(router), server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    bound = tls.add_port(server, listen_address(host, port), creds)
+    return Built(server, bound, health)
+
+
+async def run(settings: MediatorSettings, stop: asyncio.Event,
+              on_bound: Callable[[str], None] | None = None) -> None:
+    """The whole mediator; returns after a clean shutdown. Start-up problems raise UsageError."""
+    from . import metrics
+
+    mediator_id = uuid.uuid4().hex[:12]
+    router = Router(router_config(settings), tls.node_channel_credentials(settings), mediator_id)
+    node = [settings.id or mediator_id]
+    unregister_metrics = metrics.register(metrics.MediatorCollector(router, lambda: node[0]))
+    built: Built | None = None
+    debug: DebugServer | None = None
+    health_task: asyncio.Task[None] | None = None
+    try:
+        built = build_server(router, Validator(settings.max_line), settings.host, settings.port,
+                             tls.server_credentials(settings))
+        node[0] = settings.id or listen_address(settings.host, built.port)
+        if on_bound is not None:
+            on_bound(node[0])
+        await built.server.start()
+        for name in ("", *SERVICES):
+            await built.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        logger.info("listening on %s:%d (mediator id %s, health interval %ss, lease %ss, ping timeout %ss, "
+                    "tls %s)", settings.host, built.port, mediator_id, settings.health_interval, settings.lease,
+                    settings.ping_timeout, settings.tls_mode)
+        if settings.pprof:
+            from ..debug import start_debug_server
+
+            debug = start_debug_server(settings.phost, settings.pport, node[0], asyncio.get_running_loop())
+        health_task = asyncio.create_task(health_loop(router, settings.health_interval, stop))
+        await stop.wait()
+        logger.info("stopping: refusing new requests, letting in-flight ones finish (grace %ss)", settings.grace)
+    finally:
+        if built is not None:
+            await built.health.enter_graceful_shutdown()
+            await built.server.stop(settings.grace)
+        if health_task is not None:
+            health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health_task
+        await router.close()
+        if debug is not None:
+            debug.close()
+        unregister_metrics()
+        if built is not None:
+            counters = router.counters
+            logger.info("stopped: %d requests, %d lines acknowledged, %d forwards",
+                        sum(counters.requests.values()), counters.lines, counters.forwards)

@@ -1,0 +1,209 @@
+"""The mediator's gRPC servicers (Register, LogStreamer, ClusterStatus) and its input validation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from .._proto import logstream_pb2 as pb
+from .._proto import logstream_pb2_grpc as pb_grpc
+from ..streamer.paths import BadTarget, validate_target
+from .placement import FileKey
+from .router import Chunk, RouteError, Router
+
+logger = logging.getLogger(__name__)
+
+_SUCCESS_LOG = pb.LogResponse(res="Success")
+_SUCCESS_REGISTER = pb.RegisterResponse(res="Success")
+# Pipelined LogStream requests handled at once per stream (each reply still goes out in order).
+STREAM_WINDOW = 8
+
+
+class BadInput(ValueError):
+    """A request refused before any forwarding; the message names the problem."""
+
+
+def check_address(addr: str) -> str:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadInput(f"addr must be host:port with a port in 1..65535, got {addr!r}")
+    return addr
+
+
+def longest_line_over(data: bytes, max_line: int) -> bool:
+    """Whether some line of `data` (lines end with b"\\n") is longer than `max_line` bytes.
+
+    Jumps from one window of max_line+1 bytes to the last newline in it, so a blob costs
+    len(data) / max_line steps in Python, not one per line.
+    """
+    size = len(data)
+    pos = 0
+    while size - pos > max_line + 1:
+        newline = data.rfind(b"\n", pos, pos + max_line + 1)
+        if newline < 0:
+            return True
+        pos = newline + 1
+    return False
+
+
+class Validator:
+    """Mediator-side checks, the same rules as the streamer's (its pure `validate_target`)."""
+
+    def __init__(self, max_line: int, cache_size: int = 4096) -> None:
+        self.max_line = max_line
+        self._keys: dict[tuple[str, str], FileKey] = {}
+        self._cache_size = cache_size
+
+    def key(self, path: str, filename: str) -> FileKey:
+        cached = self._keys.get((path, filename))
+        if cached is not None:
+            return cached
+        try:
+            target = validate_target(path, filename)
+        except BadTarget as exc:
+            raise BadInput(str(exc)) from None
+        # The streamer's normal form ("a//./b" is "a/b"): one file, one key, one owner.
+        key = FileKey(target.path, target.stem)
+        if len(self._keys) >= self._cache_size:
+            self._keys.clear()
+        self._keys[(path, filename)] = key
+        return key
+
+    def chunk(self, path: str, filename: str, data: bytes) -> Chunk | None:
+        key = self.key(path, filename)
+        if not data:
+            return None
+        if data[-1] != 10:
+            data += b"\n"
+        if longest_line_over(data, self.max_line):
+            raise BadInput(f"a line for {key} is longer than the limit of {self.max_line} bytes")
+        return (key, data, data.count(b"\n"))
+
+    def batch(self, request: pb.LogBatchRequest) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for index, chunk in enumerate(request.chunks):
+            try:
+                checked = self.chunk(chunk.path, chunk.filename, chunk.data)
+            except BadInput as exc:
+                raise BadInput(f"chunk {index}: {exc}") from None
+            if checked is not None:
+                chunks.append(checked)
+        return chunks
+
+
+class LogStreamerServicer(pb_grpc.LogStreamerServicer):
+    """Routes every line to its key's owner and answers only after the owner wrote it."""
+
+    def __init__(self, router: Router, validator: Validator) -> None:
+        self._router = router
+        self._validator = validator
+        self._counters = router.counters
+
+    async def _write(self, rpc: str, chunks: list[Chunk]) -> tuple[int, int]:
+        counters = self._counters
+        counters.requests[rpc] += 1
+        started = time.perf_counter()
+        await self._router.write(chunks)
+        lines = sum(chunk[2] for chunk in chunks)
+        nbytes = sum(len(chunk[1]) for chunk in chunks)
+        counters.lines += lines
+        counters.bytes += nbytes
+        counters.observe(time.perf_counter() - started)
+        return lines, nbytes
+
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        if isinstance(exc, BadInput):
+            self._counters.invalid += 1
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        assert isinstance(exc, RouteError)
+        if exc.code == grpc.StatusCode.UNAVAILABLE:
+            self._counters.unavailable += 1
+        elif exc.code == grpc.StatusCode.INVALID_ARGUMENT:
+            self._counters.invalid += 1
+        await context.abort(exc.code, str(exc))
+
+    async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
+        try:
+            chunk = self._validator.chunk(request.path, request.filename, request.line.encode() or b"\n")
+            await self._write("Log", [chunk] if chunk is not None else [])
+        except (BadInput, RouteError) as exc:
+            await self._abort(context, exc)
+        return _SUCCESS_LOG
+
+    async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
+        try:
+            lines, nbytes = await self._write("LogBatch", self._validator.batch(request))
+        except (BadInput, RouteError) as exc:
+            await self._abort(context, exc)
+            raise  # unreachable: abort raises
+        return pb.LogBatchResponse(lines=lines, bytes=nbytes)
+
+    async def LogStream(
+        self, request_iterator: AsyncIterator[pb.LogBatchRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.LogBatchResponse]:
+        """Pipelined: up to STREAM_WINDOW requests in progress, replies in request order; the first
+        failure ends the stream with its status (later requests of the stream are not written)."""
+        window: asyncio.Queue[asyncio.Task[tuple[int, int]] | None] = asyncio.Queue(STREAM_WINDOW)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    chunks = self._validator.batch(request)
+                    await window.put(asyncio.create_task(self._write("LogStream", chunks)))
+            except BadInput as exc:
+                await window.put(_failed(exc))
+                return
+            await window.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                task = await window.get()
+                if task is None:
+                    break
+                try:
+                    lines, nbytes = await task
+                except (BadInput, RouteError) as exc:
+                    await self._abort(context, exc)
+                yield pb.LogBatchResponse(lines=lines, bytes=nbytes)
+            await reader
+        finally:
+            reader.cancel()
+            while not window.empty():
+                leftover = window.get_nowait()
+                if leftover is not None:
+                    leftover.cancel()
+
+
+def _failed(exc: Exception) -> asyncio.Task[tuple[int, int]]:
+    async def fail() -> tuple[int, int]:
+        raise exc
+
+    return asyncio.create_task(fail())
+
+
+class RegisterServicer(pb_grpc.RegisterServicer):
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext) -> pb.RegisterResponse:
+        try:
+            addr = check_address(request.addr.strip())
+        except BadInput as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if self._router.closing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "mediator is shutting down")
+        self._router.register(request.id.strip() or addr, addr)
+        return _SUCCESS_REGISTER
+
+
+class ClusterStatusServicer(pb_grpc.ClusterStatusServicer):
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:
+        return self._router.status()

@@ -1,0 +1,285 @@
+"""The mediator (router + servicers) against real in-test grpc.aio fake streamers on loopback.
+
+Each fake streamer is a real gRPC server speaking the streamer's protocol (Ping, LogBatch,
+Release) whose write behaviour a test scripts: fail, hang, refuse one file, abort a few times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.mediator.health import health_loop
+from logstream.mediator.placement import FileKey, place
+from logstream.mediator.router import Router, RouterConfig, wrap_int32
+from logstream.mediator.server import build_server
+from logstream.mediator.service import Validator, longest_line_over
+
+INTERVAL, TIMEOUT, LEASE = 0.2, 0.15, 0.3
+FENCE_S = TIMEOUT + 1.1 * LEASE
+
+
+@dataclass
+class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.StreamerControlServicer):
+    id: str
+    written: list[tuple[str, str, bytes]] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    mode: str = "ok"  # ok | unavailable | hang
+    invalid_filename: str | None = None
+    aborts_left: int = 0
+    forwards: int = 0
+    server: grpc.aio.Server | None = None
+    port: int = 0
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def Ping(self, request: pb.PingRequest, context: grpc.aio.ServicerContext) -> pb.PingResponse:
+        if self.mode == "hang":
+            await asyncio.sleep(3600)
+        return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self.id,
+                               stats=pb.StreamerStats(id=self.id, lines=sum(d.count(b"\n") for *_, d in self.written)))
+
+    async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
+        self.forwards += 1
+        if self.mode == "unavailable":
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no lease")
+        if self.mode == "hang":
+            await asyncio.sleep(3600)
+        if self.aborts_left > 0:
+            self.aborts_left -= 1
+            await context.abort(grpc.StatusCode.ABORTED, "file locked by another process")
+        if any(chunk.filename == self.invalid_filename for chunk in request.chunks):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.invalid_filename} resolves outside the root")
+        for chunk in request.chunks:
+            self.written.append((chunk.path, chunk.filename, chunk.data))
+            self.events.append(f"write {chunk.filename}")
+        return pb.LogBatchResponse(lines=sum(c.data.count(b"\n") for c in request.chunks))
+
+    async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
+        self.events.extend(f"release {key.filename}" for key in request.keys)
+        return pb.ReleaseResponse(released=len(request.keys))
+
+    def lines_of(self, filename: str) -> list[bytes]:
+        return [line for _p, f, data in self.written if f == filename for line in data.splitlines()]
+
+
+async def start_fake(streamer_id: str) -> FakeStreamer:
+    fake = FakeStreamer(streamer_id)
+    server = grpc.aio.server()
+    pb_grpc.add_LogStreamerServicer_to_server(fake, server)
+    pb_grpc.add_PingerServicer_to_server(fake, server)
+    pb_grpc.add_StreamerControlServicer_to_server(fake, server)
+    fake.port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    fake.server = server
+    return fake
+
+
+@dataclass
+class Mediator:
+    router: Router
+    channel: grpc.aio.Channel
+    stub: pb_grpc.LogStreamerStub
+    register: pb_grpc.RegisterStub
+    fakes: list[FakeStreamer] = field(default_factory=list)
+
+    async def join(self, fake: FakeStreamer) -> None:
+        reply = await self.register.Register(pb.RegisterRequest(id=fake.id, addr=fake.addr))
+        assert reply.res == "Success"
+        self.fakes.append(fake)
+        deadline = time.monotonic() + 5
+        while not any(h.id == fake.id for h in self.router.state.live()):
+            assert time.monotonic() < deadline, "streamer never became live"
+            await asyncio.sleep(0.01)
+
+    async def log(self, filename: str, line: str) -> None:
+        await self.stub.Log(pb.LogRequest(filename=filename, path="app", line=line), timeout=10)
+
+
+@pytest_asyncio.fixture
+async def mediator() -> AsyncIterator[Mediator]:
+    config = RouterConfig(health_interval_s=INTERVAL, ping_timeout_s=TIMEOUT, lease_s=LEASE, handoff_wait_s=2.0,
+                          restart_grace_s=0.0, forward_timeout_s=1.0, batch_lines=1000, batch_bytes=1_000_000)
+    router = Router(config, None, "m-test")
+    built = build_server(router, Validator(max_line=100), "127.0.0.1", 0)
+    await built.server.start()
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(health_loop(router, INTERVAL, stop))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{built.port}")
+    med = Mediator(router, channel, pb_grpc.LogStreamerStub(channel), pb_grpc.RegisterStub(channel))
+    try:
+        yield med
+    finally:
+        stop.set()
+        await loop_task
+        await channel.close()
+        await built.server.stop(0)
+        await router.close()
+        for fake in med.fakes:
+            assert fake.server is not None
+            await fake.server.stop(0)
+
+
+def key_owned_by(owner: str, ids: list[str], avoid: tuple[str, ...] = ()) -> str:
+    return next(f"f{i}" for i in range(10_000)
+                if place(FileKey("app", f"f{i}"), ids) == owner and f"f{i}" not in avoid)
+
+
+@pytest.mark.asyncio
+async def test_no_streamer_gives_unavailable_not_a_crash(mediator: Mediator) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mediator.log("a", "x")
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no live streamer" in (caught.value.details() or "")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("path", "filename", "line", "problem"), [
+    ("app", "", "x", "filename is empty"),
+    ("app", "a/b", "x", "'/'"),
+    ("/etc", "a", "x", "absolute"),
+    ("a/../..", "a", "x", "'..'"),
+    ("app", "a\x00b", "x", "NUL"),
+    ("app", "a", "y" * 101, "longer than the limit"),
+])
+async def test_bad_input_is_refused_without_forwarding(mediator: Mediator, path: str, filename: str, line: str,
+                                                       problem: str) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mediator.stub.Log(pb.LogRequest(path=path, filename=filename, line=line), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert problem in (caught.value.details() or "")
+    assert fake.forwards == 0
+
+
+@pytest.mark.asyncio
+async def test_bad_register_address_is_refused(mediator: Mediator) -> None:
+    for addr in ("", "nohost", "host:", "host:0", "host:99999", ":80"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await mediator.register.Register(pb.RegisterRequest(id="x", addr=addr))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.asyncio
+async def test_concurrent_unary_calls_are_coalesced_and_each_acked_after_its_write(mediator: Mediator) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    await asyncio.gather(*(mediator.log(f"f{i % 4}", f"line {i}") for i in range(400)))
+    assert sorted(line for i in range(4) for line in fake.lines_of(f"f{i}")) == sorted(
+        f"line {i}".encode() for i in range(400))
+    assert fake.forwards < 200, f"{fake.forwards} forwards for 400 concurrent calls: no coalescing"
+
+
+@pytest.mark.asyncio
+async def test_lines_of_a_failing_owner_go_to_the_new_owner_after_its_lease(mediator: Mediator) -> None:
+    s1, s2 = await start_fake("s1"), await start_fake("s2")
+    await mediator.join(s1)
+    await mediator.join(s2)
+    name = key_owned_by("s1", ["s1", "s2"])
+    await mediator.log(name, "before")
+    s1.mode = "unavailable"
+    started = time.monotonic()
+    await mediator.log(name, "after")  # succeeds only once written, by s2
+    elapsed = time.monotonic() - started
+    assert s1.lines_of(name) == [b"before"]
+    assert s2.lines_of(name) == [b"after"]
+    assert elapsed >= FENCE_S * 0.9, "moved before the old owner's lease had surely expired"
+    assert [h.id for h in mediator.router.state.live()] == ["s2"]
+
+
+@pytest.mark.asyncio
+async def test_a_stuck_streamer_does_not_block_keys_owned_by_others(mediator: Mediator) -> None:
+    s1, s2 = await start_fake("s1"), await start_fake("s2")
+    await mediator.join(s1)
+    await mediator.join(s2)
+    on_s1, on_s2 = key_owned_by("s1", ["s1", "s2"]), key_owned_by("s2", ["s1", "s2"])
+    s1.mode = "hang"
+    stuck = asyncio.create_task(mediator.log(on_s1, "stuck"))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    for i in range(20):
+        await mediator.log(on_s2, f"free {i}")
+    assert time.monotonic() - started < 1.0
+    assert not stuck.done()
+    await stuck  # s1 is removed (ping and forward deadlines), the line goes to s2 after the fence
+    assert s2.lines_of(on_s1) == [b"stuck"]
+
+
+@pytest.mark.asyncio
+async def test_invalid_argument_from_a_streamer_fails_only_that_caller(mediator: Mediator) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    fake.invalid_filename = "evil"
+    results = await asyncio.gather(
+        *(mediator.log("good", f"g{i}") for i in range(50)), mediator.log("evil", "x"),
+        *(mediator.log("good", f"h{i}") for i in range(50)), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1 and isinstance(failures[0], grpc.aio.AioRpcError)
+    assert failures[0].code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(fake.lines_of("good")) == 100 and fake.lines_of("evil") == []
+    assert [h.id for h in mediator.router.state.live()] == ["s1"]
+
+
+@pytest.mark.asyncio
+async def test_aborted_is_retried_until_the_lock_is_free(mediator: Mediator) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    fake.aborts_left = 3
+    await mediator.log("locked", "eventually")
+    assert fake.lines_of("locked") == [b"eventually"]
+
+
+@pytest.mark.asyncio
+async def test_join_hands_keys_off_only_after_the_old_owner_released_them(mediator: Mediator) -> None:
+    s1 = await start_fake("s1")
+    await mediator.join(s1)
+    names = [f"k{i}" for i in range(40)]
+    for name in names:
+        await mediator.log(name, "first")
+    s2 = await start_fake("s2")
+    await mediator.join(s2)
+    for name in names:
+        await mediator.log(name, "second")
+    moved = [n for n in names if place(FileKey("app", n), ["s1", "s2"]) == "s2"]
+    assert moved, "no key moved to the newcomer"
+    for name in moved:
+        assert s1.events.index(f"release {name}") < len(s1.events)
+        assert s2.lines_of(name) == [b"second"] and s1.lines_of(name) == [b"first"]
+    for name in set(names) - set(moved):
+        assert s1.lines_of(name) == [b"first", b"second"]
+
+
+@pytest.mark.asyncio
+async def test_batch_and_stream_rpcs(mediator: Mediator) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    request = pb.LogBatchRequest(chunks=[pb.LogChunk(path="app", filename="b", data=b"1\n2\n3"),
+                                         pb.LogChunk(path="app", filename="c", data=b"x\n")])
+    reply = await mediator.stub.LogBatch(request, timeout=5)
+    assert reply.lines == 4 and fake.lines_of("b") == [b"1", b"2", b"3"]
+    call = mediator.stub.LogStream(timeout=5)
+    for i in range(10):
+        await call.write(pb.LogBatchRequest(chunks=[pb.LogChunk(path="app", filename="s", data=f"{i}\n".encode())]))
+    await call.done_writing()
+    replies = [r async for r in call]
+    assert len(replies) == 10 and fake.lines_of("s") == [str(i).encode() for i in range(10)]
+
+
+@pytest.mark.parametrize(("data", "limit", "over"), [
+    (b"", 3, False), (b"abc\n", 3, False), (b"abcd\n", 3, True), (b"a\nbcd\n", 3, False),
+    (b"a\nbcde\nf\n", 3, True), (b"ab\n" * 1000, 2, False), (b"ab\n" * 1000 + b"abc\n", 2, True),
+])
+def test_longest_line_over(data: bytes, limit: int, over: bool) -> None:
+    assert longest_line_over(data, limit) is over
+    assert over is any(len(line) > limit for line in data.split(b"\n"))
