@@ -201,13 +201,17 @@ class ReadyCheck:
         from .._proto import logstream_pb2, logstream_pb2_grpc
 
         if self._channel is None:
+            # The mediator may not listen yet: retry connecting quickly rather than with grpc's
+            # default backoff (1s, growing), which would delay the ready line by seconds.
+            options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                       ("grpc.max_reconnect_backoff_ms", 250)]
             if self.tls is None:
-                self._channel = grpc.insecure_channel(self.target)
+                self._channel = grpc.insecure_channel(self.target, options=options)
             else:
                 from ..tls import channel_credentials
 
-                self._channel = grpc.secure_channel(self.target, channel_credentials(*self.tls))
-        stub = logstream_pb2_grpc.ClusterStatusStub(self._channel)
+                self._channel = grpc.secure_channel(self.target, channel_credentials(*self.tls), options=options)
+        stub = logstream_pb2_grpc.ClusterStatusStub(self._channel)  # type: ignore[no-untyped-call]
         try:
             reply = stub.Status(logstream_pb2.StatusRequest(), timeout=1.0)
         except grpc.RpcError:

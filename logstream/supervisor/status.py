@@ -44,7 +44,8 @@ def _fetch_fallback(target: str, creds: Any) -> dict[str, Any]:
 
     channel = grpc.insecure_channel(target) if creds is None else grpc.secure_channel(target, creds)
     try:
-        reply = logstream_pb2_grpc.ClusterStatusStub(channel).Status(logstream_pb2.StatusRequest(), timeout=5.0)
+        stub = logstream_pb2_grpc.ClusterStatusStub(channel)  # type: ignore[no-untyped-call]
+        reply = stub.Status(logstream_pb2.StatusRequest(), timeout=5.0)
     finally:
         channel.close()
     return {
@@ -68,7 +69,7 @@ def _format_fallback(status: dict[str, Any]) -> str:
 
 def mediator_status(target: str, creds: Any) -> dict[str, Any]:
     try:
-        from ..status_cli import fetch_status  # the mediator's own status command
+        from ..status_cli import fetch_status  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         fetch = _fetch_fallback
     else:
@@ -81,7 +82,7 @@ def mediator_status(target: str, creds: Any) -> dict[str, Any]:
 
 def format_mediator(status: dict[str, Any]) -> str:
     try:
-        from ..status_cli import format_table
+        from ..status_cli import format_table  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return _format_fallback(status)
     return str(format_table(status))

@@ -1,0 +1,238 @@
+"""The real `logstream run` with real mediator and streamers in tmp_path: ready -> lines sent
+through the mediator -> files present -> `logstream status FILE` shows every node -> a streamer
+killed with SIGKILL is restarted and registers again -> SIGINT exits 130 leaving no process;
+`logstream stop FILE` stops a running cluster; a mutual-TLS cluster works end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from logstream._proto import logstream_pb2, logstream_pb2_grpc
+from logstream.supervisor import status
+
+pytestmark = pytest.mark.e2e
+
+READY = r"logstream: cluster '(\w+)' ready in (\d+\.\d)s: mediator (\S+), (\d+) streamers?"
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def write_cluster(tmp_path: Path, count: int = 3, extra: str = "") -> tuple[Path, int, list[int]]:
+    """A cluster file on free ports. Streamer ports are given per node (free ports need not be
+    consecutive), which also exercises the [[streamer]] overrides."""
+    mediator, *streamers = free_ports(count + 1)
+    tables = "".join(f"[[streamer]]\nname = 's{i}'\nport = {port}\n" for i, port in enumerate(streamers, start=1))
+    path = tmp_path / "cluster.toml"
+    path.write_text(
+        f"[cluster]\nname = 'e2e'\nrun_dir = 'run'\n"
+        f"[mediator]\nport = {mediator}\nhealth_interval = '500ms'\ngrace = '500ms'\n"
+        f"[streamers]\ncount = {count}\nport = {streamers[0]}\npath = 'logs'\ngrace = '500ms'\n"
+        f"{extra}{tables}"
+    )
+    return path, mediator, streamers
+
+
+class Run:
+    """`logstream run FILE` as a subprocess; stdout collected line by line."""
+
+    def __init__(self, cwd: Path, args: list[str]) -> None:
+        self.cwd = cwd
+        self.proc = subprocess.Popen([sys.executable, "-m", "logstream", "run", *args], cwd=cwd,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout_s: float = 30.0, start: int = 0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in list(self.lines[start:]):
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r} (exit {self.proc.poll()}):\n" + "\n".join(self.lines))
+
+    def wait(self, timeout_s: float = 30.0) -> int:
+        code = self.proc.wait(timeout=timeout_s)
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait()
+
+
+def leftovers(tmp_path: Path) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if "pgrep" not in line]
+
+
+def wait_gone(tmp_path: Path, timeout_s: float = 5.0) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and leftovers(tmp_path):
+        time.sleep(0.1)
+    return leftovers(tmp_path)
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Iterator[list[Run]]:
+    started: list[Run] = []
+    yield started
+    for run in started:
+        run.kill()
+    for line in leftovers(tmp_path):  # a failed test must not leak nodes into the next ones
+        try:
+            os.killpg(int(line.split()[0]), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def send(target: str, lines: list[tuple[str, str, str]], creds: grpc.ChannelCredentials | None = None) -> None:
+    channel = grpc.insecure_channel(target) if creds is None else grpc.secure_channel(target, creds)
+    with channel:
+        stub = logstream_pb2_grpc.LogStreamerStub(channel)  # type: ignore[no-untyped-call]
+        for path, filename, line in lines:
+            reply = stub.Log(logstream_pb2.LogRequest(path=path, filename=filename, line=line), timeout=10)
+            assert reply.res
+
+
+def cluster_status(tmp_path: Path, file: Path, monkeypatch: pytest.MonkeyPatch,
+                   capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    code = status.cluster_status_main(str(file), ["--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def wait_all_alive(tmp_path: Path, file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                   names: list[str], timeout_s: float = 20.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    view: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        code, view = cluster_status(tmp_path, file, monkeypatch, capsys)
+        alive = {s["id"] for s in view.get("mediator", {}).get("streamers", []) if s["alive"]}  # type: ignore[attr-defined]
+        if code == 0 and alive == set(names):
+            return view
+        time.sleep(0.2)
+    raise AssertionError(f"not all of {names} alive: {view}")
+
+
+def test_run_send_status_sigkill_restart_and_sigint(
+    tmp_path: Path, runs: list[Run], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file, mediator_port, streamer_ports = write_cluster(tmp_path)
+    run = Run(tmp_path, [str(file)])
+    runs.append(run)
+    ready = run.wait_for(READY)
+    assert ready.group(1, 3, 4) == ("e2e", f"127.0.0.1:{mediator_port}", "3")
+    summary = ready.string
+    for name, port in zip(("s1", "s2", "s3"), streamer_ports):
+        assert f"{name} 127.0.0.1:{port}" in summary
+    assert summary.endswith("logs in ./logs")
+    assert len([line for line in run.lines if " ready in " in line]) == 1
+
+    # Lines sent through the mediator land in files under the log root.
+    lines = [(f"app{i % 3}", f"file{i % 5}", f"line {i}") for i in range(40)]
+    send(f"127.0.0.1:{mediator_port}", lines)
+    for path, filename in {(p, f) for p, f, _ in lines}:
+        written = (tmp_path / "logs" / path / f"{filename}.log").read_text().splitlines()
+        assert written == [line for p, f, line in lines if (p, f) == (path, filename)]
+
+    # logstream status FILE: supervisord's processes and the mediator's streamers.
+    view = wait_all_alive(tmp_path, file, monkeypatch, capsys, ["s1", "s2", "s3"])
+    assert [(p["name"], p["state"]) for p in view["processes"]] == [  # type: ignore[attr-defined]
+        ("mediator", "RUNNING"), ("s1", "RUNNING"), ("s2", "RUNNING"), ("s3", "RUNNING")]
+    assert {s["addr"] for s in view["mediator"]["streamers"]} == {  # type: ignore[index]
+        f"127.0.0.1:{port}" for port in streamer_ports}
+    capsys.readouterr()
+    assert status.cluster_status_main(str(file), []) == 0
+    table = capsys.readouterr().out
+    for name in ("mediator", "s1", "s2", "s3"):
+        assert re.search(rf"^{name}\s+RUNNING\s+\d+", table, re.M), table
+
+    # SIGKILL a streamer: supervisord restarts it and it registers again.
+    victim = next(p for p in view["processes"] if p["name"] == "s2")  # type: ignore[attr-defined]
+    mark = len(run.lines)
+    os.kill(victim["pid"], signal.SIGKILL)
+    run.wait_for(r"exited: s2 \(terminated by SIGKILL; not expected\)", start=mark)
+    run.wait_for(r"spawned: 's2' with pid", start=mark)
+    run.wait_for(r"mediator +\| .*s2@127\.0\.0\.1:\d+ registered", start=mark)
+    view = wait_all_alive(tmp_path, file, monkeypatch, capsys, ["s1", "s2", "s3"])
+    assert next(p for p in view["processes"] if p["name"] == "s2")["pid"] != victim["pid"]  # type: ignore[attr-defined]
+    send(f"127.0.0.1:{mediator_port}", [("after", "restart", "still writing")])
+    assert (tmp_path / "logs" / "after" / "restart.log").read_text() == "still writing\n"
+
+    run.proc.send_signal(signal.SIGINT)
+    assert run.wait() == 130
+    out = "\n".join(run.lines)
+    assert out.index("stopped: s1 (exit status 0)") < out.index("stopped: mediator (exit status 0)")
+    assert wait_gone(tmp_path) == []
+    assert not (tmp_path / "run" / "supervisor.sock").exists()
+
+
+def test_logstream_stop_stops_a_running_cluster(tmp_path: Path, runs: list[Run]) -> None:
+    file, _, _ = write_cluster(tmp_path, count=1)
+    run = Run(tmp_path, [str(file)])
+    runs.append(run)
+    run.wait_for(READY)
+    done = subprocess.run([sys.executable, "-m", "logstream", "stop", str(file)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "logstream stop: cluster 'e2e' stopped in" in done.stdout
+    assert run.wait() == 0
+    assert wait_gone(tmp_path) == []
+
+
+def test_a_mutual_tls_cluster(tmp_path: Path, runs: list[Run], tls_files: object) -> None:
+    files = tls_files
+    extra = (f"[tls]\nca = '{files.ca}'\ncrt = '{files.node_crt}'\npk = '{files.node_key}'\n")  # type: ignore[attr-defined]
+    file, mediator_port, _ = write_cluster(tmp_path, count=2, extra=extra)
+    run = Run(tmp_path, [str(file)])
+    runs.append(run)
+    run.wait_for(READY)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=Path(files.ca).read_bytes(),  # type: ignore[attr-defined]
+        private_key=Path(files.client_key).read_bytes(),  # type: ignore[attr-defined]
+        certificate_chain=Path(files.client_crt).read_bytes(),  # type: ignore[attr-defined]
+    )
+    send(f"127.0.0.1:{mediator_port}", [("tls", "app", "over mutual TLS")], creds)
+    assert (tmp_path / "logs" / "tls" / "app.log").read_text() == "over mutual TLS\n"
+    with pytest.raises(grpc.RpcError):  # no client certificate: refused
+        send(f"127.0.0.1:{mediator_port}", [("tls", "app", "anonymous")],
+             grpc.ssl_channel_credentials(root_certificates=Path(files.ca).read_bytes()))  # type: ignore[attr-defined]
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait() == 143
+    assert wait_gone(tmp_path) == []
