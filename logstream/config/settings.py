@@ -129,6 +129,9 @@ class StreamerSettings(RoleSettings):
     max_open_files: int = Field(256, ge=1, le=65536, description="most log files held open at once (least recently used closed first)")
     idle_close: Duration = Field(60.0, description="close (and unlock) a file not written for this long")
     keep: int = Field(0, ge=0, description="retention: rotated files kept per log name (0: keep all)")
+    loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="event loop: uvloop (faster; falls back to asyncio when not installed) or asyncio"
+    )
 
     @model_validator(mode="after")
     def _size_holds_a_line(self) -> StreamerSettings:

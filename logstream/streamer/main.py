@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import socket
 import tempfile
@@ -97,10 +96,10 @@ def main(argv: list[str]) -> int:
     prepare_root(settings.path)
     check_port_free(settings.host, settings.port)
     _raise_open_files_limit()
-    if os.environ.get("LOGSTREAM_LOOP", "uvloop") == "uvloop":
+    if settings.loop == "uvloop":
         try:
             import uvloop
-        except ImportError:  # pragma: no cover - uvloop is optional
+        except ImportError:  # uvloop is optional: the default loop works, a bit slower
             asyncio.run(_serve(settings))
         else:
             uvloop.run(_serve(settings))

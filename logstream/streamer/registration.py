@@ -63,7 +63,7 @@ async def keep_registered(mediator: str, creds: grpc.ChannelCredentials | None, 
     """
     channel = tls.secure_or_insecure_channel(mediator, creds)
     try:
-        stub = pb_grpc.RegisterStub(channel)
+        stub = pb_grpc.RegisterStub(channel)  # type: ignore[no-untyped-call]
         while True:
             await register_until_success(stub, mediator, streamer_id, addr)
             lease.registered()

@@ -54,9 +54,9 @@ def build_server(core: StreamerCore, host: str, port: int,
                  creds: grpc.ServerCredentials | None = None) -> Built:
     """A server with every streamer service, health and reflection, bound to host:port (0: any)."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(core), server)
-    pb_grpc.add_PingerServicer_to_server(PingerServicer(core), server)
-    pb_grpc.add_StreamerControlServicer_to_server(StreamerControlServicer(core), server)
+    pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(core), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_PingerServicer_to_server(PingerServicer(core), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_StreamerControlServicer_to_server(StreamerControlServicer(core), server)  # type: ignore[no-untyped-call]
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

@@ -215,7 +215,7 @@ class Writer:
         try:
             lines = written = 0
             for chunk, handle in zip(chunks, handles):
-                self._append(handle, chunk.data)
+                self._append(handle, chunk.data, chunk.lines)
                 lines += chunk.lines
                 written += len(chunk.data)
                 if self._echo is not None:
@@ -227,7 +227,7 @@ class Writer:
                 self._evict()
         return lines, written
 
-    def _append(self, handle: _Handle, data: bytes) -> None:
+    def _append(self, handle: _Handle, data: bytes, lines: int) -> None:
         segments = plan_chunk(data, handle.size, self.limit)
         if len(segments) == 1 and not segments[0].rotate:
             self._write_all(handle, data)
@@ -237,7 +237,7 @@ class Writer:
                 if segment.rotate:
                     self._rotate(handle)
                 self._write_all(handle, view[segment.start : segment.end])
-        self.stats.lines += data.count(b"\n")
+        self.stats.lines += lines
 
     def _write_all(self, handle: _Handle, buf: bytes | memoryview) -> None:
         before = handle.size

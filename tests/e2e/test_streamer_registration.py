@@ -1,0 +1,70 @@
+"""A streamer with -mediator against a stand-in mediator (a real gRPC Register server in this test):
+it registers with retries, writes only while leased by pings, and registers again when unpinged."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+from helpers import start_node
+
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.e2e
+
+
+class StandInMediator(pb_grpc.RegisterServicer):
+    def __init__(self, refuse_first: int) -> None:
+        self.calls: list[tuple[float, str, str]] = []
+        self.refuse_first = refuse_first
+        self.changed = threading.Condition()
+
+    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
+        with self.changed:
+            self.calls.append((time.monotonic(), request.id, request.addr))
+            self.changed.notify_all()
+            if len(self.calls) <= self.refuse_first:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "not yet")
+        return pb.RegisterResponse(res="Success")
+
+    def wait_calls(self, count: int, timeout_s: float) -> list[tuple[float, str, str]]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.calls) >= count, timeout_s), self.calls
+            return list(self.calls)
+
+
+def test_register_lease_and_register_again(tmp_path: Path) -> None:
+    mediator = StandInMediator(refuse_first=2)
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    pb_grpc.add_RegisterServicer_to_server(mediator, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        args = ["streamer", "-host", "127.0.0.1", "-port", "0", "-path", str(tmp_path / "logs"),
+                "-mediator", f"127.0.0.1:{port}"]
+        with start_node(args) as node:
+            calls = mediator.wait_calls(3, 15)  # two refusals, then success
+            assert calls[-1][1:] == (node.address, node.address)
+            node.wait_for("registered with mediator")
+            with grpc.insecure_channel(node.address) as channel:
+                log = pb_grpc.LogStreamerStub(channel).Log
+                ping = pb_grpc.PingerStub(channel).Ping
+                with pytest.raises(grpc.RpcError) as caught:
+                    log(pb.LogRequest(filename="f", line="before any lease"))
+                assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert ping(pb.PingRequest(a=3, b=4, lease_ms=2000, mediator_id="m1", interval_ms=300)).res == 12
+                log(pb.LogRequest(filename="f", line="leased"))
+                registered_at = time.monotonic()
+                # No more pings: after three intervals (0.9s) the streamer registers again.
+                again = mediator.wait_calls(4, 10)[-1][0]
+                assert again - registered_at >= 0.8
+                node.wait_for("registering again")
+                assert node.stop() == 0
+        assert (tmp_path / "logs/f.log").read_text() == "leased\n"
+    finally:
+        server.stop(None)
