@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import grpc
 
@@ -37,6 +38,23 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         if isinstance(exc, kind):
             return code, str(exc)
     return grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
+
+
+_LOG_LEVEL = {
+    grpc.StatusCode.INTERNAL: logging.ERROR,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: logging.ERROR,
+    grpc.StatusCode.ABORTED: logging.WARNING,
+}
+
+
+async def abort_with(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
+    """End the call with the status `exc` maps to; write failures and lock conflicts are logged too."""
+    code, message = status_for(exc)
+    level = _LOG_LEVEL.get(code, logging.DEBUG)
+    if logger.isEnabledFor(level):
+        logger.log(level, "%s: %s", code.name, message)
+    await context.abort(code, message)
+    raise AssertionError("unreachable: context.abort raises")
 
 
 def wrap_int32(value: int) -> int:
@@ -118,7 +136,7 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
             self._core.gate()
             self._writer.append(request.path, request.filename, request.line.encode() or b"\n")
         except (WriterError, Unavailable) as exc:
-            await context.abort(*status_for(exc))
+            await abort_with(context, exc)
         return _OK
 
     def _batch(self, request: pb.LogBatchRequest) -> pb.LogBatchResponse:
@@ -132,8 +150,7 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
         try:
             return self._batch(request)
         except (WriterError, Unavailable) as exc:
-            await context.abort(*status_for(exc))
-            raise  # unreachable: abort raises
+            await abort_with(context, exc)
 
     async def LogStream(
         self, request_iterator: AsyncIterator[pb.LogBatchRequest], context: grpc.aio.ServicerContext
@@ -142,7 +159,7 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
             try:
                 reply = self._batch(request)
             except (WriterError, Unavailable) as exc:
-                await context.abort(*status_for(exc))
+                await abort_with(context, exc)
             yield reply
 
 
