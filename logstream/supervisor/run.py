@@ -316,8 +316,12 @@ class Runner:
                          f"run dir {self._shown(self.paths.run_dir)}")
         self._start()
         assert self.process is not None
-        ready, warned, next_check = False, False, 0.0
+        ready, warned, next_check, answered = False, False, 0.0, False
         while True:
+            if not answered:
+                # supervisord spawns its programs only after its first poll() returns, which
+                # otherwise takes its full 1s timeout; a connection to its socket ends it early.
+                answered = socket_answers(self.paths)
             self._pump()
             if self.exit_signal is not None:
                 return self._shutdown(self.exit_signal)
@@ -325,7 +329,7 @@ class Runner:
             if code is not None:
                 return self._supervisord_ended(code)
             now = time.monotonic()
-            if not ready and now >= next_check:
+            if answered and not ready and now >= next_check:  # (the first check imports grpc: slow)
                 next_check = now + READY_POLL_S
                 if self.ready_check():
                     ready = True
