@@ -45,7 +45,8 @@ FsyncPolicy = Literal["never", "always", "interval"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO someone put in the root must not hang the server.
-_FILE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# O_RDWR (not O_WRONLY): at open, the last byte is read to repair a line a crash left unterminated.
+_FILE_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _TARGET_CACHE_MAX = 65_536
 
@@ -327,8 +328,17 @@ class Writer:
             self._drop(handle, sync=False)
             raise
         handle.dirty = False
+        if self.fsync == "always":
+            self._sync_dir(handle)
         if self.keep > 0:
             self._prune(handle)
+
+    def _sync_dir(self, handle: _Handle) -> None:
+        try:
+            os.fsync(handle.dir_fd)
+        except OSError as exc:
+            self._drop(handle, sync=False)
+            raise _mapped(exc, f"fsync of folder {handle.target.path or '.'}") from None
 
     def _rotated(self, handle: _Handle) -> list[tuple[str, Stamp]]:
         found = []
@@ -362,6 +372,8 @@ class Writer:
             os.close(dir_fd)
             raise
         handle = _Handle(target, fd, dir_fd, size, now)
+        if self.fsync == "always":
+            self._sync_dir(handle)  # the file's name must survive a crash as well as its bytes
         self._handles[target.key] = handle
         self.stats.opened += 1
         return handle
@@ -426,7 +438,7 @@ class Writer:
                 if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
                     os.close(fd)
                     continue
-                return fd, info.st_size
+                return fd, self._terminate_last_line(fd, info.st_size, target)
             except BaseException:
                 if fd >= 0:
                     try:
@@ -435,6 +447,19 @@ class Writer:
                         pass
                 raise
         raise FileLocked(f"{target.relative} keeps being replaced by another process")
+
+    def _terminate_last_line(self, fd: int, size: int, target: Target) -> int:
+        """A file whose last line has no newline (a crash mid-write, another program) gets one, so
+        that our first line is not glued to it; the file's size after that."""
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return size
+        try:
+            os.write(fd, b"\n")
+        except OSError as exc:
+            raise _mapped(exc, f"cannot terminate the last line of {target.relative}") from None
+        logger.warning("%s ended with an unterminated line (%d bytes); added a newline before appending",
+                       target.relative, size)
+        return size + 1
 
     def _drop(self, handle: _Handle, *, sync: bool) -> None:
         """Close and unlock a handle and forget it."""

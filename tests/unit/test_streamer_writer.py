@@ -110,3 +110,11 @@ def test_a_root_symlink_is_resolved_once(tmp_path: Path) -> None:
     writer.append("sub", "f", b"x\n")
     writer.close()
     assert (tmp_path / "real" / "sub" / "f.log").read_bytes() == b"x\n"
+
+
+def test_an_unterminated_last_line_from_a_crash_is_not_glued_to_ours(tmp_path: Path) -> None:
+    (tmp_path / "f.log").write_bytes(b"whole\npartial")
+    writer = Writer(tmp_path)
+    writer.append("", "f", b"next\n")
+    writer.close()
+    assert (tmp_path / "f.log").read_bytes() == b"whole\npartial\nnext\n"
