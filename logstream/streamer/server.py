@@ -132,6 +132,7 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
     tasks: list[asyncio.Task[None]] = []
     debug: DebugServer | None = None
     built: Built | None = None
+    started = False
     unregister_metrics = metrics.register(metrics.StreamerCollector(writer, lease, lambda: core.node_id))
     try:
         built = build_server(core, settings.host, settings.port, tls.server_credentials(settings))
@@ -139,14 +140,15 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         core.node_id = settings.id or address
         if on_bound is not None:
             on_bound(core.node_id)
-        await built.server.start()
-        await set_serving(built.health)
-        logger.info("listening on %s:%d (id %s, root %s, size %s, tls %s)", settings.host, built.port,
-                    core.node_id, writer.root_real, format_size(settings.size), settings.tls_mode)
-        if settings.pprof:
+        if settings.pprof:  # before "listening on": a start-up error must come before that line
             from ..debug import start_debug_server
 
             debug = start_debug_server(settings.phost, settings.pport, core.node_id, asyncio.get_running_loop())
+        await built.server.start()
+        started = True
+        await set_serving(built.health)
+        logger.info("listening on %s:%d (id %s, root %s, size %s, tls %s)", settings.host, built.port,
+                    core.node_id, writer.root_real, format_size(settings.size), settings.tls_mode)
         fsync_interval = settings.fsync_interval if settings.fsync == "interval" else None
         tasks.append(asyncio.create_task(_maintain(writer, settings.idle_close, fsync_interval)))
         if settings.mediator is not None:
@@ -172,6 +174,6 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         if debug is not None:
             debug.close()
         unregister_metrics()
-        if built is not None:
+        if started:
             logger.info("stopped: %d files flushed and closed; %d lines, %d bytes, %d rotations written",
                         closed, writer.stats.lines, writer.stats.bytes, writer.stats.rotations)

@@ -225,6 +225,7 @@ def test_start_up_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
     cases = [
         (["-path", str(tmp_path / "file")], "not a folder"),
         (["-port", str(busy.getsockname()[1])], "cannot listen"),
+        (["-port", "0", "-pprof", "-pport", str(busy.getsockname()[1])], "-pport"),
         (["-crt", str(bad_pem), "-pk", str(bad_pem)], "not a PEM"),
         (["-crt", str(bad_pem)], "-pk"),
         (["-size", "5XB"], "-size"),

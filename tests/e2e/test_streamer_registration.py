@@ -3,14 +3,20 @@ it registers with retries, writes only while leased by pings, and registers agai
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from concurrent import futures
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import grpc
 import pytest
 from helpers import start_node
+
+if TYPE_CHECKING:
+    from tests.conftest import TlsFiles
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
@@ -66,5 +72,26 @@ def test_register_lease_and_register_again(tmp_path: Path) -> None:
                 node.wait_for("registering again")
                 assert node.stop() == 0
         assert (tmp_path / "logs/f.log").read_text() == "leased\n"
+    finally:
+        server.stop(None)
+
+
+def test_registration_over_mutual_tls(tmp_path: Path, tls_files: TlsFiles) -> None:
+    """With -crt/-pk/-ca the streamer registers over TLS, presenting its certificate."""
+    t = tls_files
+    mediator = StandInMediator(refuse_first=0)
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    pb_grpc.add_RegisterServicer_to_server(mediator, server)
+    creds = grpc.ssl_server_credentials([(t.node_key.read_bytes(), t.node_crt.read_bytes())],
+                                        root_certificates=t.ca.read_bytes(), require_client_auth=True)
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    server.start()
+    try:
+        args = ["streamer", "-host", "127.0.0.1", "-port", "0", "-path", str(tmp_path / "logs"),
+                "-mediator", f"localhost:{port}", "-id", "tls-streamer",
+                "-crt", str(t.node_crt), "-pk", str(t.node_key), "-ca", str(t.ca)]
+        with start_node(args) as node:
+            assert mediator.wait_calls(1, 15)[0][1:] == ("tls-streamer", node.address)
+            assert node.stop(signal.SIGINT) == 0
     finally:
         server.stop(None)
