@@ -227,6 +227,7 @@ class Node:
     grace_s: float
     flags: tuple[str, ...]  # `-port=8080`, ... (without the program)
     pprof_port: int | None = None
+    pprof_host: str = "127.0.0.1"
 
     def argv(self, python: str) -> list[str]:
         """The full command line, run with `python -m logstream` so the same environment is used."""
@@ -315,7 +316,7 @@ def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
     if m.pprof:
         mediator_flags += [_flag("pprof", True), _flag("pport", m.pport)]
     nodes = [Node("mediator", "mediator", m.host, m.port, mediator_address(config), m.grace,
-                  tuple(mediator_flags + tls), m.pport if m.pprof else None)]
+                  tuple(mediator_flags + tls), m.pport if m.pprof else None, m.phost)]
     target = mediator_address(config)
     for index, name in enumerate(config.streamer_names(), start=1):
         values = streamer_values(config, index)
@@ -331,7 +332,7 @@ def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
         if advertise and not values["advertise"]:
             flags.append(f"-advertise={advertise}")
         nodes.append(Node(name, "streamer", values["host"], values["port"], address, values["grace"],
-                          tuple(flags + tls), pport if pprof else None))
+                          tuple(flags + tls), pport if pprof else None, values["phost"]))
     return nodes
 
 

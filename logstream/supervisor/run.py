@@ -84,9 +84,9 @@ def busy_ports(nodes: Sequence[Node]) -> list[str]:
     """Ports some other process already listens on (or addresses this machine does not have)."""
     problems = []
     for node in nodes:
-        candidates = [(node.host, node.port, "port" if node.role == "mediator" else "port")]
+        candidates = [(node.host, node.port, "port")]
         if node.pprof_port is not None:
-            candidates.append(("127.0.0.1", node.pprof_port, "pport"))
+            candidates.append((node.pprof_host, node.pprof_port, "pport"))
         for host, port, key in candidates:
             section = "mediator" if node.role == "mediator" else f"streamer {node.name}"
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -356,9 +356,11 @@ class Runner:
         streamers = [node for node in self.nodes if node.role == "streamer"]
         local = any(node.role == "mediator" for node in self.nodes)
         parts = [f"mediator {mediator_address(self.config)}{'' if local else ' (remote)'}"]
+        elsewhere = [name for name in self.config.streamer_names() if name not in {n.name for n in streamers}]
+        listed = ", ".join([f"{node.name} {node.address}" for node in streamers]
+                           + ([f"{', '.join(elsewhere)} elsewhere"] if elsewhere else []))
+        parts.append(f"{len(streamers)} streamer{'s' if len(streamers) != 1 else ''} ({listed})")
         if streamers:
-            listed = ", ".join(f"{node.name} {node.address}" for node in streamers)
-            parts.append(f"{len(streamers)} streamer{'s' if len(streamers) != 1 else ''} ({listed})")
             root = str(self.config.streamers.path)
             parts.append(f"logs in {root if root.startswith(('.', '/', '~')) else './' + root}")
         return f"cluster {self.config.cluster.name!r} ready in {elapsed_s:.1f}s: " + ", ".join(parts)

@@ -25,7 +25,7 @@ from logstream.supervisor import status
 
 pytestmark = pytest.mark.e2e
 
-READY = r"logstream: cluster '(\w+)' ready in (\d+\.\d)s: mediator (\S+), (\d+) streamers?"
+READY = r"logstream: cluster '(\w+)' ready in (\d+\.\d)s: mediator (\S+)(?: \(remote\))?, (\d+) streamers?"
 
 
 def free_ports(n: int) -> list[int]:
@@ -235,4 +235,23 @@ def test_a_mutual_tls_cluster(tmp_path: Path, runs: list[Run], tls_files: object
              grpc.ssl_channel_credentials(root_certificates=Path(files.ca).read_bytes()))  # type: ignore[attr-defined]
     run.proc.send_signal(signal.SIGTERM)
     assert run.wait() == 143
+    assert wait_gone(tmp_path) == []
+
+
+def test_only_runs_part_of_a_cluster_like_separate_hosts(tmp_path: Path, runs: list[Run]) -> None:
+    file, mediator_port, streamer_ports = write_cluster(tmp_path, count=2)
+    mediator = Run(tmp_path, [str(file), "--only", "mediator", "--run-dir", "host-a"])
+    runs.append(mediator)
+    ready = mediator.wait_for(READY)
+    assert ready.string.endswith(f"mediator 127.0.0.1:{mediator_port}, 0 streamers (s1, s2 elsewhere)")
+    streamers = Run(tmp_path, [str(file), "--only", "s1,s2", "--run-dir", "host-b"])
+    runs.append(streamers)
+    summary = streamers.wait_for(READY).string
+    assert f"mediator 127.0.0.1:{mediator_port} (remote), 2 streamers (s1 127.0.0.1:{streamer_ports[0]}" in summary
+    assert not any(" | " in line and line.startswith("mediator") for line in streamers.lines)
+    send(f"127.0.0.1:{mediator_port}", [("only", "app", "across two supervisords")])
+    assert (tmp_path / "logs" / "only" / "app.log").read_text() == "across two supervisords\n"
+    streamers.proc.send_signal(signal.SIGTERM)
+    mediator.proc.send_signal(signal.SIGTERM)
+    assert (streamers.wait(), mediator.wait()) == (143, 143)
     assert wait_gone(tmp_path) == []
