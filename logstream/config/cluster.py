@@ -613,8 +613,9 @@ def load_cluster(
     except ValidationError as exc:
         raise ConfigError(_describe(exc, [flag_origins, set_origins, _env_origins(env), _toml_origins(toml_data, path)]
                                     if path else [flag_origins, set_origins, _env_origins(env)], path)) from None
-    except SettingsError as exc:  # e.g. an environment variable that is not valid JSON
-        raise ConfigError([f"{exc.__cause__ or exc}"]) from None
+    except SettingsError as exc:  # e.g. LOGSTREAM_MEDIATOR='...' that is not valid JSON
+        detail = f": {exc.__cause__}" if exc.__cause__ else ""
+        raise ConfigError([f"{exc}{detail}"]) from None
     # Return the plain class, not the per-call subclass: equality and pickling stay simple.
     return ClusterConfig.model_validate(config.model_dump())
 

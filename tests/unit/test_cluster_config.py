@@ -278,3 +278,8 @@ def test_shipped_configs_are_valid(name: str) -> None:
     root = Path(__file__).resolve().parents[2]
     config = load_cluster(root / "configs" / f"{name}.toml", environ={})
     assert plan_nodes(config, root)
+
+
+def test_a_malformed_json_variable_is_named() -> None:
+    [line] = problems(None, env={"LOGSTREAM_MEDIATOR": "not json"})
+    assert 'field "mediator"' in line and "EnvSettingsSource" in line
