@@ -212,8 +212,8 @@ class Writer:
         if self._closed:
             raise StorageError("the writer is closed")
         now = self._monotonic()
-        handles = [self._handle(chunk.target, now) for chunk in chunks]
         try:
+            handles = [self._handle(chunk.target, now) for chunk in chunks]
             lines = written = 0
             for chunk, handle in zip(chunks, handles):
                 self._append(handle, chunk.data, chunk.lines)
