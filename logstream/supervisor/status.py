@@ -49,6 +49,7 @@ def _fetch_fallback(target: str, creds: Any) -> dict[str, Any]:
     finally:
         channel.close()
     return {
+        "mediator": target,
         "mediator_id": reply.mediator_id,
         "streamers": [
             {"id": s.id, "addr": s.addr, "alive": s.alive, "files": [f"{f.path}/{f.filename}".lstrip("/") for f in s.files],
@@ -60,11 +61,11 @@ def _fetch_fallback(target: str, creds: Any) -> dict[str, Any]:
 
 
 def _format_fallback(status: dict[str, Any]) -> str:
-    rows = [("ID", "ADDR", "ALIVE", "FILES", "LINES")]
+    rows = [("ID", "ADDRESS", "ALIVE", "FILES", "LINES")]
     for s in status.get("streamers", []):
         rows.append((s["id"], s["addr"], "yes" if s["alive"] else "no", str(len(s["files"])), str(s["lines"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return f"mediator {status.get('mediator', '?')}\n" + "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def mediator_status(target: str, creds: Any) -> dict[str, Any]:
@@ -161,6 +162,9 @@ def cluster_status_main(path: str, argv: list[str]) -> int:
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    print(f"\nmediator {target}:")
-    print(result.get("mediator_error") and f"unreachable: {result['mediator_error']}" or format_mediator(result["mediator"]))
+    print()
+    if "mediator_error" in result:
+        print(f"mediator {target}: unreachable: {result['mediator_error']}")
+    else:
+        print(format_mediator(result["mediator"]))
     return code
