@@ -148,10 +148,10 @@ def stop_main(argv: list[str]) -> int:
     deadline = started + args.timeout
     while time.monotonic() < deadline:
         if (pid is None or supervisord_pid(paths) is None) and not socket_answers(paths):
-            print(f"logstream stop: cluster {config.cluster.name!r} stopped in {time.monotonic() - started:.1f}s")
+            print(f"logstream stop: cluster \"{config.cluster.name}\" stopped in {time.monotonic() - started:.1f}s")
             return 0
         time.sleep(0.1)
-    print(f"logstream stop: cluster {config.cluster.name!r} still stopping after {args.timeout:.0f}s "
+    print(f"logstream stop: cluster \"{config.cluster.name}\" still stopping after {args.timeout:.0f}s "
           f"(supervisord pid {pid})", file=sys.stderr)
     return 1
 
@@ -166,7 +166,7 @@ def restart_main(argv: list[str]) -> int:
         print(f"logstream restart: {exc}", file=sys.stderr)
         return 1
     if args.node not in config.node_names():
-        raise UsageError(f"no node {args.node!r} in cluster {config.cluster.name!r} "
+        raise UsageError(f"no node {args.node!r} in cluster \"{config.cluster.name}\" "
                          f"(nodes: {', '.join(config.node_names())})")
     name = process_name(args.node)
     try:

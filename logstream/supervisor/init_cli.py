@@ -90,5 +90,5 @@ def config_main(argv: list[str]) -> int:
     if args.action == "show":
         sys.stdout.write(to_toml(config))
     else:
-        print(f"{args.file}: ok ({config.cluster.name!r}: mediator and {config.streamers.count} streamers)")
+        print(f"{args.file}: ok (\"{config.cluster.name}\": mediator and {config.streamers.count} streamers)")
     return 0

@@ -312,7 +312,7 @@ class Runner:
 
     def _run(self) -> int:
         names = ", ".join(node.name for node in self.nodes)
-        self.printer.say(f"starting cluster {self.config.cluster.name!r} ({names}) under supervisord; "
+        self.printer.say(f"starting cluster \"{self.config.cluster.name}\" ({names}) under supervisord; "
                          f"run dir {self._shown(self.paths.run_dir)}")
         self._start()
         assert self.process is not None
@@ -363,7 +363,7 @@ class Runner:
         if streamers:
             root = str(self.config.streamers.path)
             parts.append(f"logs in {root if root.startswith(('.', '/', '~')) else './' + root}")
-        return f"cluster {self.config.cluster.name!r} ready in {elapsed_s:.1f}s: " + ", ".join(parts)
+        return f"cluster \"{self.config.cluster.name}\" ready in {elapsed_s:.1f}s: " + ", ".join(parts)
 
     def _shown(self, path: Path) -> str:
         try:
@@ -392,14 +392,14 @@ class Runner:
             self.printer.say(f"{why}: killing supervisord and every node")
         self._kill_leftovers()
         self._pump(final=True)
-        self.printer.say(f"cluster {self.config.cluster.name!r} stopped")
+        self.printer.say(f"cluster \"{self.config.cluster.name}\" stopped")
         return 128 + signum
 
     def _supervisord_ended(self, code: int) -> int:
         self._kill_leftovers()
         self._pump(final=True)
         if code == 0:  # `logstream stop` asked supervisord to shut down
-            self.printer.say(f"cluster {self.config.cluster.name!r} stopped")
+            self.printer.say(f"cluster \"{self.config.cluster.name}\" stopped")
             return 0
         output = self.paths.run_dir / "supervisord.out"
         try:

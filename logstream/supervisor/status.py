@@ -152,7 +152,7 @@ def cluster_status_main(path: str, argv: list[str]) -> int:
     if args.json:
         print(json.dumps(result, indent=None, sort_keys=True, default=str))
         return code
-    print(f"cluster {config.cluster.name!r} (run dir {paths.run_dir})")
+    print(f"cluster \"{config.cluster.name}\" (run dir {paths.run_dir})")
     if result.get("supervisord_error"):
         print(f"supervisord: {result['supervisord_error']}")
     else:

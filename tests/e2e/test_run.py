@@ -25,7 +25,7 @@ from logstream.supervisor import status
 
 pytestmark = pytest.mark.e2e
 
-READY = r"logstream: cluster '(\w+)' ready in (\d+\.\d)s: mediator (\S+)(?: \(remote\))?, (\d+) streamers?"
+READY = r'logstream: cluster "(\w+)" ready in (\d+\.\d)s: mediator (\S+)(?: \(remote\))?, (\d+) streamers?'
 
 
 def free_ports(n: int) -> list[int]:
@@ -211,7 +211,7 @@ def test_logstream_stop_stops_a_running_cluster(tmp_path: Path, runs: list[Run])
     done = subprocess.run([sys.executable, "-m", "logstream", "stop", str(file)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "logstream stop: cluster 'e2e' stopped in" in done.stdout
+    assert 'logstream stop: cluster "e2e" stopped in' in done.stdout
     assert run.wait() == 0
     assert wait_gone(tmp_path) == []
 

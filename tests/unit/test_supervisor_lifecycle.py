@@ -138,7 +138,7 @@ def cleanup(tmp_path: Path) -> Iterator[list[Driven]]:
 def start(tmp_path: Path, cleanup: list[Driven], env: dict[str, str] | None = None) -> Driven:
     driven = Driven(tmp_path, env)
     cleanup.append(driven)
-    driven.wait_for(r"logstream: cluster 'fake' ready in \d+\.\ds")
+    driven.wait_for(r'logstream: cluster "fake" ready in \d+\.\ds')
     return driven
 
 
@@ -185,7 +185,7 @@ def test_a_running_cluster_restarts_serves_control_and_stops_on_sigint(
     # streamers stop before the mediator
     assert out.index("stopped: s1") < out.index("stopped: mediator")
     assert out.index("stopped: s2") < out.index("stopped: mediator")
-    assert "logstream: cluster 'fake' stopped" in out
+    assert 'logstream: cluster "fake" stopped' in out
     assert wait_gone(tmp_path) == []
     assert not (tmp_path / "run" / "supervisor.sock").exists()
 
@@ -221,7 +221,7 @@ def test_logstream_stop_stops_a_running_cluster(
     driven = start(tmp_path, cleanup)
     monkeypatch.chdir(tmp_path)
     assert control.stop_main(["cluster.toml"]) == 0
-    assert "logstream stop: cluster 'fake' stopped in" in capsys.readouterr().out
+    assert 'logstream stop: cluster "fake" stopped in' in capsys.readouterr().out
     assert driven.wait() == 0
     assert wait_gone(tmp_path) == []
     # Nothing runs any more: stop and restart say so.
