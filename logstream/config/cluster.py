@@ -415,6 +415,25 @@ def _file_problem(key: str, path: Path, cwd: Path) -> str | None:
     return None
 
 
+def _tls_content_problems(tls: TlsSection, cwd: Path) -> list[str]:
+    """Certificates and keys that are not PEM, or a key that does not match its certificate: the
+    nodes would refuse to start, so say it before anything starts."""
+    from ..tls import read_certificates, read_key_pair  # imports grpc: only when TLS is configured
+
+    try:
+        if tls.crt is not None and tls.pk is not None:
+            read_key_pair(_absolute(tls.crt, cwd), _absolute(tls.pk, cwd))
+        if tls.ca is not None:
+            read_certificates("-ca", _absolute(tls.ca, cwd))
+    except UsageError as exc:
+        message = str(exc)
+        for name in ("ca", "crt", "pk"):
+            message = message.replace(f"-{name} ", f"tls.{name}: ", 1) if message.startswith(f"-{name} ") else \
+                message.replace(f"-{name} ", f"tls.{name} ")
+        return [message]
+    return []
+
+
 def check_files(config: ClusterConfig, cwd: Path, nodes: Sequence[str] | None = None) -> list[str]:
     """Problems only the file system shows: missing certificates, folders that are files."""
     problems: list[str] = []
@@ -429,6 +448,8 @@ def check_files(config: ClusterConfig, cwd: Path, nodes: Sequence[str] | None = 
                                 f"`logstream certs --out {path.parent}`)")
             elif not full.is_file():
                 problems.append(f"tls.{name}: {path} is not a file")
+        if not problems:
+            problems += _tls_content_problems(config.tls, cwd)
     run_problem = _file_problem("cluster.run_dir", config.cluster.run_dir, cwd)
     if run_problem:
         problems.append(run_problem)

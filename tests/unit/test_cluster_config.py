@@ -180,14 +180,6 @@ def test_missing_certificates_are_named(tmp_path: Path) -> None:
     assert "no such file: certs/ca.crt" in found[0] and "logstream certs --out certs" in found[0]
 
 
-def test_present_certificates_pass(tmp_path: Path) -> None:
-    (tmp_path / "certs").mkdir()
-    for name in ("ca.crt", "node.crt", "node.key"):
-        (tmp_path / "certs" / name).write_text("x")
-    config = load_cluster(None, ["tls.ca=certs/ca.crt", "tls.crt=certs/node.crt", "tls.pk=certs/node.key"], environ={})
-    assert check_files(config, tmp_path) == []
-
-
 def test_a_log_root_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "logs").write_text("not a folder")
     config = load_cluster(None, ["streamers.path=logs"], environ={})
@@ -283,3 +275,15 @@ def test_shipped_configs_are_valid(name: str) -> None:
 def test_a_malformed_json_variable_is_named() -> None:
     [line] = problems(None, env={"LOGSTREAM_MEDIATOR": "not json"})
     assert 'field "mediator"' in line and "EnvSettingsSource" in line
+
+
+def test_certificates_are_read_before_anything_starts(tmp_path: Path, tls_files: object) -> None:
+    files = tls_files
+    good = [f"tls.ca={files.ca}", f"tls.crt={files.node_crt}", f"tls.pk={files.node_key}"]  # type: ignore[attr-defined]
+    assert check_files(load_cluster(None, good, environ={}), tmp_path) == []
+    (tmp_path / "junk.crt").write_text("not a certificate")
+    junk = load_cluster(None, [good[0], "tls.crt=junk.crt", good[2]], environ={})
+    assert check_files(junk, tmp_path) == [f"tls.crt: {tmp_path / 'junk.crt'}: not a PEM certificate"]
+    mismatched = load_cluster(None, [good[0], f"tls.crt={files.other_crt}", good[2]], environ={})  # type: ignore[attr-defined]
+    [line] = check_files(mismatched, tmp_path)
+    assert line.startswith("tls.pk: ") and "key does not match the certificate in tls.crt" in line
