@@ -420,7 +420,7 @@ def main(argv: list[str]) -> int:
         "batch_lines": args.batch_lines,
         "cpus": os.cpu_count(),
         "results": [r.summary() for r in results],
-        "ratio_to_direct": {r.mode: round(r.lines_per_s / direct, 3) for r in results[:-1]} if direct else {},
+        "ratio_to_direct": {r.mode: round(r.lines_per_s / direct, 6) for r in results[:-1]} if direct else {},
     }
     if verified is not None:
         acked = sum(r.lines for r in results[:-1] if r.mode != "ping")
