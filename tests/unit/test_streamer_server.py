@@ -50,3 +50,32 @@ def test_port_in_use_is_a_usage_error() -> None:
         with pytest.raises(UsageError, match="cannot listen"):
             check_port_free("127.0.0.1", busy.getsockname()[1])
     check_port_free("127.0.0.1", 0)
+
+
+@pytest.mark.asyncio
+async def test_run_closes_idle_files_and_shuts_down_cleanly(tmp_path: Path) -> None:
+    import asyncio
+
+    import grpc
+
+    from logstream._proto import logstream_pb2 as pb
+    from logstream._proto import logstream_pb2_grpc as pb_grpc
+    from logstream.streamer.server import run
+
+    with socket.socket() as probe:  # a free port (run() binds it a moment later)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = StreamerSettings(host="127.0.0.1", port=port, path=tmp_path / "logs", idle_close=0.2,
+                                fsync="interval", fsync_interval=0.1)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    server = asyncio.create_task(run(settings, stop))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await channel.channel_ready()
+        await pb_grpc.LogStreamerStub(channel).Log(pb.LogRequest(filename="idle", line="x"))
+        control = pb_grpc.StreamerControlStub(channel)
+        assert (await control.Stats(pb.StatsRequest())).open_files == 1
+        await asyncio.sleep(1.0)
+        assert (await control.Stats(pb.StatsRequest())).open_files == 0
+    stop.set()
+    await asyncio.wait_for(server, 10)
+    assert (tmp_path / "logs" / "idle.log").read_text() == "x\n"
