@@ -91,8 +91,14 @@ class StreamerCore:
             files=[pb.FileKey(path=path, filename=name) for path, name in self.writer.open_keys()],
         )
 
-    def on_ping(self, request: pb.PingRequest) -> None:
-        effect = self.lease.on_ping(request.lease_ms, request.mediator_id, request.interval_ms)
+    def on_ping(self, request: pb.PingRequest, in_time: bool = True) -> None:
+        """Renew the lease; `in_time` False (the ping's deadline passed before we got to it) grants
+        nothing, since the mediator counts the lease from its send time plus its ping timeout."""
+        lease_ms = request.lease_ms if in_time else 0
+        if not in_time and request.lease_ms > 0:
+            logger.warning("ping from mediator %s handled after its deadline: lease not renewed",
+                           request.mediator_id or "?")
+        effect = self.lease.on_ping(lease_ms, request.mediator_id, request.interval_ms)
         if effect.release_all:
             closed = self.writer.close_all()
             logger.warning("mediator changed from %s to %s: released every key (%d files closed)",
@@ -100,7 +106,7 @@ class StreamerCore:
         if effect.granted:
             if not self._leased:
                 self._leased = True
-                logger.info("lease granted by mediator %s for %dms", request.mediator_id or "?", request.lease_ms)
+                logger.info("lease granted by mediator %s for %dms", request.mediator_id or "?", lease_ms)
             self._schedule_lease_check()
 
     def _schedule_lease_check(self) -> None:
@@ -170,7 +176,8 @@ class PingerServicer(pb_grpc.PingerServicer):
         self._core = core
 
     async def Ping(self, request: pb.PingRequest, context: grpc.aio.ServicerContext) -> pb.PingResponse:
-        self._core.on_ping(request)
+        remaining = context.time_remaining()
+        self._core.on_ping(request, in_time=remaining is None or remaining > 0)
         return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self._core.node_id,
                                stats=self._core.stats())
 

@@ -200,3 +200,10 @@ async def test_batch_rate_is_not_limited_by_validation(streamer: Running) -> Non
     for _ in range(10):
         assert (await streamer.log.LogBatch(request)).lines == 10_000
     assert time.perf_counter() - started < 5
+
+
+def test_a_ping_handled_after_its_deadline_grants_no_lease(tmp_path: Path) -> None:
+    core = StreamerCore(Writer(tmp_path), Lease(required=True))
+    core.on_ping(pb.PingRequest(lease_ms=5000, mediator_id="m"), in_time=False)
+    assert not core.lease.may_write()
+    core.writer.close()
