@@ -77,8 +77,14 @@ def _environment(env: Mapping[str, str]) -> str:
     return ",".join(parts)
 
 
+# A node must stay up this long to count as started. supervisord notices exits only once per
+# second (its poll timeout), so 1s would count a node that crashes at once as started, and
+# restart it forever instead of giving up (FATAL).
+START_SECS = 3
+
+
 def render(cluster_name: str, nodes: Sequence[Node], paths: RunPaths, cwd: Path, python: str,
-           *, startsecs: int = 1, startretries: int = 5) -> str:
+           *, startsecs: int = START_SECS, startretries: int = 3) -> str:
     """supervisord.conf for `nodes`: the mediator at priority 1, the streamers in one group at
     priority 2 (started after, stopped before the mediator, all at once), each restarted on exit,
     logging stdout and stderr to run_dir/logs/NODE.log."""

@@ -43,6 +43,7 @@ LOOP_S = 0.1
 # Beyond the nodes' stopwaitsecs, how long supervisord gets to finish before everything is killed.
 KILL_MARGIN_S = 3.0
 _SPAWNED_RE = re.compile(r"spawned: '([^']+)' with pid (\d+)")
+_FATAL_RE = re.compile(r"gave up: (\S+) entered FATAL state")
 # supervisord lines that alarm without informing: the socket is chmod 0700 in the run directory.
 _QUIET = ("running without any HTTP authentication checking", "Supervisor is running as root")
 # Variables of the role settings would leak into every node below the cluster file's flags.
@@ -349,6 +350,14 @@ class Runner:
                     if match:
                         self.children[int(match.group(2))] = match.group(1)
                     if any(noise in line for noise in _QUIET):
+                        continue
+                    fatal = _FATAL_RE.search(line)
+                    if fatal:
+                        self.printer.line(name, line)
+                        node = fatal.group(1)
+                        self.printer.say(f"{node} keeps failing to start; supervisord gave up on it (see "
+                                         f"{self._shown(self.paths.node_log(node))}; after fixing the cause: "
+                                         f"logstream restart FILE {node})")
                         continue
                 self.printer.line(name, line)
 

@@ -22,6 +22,8 @@ from logstream.supervisor import control, run, status
 FAKE_NODE = """\
 import os, signal, sys, time
 name = next(a[4:] for a in sys.argv if a.startswith("-id="))
+if name in os.environ.get("FAKE_CRASH", "").split(","):
+    sys.exit("fake crash")
 print(f"fake {name} listening on 127.0.0.1:0 pid {os.getpid()}", flush=True)
 print(f"fake {name} says hello on stderr", file=sys.stderr, flush=True)
 stop = False
@@ -227,3 +229,13 @@ def test_logstream_stop_stops_a_running_cluster(
     # Nothing runs any more: stop and restart say so.
     assert control.stop_main(["cluster.toml"]) == 1
     assert "no cluster is running from" in capsys.readouterr().err
+
+
+def test_a_node_that_cannot_start_is_reported(tmp_path: Path, cleanup: list[Driven]) -> None:
+    driven = Driven(tmp_path, env={"FAKE_CRASH": "s1"})
+    cleanup.append(driven)
+    driven.wait_for(r"logstream: s1 keeps failing to start; supervisord gave up on it \(see \./run/logs/s1\.log",
+                    timeout_s=30)
+    driven.proc.send_signal(signal.SIGINT)
+    assert driven.wait() == 130
+    assert wait_gone(tmp_path) == []
