@@ -290,6 +290,10 @@ class Runner:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             return self._run()
+        except BaseException:
+            if self.process is not None:  # a bug or an unexpected error: leave no process behind
+                self._kill_leftovers()
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -297,7 +301,10 @@ class Runner:
 
     def _start(self) -> None:
         self.paths.logs.mkdir(parents=True, exist_ok=True)
-        text = render(self.config.cluster.name, self.nodes, self.paths, self.cwd, self.python)
+        try:
+            text = render(self.config.cluster.name, self.nodes, self.paths, self.cwd, self.python)
+        except ValueError as exc:  # e.g. a line break in a path
+            raise UsageError(str(exc)) from None
         self.paths.conf.write_text(text, encoding="utf-8")
         for follower in self.followers.values():
             follower.poll()  # position every follower at the end of earlier runs' output
