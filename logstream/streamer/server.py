@@ -95,10 +95,19 @@ def make_writer(settings: StreamerSettings) -> Writer:
     echo: Callable[[bytes], object] | None = None
     if settings.console:
         out = sys.stdout.buffer
+        broken = False
 
         def echo(data: bytes) -> None:
-            out.write(data)
-            out.flush()
+            # The lines are on disk already: a closed or broken stdout must not fail the request.
+            nonlocal broken
+            if broken:
+                return
+            try:
+                out.write(data)
+                out.flush()
+            except (OSError, ValueError) as exc:
+                broken = True
+                logger.error("-console: stdout failed (%s); no more echo", exc)
 
     return Writer(settings.path, limit=settings.size, max_line=settings.max_line,
                   max_open_files=settings.max_open_files, fsync=settings.fsync, keep=settings.keep, echo=echo)
