@@ -30,3 +30,15 @@ def test_bench_json_report() -> None:
 def test_bench_rejects_an_unknown_mode() -> None:
     done = run_logstream(["bench", "--mode", "carrier-pigeon"])
     assert done.returncode == 2 and "unknown mode" in done.stderr
+
+
+def test_bench_against_a_cluster_of_two() -> None:
+    """A mediator and two streamers (registration, leases, forwarding): every acked line is on disk."""
+    done = run_logstream(["bench", "--cluster", "2", "--seconds", "1", "--clients", "1", "--mode", "batch",
+                          "--batch-lines", "2000", "--json"], timeout_s=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    batch = report["results"][0]
+    assert batch["lines"] > 0 and batch["errors"] == 0, batch
+    assert report["lines_on_disk"] == report["lines_acked"] == batch["lines"]
+    assert report["node_exit_codes"] == [0, 0, 0]
