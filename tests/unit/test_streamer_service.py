@@ -207,3 +207,15 @@ def test_a_ping_handled_after_its_deadline_grants_no_lease(tmp_path: Path) -> No
     core.on_ping(pb.PingRequest(lease_ms=5000, mediator_id="m"), in_time=False)
     assert not core.lease.may_write()
     core.writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_bad_chunk_ends_a_stream_with_invalid_argument(streamer: Running, tmp_path: Path) -> None:
+    call = streamer.log.LogStream()
+    await call.write(pb.LogBatchRequest(chunks=[pb.LogChunk(filename="s", data=b"good\n")]))
+    assert (await call.read()).lines == 1
+    await call.write(pb.LogBatchRequest(chunks=[pb.LogChunk(path="../x", filename="s", data=b"bad\n")]))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (tmp_path / "root/s.log").read_bytes() == b"good\n"
