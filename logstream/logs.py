@@ -8,13 +8,12 @@ import time
 
 
 class _NodeFormatter(logging.Formatter):
-    converter = time.gmtime
-
     def __init__(self, role: str, node: str) -> None:
         super().__init__(
             fmt=f"%(asctime)s.%(msecs)03dZ {role} {node} %(levelname)s %(message)s",
             datefmt="%Y-%m-%dT%H:%M:%S",
         )
+        self.converter = time.gmtime  # timestamps in UTC, as the trailing Z says
 
     def format(self, record: logging.LogRecord) -> str:
         # Keep one event on one line, even when a message or a traceback spans several.
