@@ -170,6 +170,9 @@ class MediatorSettings(RoleSettings):
     batch_lines: int = Field(20_000, ge=1, description="most lines coalesced into one forward")
     batch_bytes: Size = Field(4_000_000, description="most bytes coalesced into one forward")
     max_line: Size = Field(1_048_576, description="longest accepted line (bytes)")
+    linger: Duration = Field(
+        0.002, description="under load, how long a forward waits for more requests to join it (0: never)"
+    )
 
     @model_validator(mode="after")
     def _derived_timings(self) -> MediatorSettings:

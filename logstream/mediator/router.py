@@ -60,6 +60,18 @@ class OwnerFailed(Exception):
     """The forward's streamer failed: its lines wait for their keys' new owner."""
 
 
+class _Ended(grpc.aio.AioRpcError):
+    """A forward stream that ended without a reply: its final status."""
+
+    def __init__(self, code: grpc.StatusCode, details: str | None) -> None:
+        super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+class _Deadline(_Ended):
+    def __init__(self) -> None:
+        super().__init__(grpc.StatusCode.DEADLINE_EXCEEDED, "forward deadline exceeded")
+
+
 class Refused(Exception):
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(details)
@@ -81,6 +93,8 @@ class RouterConfig:
     forward_timeout_s: float = 5.0
     batch_lines: int = 20_000
     batch_bytes: int = 4_000_000
+    linger_s: float = 0.002
+    stream_forwards: bool = True
 
 
 @dataclass
@@ -148,6 +162,9 @@ class StreamerLink:
         self.pending: Counter[FileKey] = Counter()  # chunks queued or in flight, per key
         self._wake = asyncio.Event()
         self._drain_waiters: list[asyncio.Event] = []
+        self._stream: grpc.aio.StreamStreamCall | None = None
+        # How forwards travel: "stream" (LogStream), "batch" (LogBatch) or "unary" (Log, compat).
+        self.mode = "stream" if self._config.stream_forwards else "batch"
         self.closed = False
         self._task = asyncio.create_task(self._run(), name=f"forward-{holder}")
 
@@ -184,12 +201,20 @@ class StreamerLink:
         return items
 
     async def _run(self) -> None:
+        busy = False
+        linger_s = self._config.linger_s
         while True:
             if not self.queue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await self._forward(self._take())
+            if busy and linger_s > 0 and len(self.queue) < 64:
+                # Under load (the last forward carried several callers), let a few more arrive:
+                # fewer, fuller forwards cost far less CPU than one forward per request.
+                await asyncio.sleep(linger_s)
+            items = self._take()
+            busy = len(items) > 1
+            await self._forward(items)
 
     async def _forward(self, items: list[_Item]) -> None:
         request = pb.LogBatchRequest(chunks=[
@@ -199,7 +224,17 @@ class StreamerLink:
         counters = self._router.counters
         counters.forwards += 1
         try:
-            await self.log.LogBatch(request, timeout=self._config.forward_timeout_s)
+            try:
+                await self._send(request)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED or self.mode == "unary":
+                    raise
+                # An older streamer (the Go original serves only Log): step down and resend.
+                self.mode = "batch" if self.mode == "stream" else "unary"
+                logger.warning("streamer %s does not serve %s: forwarding with %s from now on", self.holder,
+                               "LogStream" if self.mode == "batch" else "LogBatch", self.mode)
+                await self._forward(items)
+                return
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             counters.forward_failures += 1
@@ -220,6 +255,46 @@ class StreamerLink:
             raise
         counters.forwarded_lines += sum(item.lines for item in items)
         self._done(items, None)
+
+    async def _send(self, request: pb.LogBatchRequest) -> None:
+        if self.mode == "stream":
+            await self._send_on_stream(request)
+        elif self.mode == "batch":
+            await self.log.LogBatch(request, timeout=self._config.forward_timeout_s)
+        else:
+            async with asyncio.timeout(self._config.forward_timeout_s * 4):
+                for chunk in request.chunks:
+                    for line in chunk.data.split(b"\n")[:-1]:
+                        await self.log.Log(pb.LogRequest(path=chunk.path, filename=chunk.filename,
+                                                         line=line.decode("utf-8", "replace")),
+                                           timeout=self._config.forward_timeout_s)
+
+    async def _send_on_stream(self, request: pb.LogBatchRequest) -> None:
+        """One forward over a long-lived LogStream call (much cheaper per forward than a unary
+        call); one request in flight, so its reply is this forward's outcome. Any failure ends the
+        call and the next forward opens a new one."""
+        call = self._stream
+        if call is None:
+            call = self._stream = self.log.LogStream()
+        try:
+            async with asyncio.timeout(self._config.forward_timeout_s):
+                await call.write(request)
+                reply = await call.read()
+        except TimeoutError:
+            self._drop_stream()
+            raise _Deadline() from None
+        except BaseException:
+            self._drop_stream()
+            raise
+        if reply is grpc.aio.EOF:
+            self._drop_stream()
+            code = await call.code()
+            raise _Ended(code if code != grpc.StatusCode.OK else grpc.StatusCode.UNKNOWN, await call.details())
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
 
     def _done(self, items: list[_Item], error: Exception | None) -> None:
         pending = self.pending
@@ -246,6 +321,7 @@ class StreamerLink:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        self._drop_stream()
         while self.queue:
             self._done([self.queue.popleft()], OwnerFailed(f"streamer {self.holder} was removed"))
         self._done([], None)
@@ -369,7 +445,12 @@ class Router:
                     )
                 released = True
             except grpc.aio.AioRpcError as exc:
-                reason = f"release failed: {exc.code().name}: {exc.details()}"
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    # An older streamer without leases writes only what it is sent, and nothing
+                    # of these keys is in flight any more: moving them is safe.
+                    released = True
+                else:
+                    reason = f"release failed: {exc.code().name}: {exc.details()}"
             except TimeoutError:
                 reason = "release timed out"
         if released:

@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Streamers keep their registration channel alive with HTTP/2 pings (net.CHANNEL_OPTIONS: every
+# 20s, even without calls); grpc's server default answers those with GOAWAY "too_many_pings".
+MEDIATOR_SERVER_OPTIONS = [
+    *SERVER_OPTIONS,
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
+
 SERVICES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name
                  for name in ("LogStreamer", "Register", "ClusterStatus"))
 
@@ -44,6 +53,7 @@ def router_config(settings: MediatorSettings) -> RouterConfig:
         forward_timeout_s=settings.forward_timeout,
         batch_lines=settings.batch_lines,
         batch_bytes=settings.batch_bytes,
+        linger_s=settings.linger,
     )
 
 
@@ -57,7 +67,7 @@ class Built:
 def build_server(router: Router, validator: Validator, host: str, port: int,
                  creds: grpc.ServerCredentials | None = None) -> Built:
     """A server with the mediator's services, health and reflection, bound to host:port (0: any)."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=MEDIATOR_SERVER_OPTIONS)
     pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(router, validator), server)
     pb_grpc.add_RegisterServicer_to_server(RegisterServicer(router), server)
     pb_grpc.add_ClusterStatusServicer_to_server(ClusterStatusServicer(router), server)

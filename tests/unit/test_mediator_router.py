@@ -65,6 +65,11 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
             self.events.append(f"write {chunk.filename}")
         return pb.LogBatchResponse(lines=sum(c.data.count(b"\n") for c in request.chunks))
 
+    async def LogStream(self, request_iterator: AsyncIterator[pb.LogBatchRequest],
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[pb.LogBatchResponse]:
+        async for request in request_iterator:
+            yield await self.LogBatch(request, context)
+
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
         self.events.extend(f"release {key.filename}" for key in request.keys)
         return pb.ReleaseResponse(released=len(request.keys))
