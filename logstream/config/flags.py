@@ -58,15 +58,18 @@ def build_parser(model: type[RoleSettings], prog: str, description: str) -> argp
                         help=f"TOML file whose [{model.toml_table}] table holds settings")
     for name, field in model.model_fields.items():
         flag = flag_name(name)
-        default = field.get_default(call_default_factory=True)
-        help_text = f"{field.description or name} (default: {_show_default(name, default)})"
-        if field.annotation is bool:
+        description = field.description or name
+        if "(default:" not in description:
+            default = field.get_default(call_default_factory=True)
+            if default not in (None, ""):
+                description += f" (default: {_show_default(name, default)})"
+        if field.annotation in (bool, bool | None):
             # Go's flag package: `-console`, `-console=true`, `-console=false`.
             parser.add_argument(f"-{flag}", f"--{flag}", dest=name, nargs="?", const=True,
-                                type=_go_bool, metavar="BOOL", help=help_text)
+                                type=_go_bool, metavar="BOOL", help=description)
         else:
             parser.add_argument(f"-{flag}", f"--{flag}", dest=name, metavar=flag.upper().replace("-", "_"),
-                                help=help_text)
+                                help=description)
     return parser
 
 
