@@ -33,7 +33,8 @@ def fetch_status(target: str, creds: grpc.ChannelCredentials | None = None, time
     else:
         channel = grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
     try:
-        reply: pb.StatusResponse = pb_grpc.ClusterStatusStub(channel).Status(pb.StatusRequest(), timeout=timeout_s)
+        stub = pb_grpc.ClusterStatusStub(channel)  # type: ignore[no-untyped-call]
+        reply: pb.StatusResponse = stub.Status(pb.StatusRequest(), timeout=timeout_s)
     except grpc.RpcError as exc:
         code = exc.code() if isinstance(exc, grpc.Call) else None
         details = exc.details() if isinstance(exc, grpc.Call) else str(exc)

@@ -60,7 +60,7 @@ class OwnerFailed(Exception):
     """The forward's streamer failed: its lines wait for their keys' new owner."""
 
 
-class _Ended(grpc.aio.AioRpcError):
+class _Ended(grpc.aio.AioRpcError):  # type: ignore[misc]
     """A forward stream that ended without a reply: its final status."""
 
     def __init__(self, code: grpc.StatusCode, details: str | None) -> None:
@@ -155,9 +155,9 @@ class StreamerLink:
         self.channel = channel
         self._router = router
         self._config = router.config
-        self.log = pb_grpc.LogStreamerStub(channel)
-        self.pinger = pb_grpc.PingerStub(channel)
-        self.control = pb_grpc.StreamerControlStub(channel)
+        self.log = pb_grpc.LogStreamerStub(channel)  # type: ignore[no-untyped-call]
+        self.pinger = pb_grpc.PingerStub(channel)  # type: ignore[no-untyped-call]
+        self.control = pb_grpc.StreamerControlStub(channel)  # type: ignore[no-untyped-call]
         self.queue: deque[_Item] = deque()
         self.pending: Counter[FileKey] = Counter()  # chunks queued or in flight, per key
         self._wake = asyncio.Event()
@@ -479,9 +479,9 @@ class Router:
             for chunk in pending:
                 target = route(chunk[0], now)
                 if target.__class__ is Holder:
-                    group = groups.get(target)  # type: ignore[arg-type]
+                    group = groups.get(target)
                     if group is None:
-                        groups[target] = [chunk]  # type: ignore[index]
+                        groups[target] = [chunk]
                     else:
                         group.append(chunk)
                 elif target is NoStreamers.NONE:

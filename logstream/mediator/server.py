@@ -68,9 +68,9 @@ def build_server(router: Router, validator: Validator, host: str, port: int,
                  creds: grpc.ServerCredentials | None = None) -> Built:
     """A server with the mediator's services, health and reflection, bound to host:port (0: any)."""
     server = grpc.aio.server(options=MEDIATOR_SERVER_OPTIONS)
-    pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(router, validator), server)
-    pb_grpc.add_RegisterServicer_to_server(RegisterServicer(router), server)
-    pb_grpc.add_ClusterStatusServicer_to_server(ClusterStatusServicer(router), server)
+    pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(router, validator), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_RegisterServicer_to_server(RegisterServicer(router), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_ClusterStatusServicer_to_server(ClusterStatusServicer(router), server)  # type: ignore[no-untyped-call]
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
