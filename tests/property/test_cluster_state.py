@@ -54,7 +54,8 @@ class ClusterMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.incarnation = 0
         self.mediator_id = "m0"
-        self.state = ClusterState(LEASE, PING_TIMEOUT, self.now)
+        # No mediator ran before this one, so no lease exists: no start-up grace is needed.
+        self.state = ClusterState(LEASE, PING_TIMEOUT, self.now, restart_grace_s=0.0)
         self.streamers: list[Streamer] = []
         self.disk: dict[FileKey, list[tuple[int, str]]] = {}  # key -> [(line id, writer id)]
         self.acked: dict[int, FileKey] = {}
@@ -104,6 +105,12 @@ class ClusterMachine(RuleBasedStateMachine):
             streamer.lease_until, streamer.seen_mediator, streamer.held = float("-inf"), None, set()
         if streamer.reachable:
             self.state.register(streamer.id, streamer.addr, self.now)
+
+    @rule(index=st.integers(0, N_STREAMERS - 1), delay=st.sampled_from([0.0, PING_TIMEOUT * 0.99]))
+    def bring_up(self, index: int, delay: float) -> None:
+        """Start (if needed), register and answer the first ping: a live streamer in one step."""
+        self.start_and_register(index)
+        self.ping(index, delay)
 
     @rule(index=st.integers(0, N_STREAMERS - 1))
     def restart_on_new_port(self, index: int) -> None:
@@ -173,11 +180,14 @@ class ClusterMachine(RuleBasedStateMachine):
             self.ping(index, delay)
 
     @precondition(lambda self: self.pending_handoffs)
-    @rule(data=st.data())
-    def finish_handoff(self, data: st.DataObject) -> None:
-        """Release on the old owner (no forwards are in flight in this synchronous model)."""
+    @rule(data=st.data(), partitioned_now=st.booleans())
+    def finish_handoff(self, data: st.DataObject, partitioned_now: bool) -> None:
+        """Release on the old owner (no forwards are in flight in this synchronous model), maybe
+        just as the network between them fails."""
         plan = self.pending_handoffs.pop(data.draw(st.integers(0, len(self.pending_handoffs) - 1)))
         source = next((s for s in self.streamers if s.holder == plan.source), None)
+        if partitioned_now and source is not None:
+            source.reachable = False
         released = source is not None and source.alive and source.reachable
         if released and source is not None:
             source.held.difference_update(plan.keys)
