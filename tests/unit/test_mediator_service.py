@@ -1,0 +1,78 @@
+"""The mediator's input validation, status formatting and metrics, without a network."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from logstream._proto import logstream_pb2 as pb
+from logstream.mediator.metrics import MediatorCollector, register
+from logstream.mediator.placement import FileKey
+from logstream.mediator.router import Router, RouterConfig
+from logstream.mediator.service import BadInput, Validator, check_address
+from logstream.status_cli import format_table
+
+
+def test_equivalent_paths_are_one_key_so_one_owner() -> None:
+    validator = Validator(max_line=10)
+    assert validator.key("a//./b/", "f") == validator.key("a/b", "f") == FileKey("a/b", "f")
+    assert validator.key("", "f") == validator.key(".", "f") == FileKey("", "f")
+
+
+def test_chunks_are_newline_terminated_and_counted() -> None:
+    validator = Validator(max_line=10)
+    assert validator.chunk("p", "f", b"a\nb") == (FileKey("p", "f"), b"a\nb\n", 2)
+    assert validator.chunk("p", "f", b"") is None
+    with pytest.raises(BadInput, match="longer than the limit of 10"):
+        validator.chunk("p", "f", b"short\n" + b"x" * 11 + b"\n")
+    request = pb.LogBatchRequest(chunks=[pb.LogChunk(filename="ok", data=b"1\n"), pb.LogChunk(filename="", data=b"x")])
+    with pytest.raises(BadInput, match="chunk 1: filename is empty"):
+        validator.batch(request)
+
+
+def test_rotated_looking_names_are_refused_like_the_streamer_does() -> None:
+    with pytest.raises(BadInput, match="rotated"):
+        Validator(max_line=10).key("", "app_20260101T000000.000000Z")
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1:8080", "[::1]:1", "host.example:65535"])
+def test_good_register_addresses(addr: str) -> None:
+    assert check_address(addr) == addr
+
+
+def test_status_table_lists_streamers_and_counters() -> None:
+    table = format_table({
+        "mediator": "127.0.0.1:8000", "mediator_id": "abc",
+        "streamers": [{"id": "s1", "addr": "127.0.0.1:9001", "alive": True, "files": ["a", "b/c"], "lines": 7,
+                       "bytes": 70, "last_seen_s": 0.25},
+                      {"id": "s2", "addr": "127.0.0.1:9002", "alive": False, "files": [], "lines": 0, "bytes": 0,
+                       "last_seen_s": None}],
+        "counters": {"lines": 7},
+    })
+    lines = table.splitlines()
+    assert lines[0] == "mediator 127.0.0.1:8000 (id abc)"
+    assert lines[1].split() == ["ID", "ADDRESS", "ALIVE", "FILES", "LINES", "BYTES", "LAST", "PING"]
+    assert lines[2].split() == ["s1", "127.0.0.1:9001", "yes", "2", "7", "70", "0.2s", "ago"]
+    assert lines[3].split() == ["s2", "127.0.0.1:9002", "no", "0", "0", "0", "-"]
+    assert lines[4] == "counters: lines 7"
+
+
+def test_metrics_are_exposed_for_prometheus() -> None:
+    async def build() -> Router:
+        return Router(RouterConfig(), None, "m1")
+
+    router = asyncio.run(build())
+    router.counters.requests["Log"] += 3
+    router.counters.lines += 3
+    router.counters.observe(0.002)
+    registry = CollectorRegistry()
+    unregister = register(MediatorCollector(router, lambda: "med"), registry)
+    text = generate_latest(registry).decode()
+    unregister()
+    assert 'logstream_mediator_requests_total{node="med",rpc="Log"} 3.0' in text
+    assert 'logstream_mediator_lines_total{node="med"} 3.0' in text
+    assert 'logstream_mediator_streamers_live{node="med"} 0.0' in text
+    assert 'logstream_mediator_ack_latency_seconds_bucket{le="0.0025",node="med"} 1.0' in text
