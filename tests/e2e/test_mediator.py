@@ -167,16 +167,20 @@ def test_sigkill_a_streamer_under_load_loses_no_acknowledged_line(cluster: Clust
     victim_files: list[str] = []
 
     async def kill_later() -> None:
-        await asyncio.sleep(1.0)
-        status = await asyncio.to_thread(fetch_status, cluster.target)
-        victim_files.extend(f for s in status["streamers"] if s["id"] == "s1" for f in s["files"])
+        # Once the victim owns files and is writing them (after the mediator's start-up grace).
+        await asyncio.sleep(0.5)
+        while not victim_files:
+            status = await asyncio.to_thread(fetch_status, cluster.target)
+            victim_files.extend(f for s in status["streamers"] if s["id"] == "s1" for f in s["files"])
+            await asyncio.sleep(0.2)
         victim.proc.send_signal(signal.SIGKILL)
 
     async def main() -> list[list[grpc.StatusCode]]:
-        loads = [client(cluster.target, f"c{c}", files[c * 6:(c + 1) * 6], 120, acked, stop_on_error=False,
-                        latencies=latencies) for c in range(4)]
-        results = await asyncio.gather(*loads, kill_later())
-        return results[:4]  # type: ignore[return-value]
+        loads = asyncio.gather(*(client(cluster.target, f"c{c}", files[c * 6:(c + 1) * 6], 120, acked,
+                                        stop_on_error=False, latencies=latencies) for c in range(4)))
+        await kill_later()
+        assert not loads.done(), "the load was over before the kill"
+        return await loads
 
     errors = asyncio.run(main())
     cluster.mediator.wait_for(r"streamer s1@\S+ removed")
