@@ -49,7 +49,14 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
         return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self.id,
                                stats=pb.StreamerStats(id=self.id, lines=sum(d.count(b"\n") for *_, d in self.written)))
 
+    async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
+        self.written.append((request.path, request.filename, request.line.encode() + b"\n"))
+        self.events.append(f"write {request.filename}")
+        return pb.LogResponse(res="Success")
+
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
+        if self.mode == "compat":
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
         self.forwards += 1
         if self.mode == "unavailable":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "no lease")
@@ -67,10 +74,14 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
 
     async def LogStream(self, request_iterator: AsyncIterator[pb.LogBatchRequest],
                         context: grpc.aio.ServicerContext) -> AsyncIterator[pb.LogBatchResponse]:
+        if self.mode == "compat":
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
         async for request in request_iterator:
             yield await self.LogBatch(request, context)
 
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
+        if self.mode == "compat":
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
         self.events.extend(f"release {key.filename}" for key in request.keys)
         return pb.ReleaseResponse(released=len(request.keys))
 
@@ -263,6 +274,24 @@ async def test_join_hands_keys_off_only_after_the_old_owner_released_them(mediat
         assert s2.lines_of(name) == [b"second"] and s1.lines_of(name) == [b"first"]
     for name in set(names) - set(moved):
         assert s1.lines_of(name) == [b"first", b"second"]
+
+
+@pytest.mark.asyncio
+async def test_an_original_go_streamer_gets_one_log_call_per_line_and_hand_offs(mediator: Mediator) -> None:
+    old = await start_fake("go")
+    old.mode = "compat"  # serves Log and Ping only
+    await mediator.join(old)
+    names = [f"g{i}" for i in range(20)]
+    batch = pb.LogBatchRequest(chunks=[pb.LogChunk(path="app", filename=n, data=b"a\nb\n") for n in names])
+    assert (await mediator.stub.LogBatch(batch, timeout=10)).lines == 40
+    assert all(old.lines_of(n) == [b"a", b"b"] for n in names)
+    new = await start_fake("s2")
+    await mediator.join(new)
+    for name in names:
+        await mediator.log(name, "c")
+    moved = [n for n in names if new.lines_of(n)]
+    assert moved and all(new.lines_of(n) == [b"c"] and old.lines_of(n) == [b"a", b"b"] for n in moved)
+    assert [h.id for h in mediator.router.state.live()] == ["go", "s2"]
 
 
 @pytest.mark.asyncio
