@@ -198,6 +198,38 @@ def test_sigkill_a_streamer_under_load_loses_no_acknowledged_line(cluster: Clust
     assert set(victim_files) <= {f for s in status["streamers"] if s["alive"] for f in s["files"]}
 
 
+def test_a_streamer_joining_under_load_takes_its_share_without_loss_or_duplicates(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    files = [f"j{i:02d}" for i in range(32)]
+    acked: list[str] = []
+    with start_mediator() as mediator:
+        streamers = [start_streamer(f"s{i}", root, mediator.address) for i in range(2)]
+        try:
+            wait_live(mediator, 2)
+
+            async def join_later() -> None:
+                await asyncio.sleep(1.5)
+                streamers.append(await asyncio.to_thread(start_streamer, "s2", root, mediator.address))
+
+            async def main() -> None:
+                loads = asyncio.gather(*(client(mediator.address, f"c{c}", files[c * 8:(c + 1) * 8], 60, acked)
+                                         for c in range(4)))
+                await join_later()
+                await asyncio.to_thread(wait_live, mediator, 3)
+                assert not loads.done(), "the load was over before the join"
+                await loads
+
+            asyncio.run(main())
+            mediator.wait_for(r"handed off \d+ keys from s\d@\S+ to s2@")
+            check_on_disk(root, acked, exactly_once=True)
+            owned = {s["id"]: s["files"] for s in fetch_status(mediator.address)["streamers"]}
+            assert owned["s2"], owned
+            assert "ABORTED" not in mediator.stderr
+        finally:
+            for node in streamers:
+                node.__exit__()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
