@@ -138,11 +138,12 @@ class Counters:
 class _Item:
     """One caller's chunks for one streamer, and the future its caller awaits."""
 
-    __slots__ = ("chunks", "future", "lines", "nbytes")
+    __slots__ = ("chunks", "finished", "future", "lines", "nbytes")
 
     def __init__(self, chunks: list[Chunk], future: asyncio.Future[None]) -> None:
         self.chunks = chunks
         self.future = future
+        self.finished = False
         self.lines = sum(chunk[2] for chunk in chunks)
         self.nbytes = sum(len(chunk[1]) for chunk in chunks)
 
@@ -163,6 +164,7 @@ class StreamerLink:
         self._wake = asyncio.Event()
         self._drain_waiters: list[asyncio.Event] = []
         self._stream: grpc.aio.StreamStreamCall | None = None
+        self._inflight: list[_Item] = []
         # How forwards travel: "stream" (LogStream), "batch" (LogBatch) or "unary" (Log, compat).
         self.mode = "stream" if self._config.stream_forwards else "batch"
         self.closed = False
@@ -214,7 +216,17 @@ class StreamerLink:
                 await asyncio.sleep(linger_s)
             items = self._take()
             busy = len(items) > 1
-            await self._forward(items)
+            self._inflight = items
+            try:
+                await self._forward(items)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug or a surprise from grpc: never leave a caller hanging
+                logger.exception("forward to %s failed unexpectedly", self.holder)
+                self._done(items, OwnerFailed(f"streamer {self.holder}: {exc!r}"))
+                self._router.fail(self.holder, f"forward failed unexpectedly: {exc!r}")
+            finally:
+                self._inflight = []
 
     async def _forward(self, items: list[_Item]) -> None:
         request = pb.LogBatchRequest(chunks=[
@@ -292,13 +304,17 @@ class StreamerLink:
             raise _Ended(code if code != grpc.StatusCode.OK else grpc.StatusCode.UNKNOWN, await call.details())
 
     def _drop_stream(self) -> None:
-        if self._stream is not None:
-            self._stream.cancel()
-            self._stream = None
+        call, self._stream = self._stream, None
+        if call is not None:
+            with contextlib.suppress(Exception):  # grpc raises InvalidStateError for a finished call
+                call.cancel()
 
     def _done(self, items: list[_Item], error: Exception | None) -> None:
         pending = self.pending
         for item in items:
+            if item.finished:
+                continue
+            item.finished = True
             for chunk in item.chunks:
                 key = chunk[0]
                 left = pending[key] - 1
@@ -319,11 +335,17 @@ class StreamerLink:
         """Stop forwarding: queued lines fail over (OwnerFailed), then the channel closes."""
         self.closed = True
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await self._task
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # pragma: no cover - _run handles its own errors
+            logger.exception("forwarding task of %s failed", self.holder)
         self._drop_stream()
+        gone = OwnerFailed(f"streamer {self.holder} was removed")
+        self._done(self._inflight, gone)
         while self.queue:
-            self._done([self.queue.popleft()], OwnerFailed(f"streamer {self.holder} was removed"))
+            self._done([self.queue.popleft()], gone)
         self._done([], None)
         await self.channel.close()
 

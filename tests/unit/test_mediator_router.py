@@ -215,6 +215,23 @@ async def test_lines_of_a_failing_owner_go_to_the_new_owner_after_its_lease(medi
 
 
 @pytest.mark.asyncio
+async def test_an_owner_dying_mid_forward_costs_no_acknowledged_line(mediator: Mediator) -> None:
+    s1, s2 = await start_fake("s1"), await start_fake("s2")
+    await mediator.join(s1)
+    await mediator.join(s2)
+    name = key_owned_by("s1", ["s1", "s2"])
+    await mediator.log(name, "before")
+    s1.mode = "hang"
+    callers = [asyncio.create_task(mediator.log(name, f"line {i}")) for i in range(20)]
+    await asyncio.sleep(0.05)
+    assert s1.server is not None
+    await s1.server.stop(0)  # the process dies with a forward in flight and more queued
+    await asyncio.wait_for(asyncio.gather(*callers), timeout=5)
+    assert sorted(s2.lines_of(name)) == sorted(f"line {i}".encode() for i in range(20))
+    assert s1.lines_of(name) == [b"before"]
+
+
+@pytest.mark.asyncio
 async def test_a_stuck_streamer_does_not_block_keys_owned_by_others(mediator: Mediator) -> None:
     s1, s2 = await start_fake("s1"), await start_fake("s2")
     await mediator.join(s1)
