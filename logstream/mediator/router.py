@@ -374,7 +374,12 @@ class Router:
     def _spawn(self, coro: object, name: str) -> None:
         task: asyncio.Task[object] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("task %s failed: %r", task.get_name(), task.exception())
 
     def _notify(self) -> None:
         self._changed.set()
