@@ -92,6 +92,8 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
     built: Built | None = None
     debug: DebugServer | None = None
     health_task: asyncio.Task[None] | None = None
+    # The health loop outlives the server's grace: in-flight requests need their owners' leases.
+    health_stop = asyncio.Event()
     try:
         built = build_server(router, Validator(settings.max_line), settings.host, settings.port,
                              tls.server_credentials(settings))
@@ -108,13 +110,14 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
             from ..debug import start_debug_server
 
             debug = start_debug_server(settings.phost, settings.pport, node[0], asyncio.get_running_loop())
-        health_task = asyncio.create_task(health_loop(router, settings.health_interval, stop))
+        health_task = asyncio.create_task(health_loop(router, settings.health_interval, health_stop))
         await stop.wait()
         logger.info("stopping: refusing new requests, letting in-flight ones finish (grace %ss)", settings.grace)
     finally:
         if built is not None:
             await built.health.enter_graceful_shutdown()
             await built.server.stop(settings.grace)
+        health_stop.set()
         if health_task is not None:
             health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
