@@ -45,6 +45,9 @@ DEFINITE = frozenset({
 })
 RETRIED = frozenset({grpc.StatusCode.ABORTED})  # a file lock held elsewhere: wait and retry
 
+# Lingering for fuller forwards pays off for small requests only.
+LINGER_BELOW_BYTES = 64 * 1024
+
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -165,6 +168,7 @@ class StreamerLink:
         self._drain_waiters: list[asyncio.Event] = []
         self._stream: grpc.aio.StreamStreamCall | None = None
         self._inflight: list[_Item] = []
+        self._queued_bytes = 0
         # How forwards travel: "stream" (LogStream), "batch" (LogBatch) or "unary" (Log, compat).
         self.mode = "stream" if self._config.stream_forwards else "batch"
         self.closed = False
@@ -175,7 +179,9 @@ class StreamerLink:
         if self.closed:
             future.set_exception(OwnerFailed(f"streamer {self.holder} was removed"))
             return future
-        self.queue.append(_Item(chunks, future))
+        item = _Item(chunks, future)
+        self.queue.append(item)
+        self._queued_bytes += item.nbytes
         pending = self.pending
         for chunk in chunks:
             pending[chunk[0]] += 1
@@ -200,6 +206,7 @@ class StreamerLink:
             items.append(self.queue.popleft())
             lines += item.lines
             nbytes += item.nbytes
+        self._queued_bytes -= nbytes
         return items
 
     async def _run(self) -> None:
@@ -210,9 +217,9 @@ class StreamerLink:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if busy and linger_s > 0 and len(self.queue) < 64:
-                # Under load (the last forward carried several callers), let a few more arrive:
-                # fewer, fuller forwards cost far less CPU than one forward per request.
+            if busy and linger_s > 0 and len(self.queue) < 64 and self._queued_bytes < LINGER_BELOW_BYTES:
+                # Under load (the last forward carried several callers) of small requests, let a
+                # few more arrive: fewer, fuller forwards cost far less CPU than one per request.
                 await asyncio.sleep(linger_s)
             items = self._take()
             busy = len(items) > 1
