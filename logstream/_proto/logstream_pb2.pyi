@@ -47,20 +47,24 @@ class LogBatchResponse(_message.Message):
     def __init__(self, lines: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class PingRequest(_message.Message):
-    __slots__ = ("a", "b", "streamerId", "lease_ms", "mediator_id", "interval_ms")
+    __slots__ = ("a", "b", "streamerId", "lease_ms", "mediator_id", "interval_ms", "seq", "acked_seq")
     A_FIELD_NUMBER: _ClassVar[int]
     B_FIELD_NUMBER: _ClassVar[int]
     STREAMERID_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     MEDIATOR_ID_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ACKED_SEQ_FIELD_NUMBER: _ClassVar[int]
     a: int
     b: int
     streamerId: str
     lease_ms: int
     mediator_id: str
     interval_ms: int
-    def __init__(self, a: _Optional[int] = ..., b: _Optional[int] = ..., streamerId: _Optional[str] = ..., lease_ms: _Optional[int] = ..., mediator_id: _Optional[str] = ..., interval_ms: _Optional[int] = ...) -> None: ...
+    seq: int
+    acked_seq: int
+    def __init__(self, a: _Optional[int] = ..., b: _Optional[int] = ..., streamerId: _Optional[str] = ..., lease_ms: _Optional[int] = ..., mediator_id: _Optional[str] = ..., interval_ms: _Optional[int] = ..., seq: _Optional[int] = ..., acked_seq: _Optional[int] = ...) -> None: ...
 
 class PingResponse(_message.Message):
     __slots__ = ("res", "streamer_id", "stats")

@@ -172,6 +172,10 @@ class StreamerLink:
         # How forwards travel: "stream" (LogStream), "batch" (LogBatch) or "unary" (Log, compat).
         self.mode = "stream" if self._config.stream_forwards else "batch"
         self.closed = False
+        # Ping numbering (docs/cluster-protocol.md): the streamer's lease runs from its receipt of
+        # ping `acked_seq`, the last one answered before its deadline.
+        self.ping_seq = 0
+        self.acked_seq = 0
         self._task = asyncio.create_task(self._run(), name=f"forward-{holder}")
 
     def submit(self, chunks: list[Chunk]) -> asyncio.Future[None]:
@@ -410,26 +414,19 @@ class Router:
         return outcome.holder
 
     async def ping(self, holder: Holder) -> bool:
-        """One health check and lease renewal; a failure removes the streamer."""
+        """One health check and lease renewal; a failure removes the streamer.
+
+        Two numbered pings: the first checks health and is answered in time; the second acks it,
+        which starts the streamer's lease from the first one's receipt. The streamer counts as
+        answered (and may become live) only once both were answered in time.
+        """
         link = self.links.get(holder)
         if link is None or link.closed:
             return False
-        a, b = random.randint(-(2**31), 2**31 - 1), random.randint(-(2**31), 2**31 - 1)
-        request = pb.PingRequest(a=a, b=b, streamerId=holder.id, lease_ms=self._lease_ms,
-                                 mediator_id=self.mediator_id, interval_ms=self._interval_ms)
-        self.state.ping_sent(holder, self._clock())
-        try:
-            reply = await link.pinger.Ping(request, timeout=self.config.ping_timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            self.fail(holder, f"ping failed: {exc.code().name}: {exc.details()}")
+        if await self._ping_once(holder, link) is None:
             return False
-        except asyncio.CancelledError:
-            raise
-        if reply.res != wrap_int32(a * b):
-            self.fail(holder, f"ping answered {reply.res}, not {wrap_int32(a * b)}")
-            return False
-        if reply.streamer_id and reply.streamer_id != holder.id:
-            self.fail(holder, f"another streamer ({reply.streamer_id!r}) answers at {holder.addr}")
+        reply = await self._ping_once(holder, link)  # acks the first: the lease starts
+        if reply is None:
             return False
         stats = reply.stats
         plans = self.state.ping_answered(holder, self._clock(), stats.lines, stats.bytes, stats.open_files)
@@ -440,6 +437,28 @@ class Router:
                 self._spawn(self._handoff(plan), f"handoff-{plan.source}")
             self._notify()
         return True
+
+    async def _ping_once(self, holder: Holder, link: StreamerLink) -> pb.PingResponse | None:
+        a, b = random.randint(-(2**31), 2**31 - 1), random.randint(-(2**31), 2**31 - 1)
+        link.ping_seq += 1
+        seq = link.ping_seq
+        request = pb.PingRequest(a=a, b=b, streamerId=holder.id, lease_ms=self._lease_ms,
+                                 mediator_id=self.mediator_id, interval_ms=self._interval_ms,
+                                 seq=seq, acked_seq=link.acked_seq)
+        self.state.ping_sent(holder, self._clock())
+        try:
+            reply = await link.pinger.Ping(request, timeout=self.config.ping_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            self.fail(holder, f"ping failed: {exc.code().name}: {exc.details()}")
+            return None
+        if reply.res != wrap_int32(a * b):
+            self.fail(holder, f"ping answered {reply.res}, not {wrap_int32(a * b)}")
+            return None
+        if reply.streamer_id and reply.streamer_id != holder.id:
+            self.fail(holder, f"another streamer ({reply.streamer_id!r}) answers at {holder.addr}")
+            return None
+        link.acked_seq = max(link.acked_seq, seq)  # answered before its deadline
+        return reply  # type: ignore[no-any-return]
 
     async def ping_all(self) -> None:
         await asyncio.gather(*(self.ping(holder) for holder in self.state.membership.holders()))

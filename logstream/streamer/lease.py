@@ -1,8 +1,11 @@
 """The streamer's side of the lease protocol (docs/cluster-protocol.md); pure state, a clock seam.
 
 Standalone (no -mediator) the streamer may always write. With a mediator it may write only while
-`now < until`, where every ping with `lease_ms > 0` sets `until = receipt + lease_ms`, never earlier
-than before. A ping from a different mediator incarnation first releases every key.
+`now < until`. Pings are numbered (`seq`); each carries `acked_seq`, the last ping whose answer the
+mediator received before its deadline, and sets `until = receipt(acked_seq) + lease_ms`, never
+earlier than before. Counting from that receipt, not from the carrying ping's, is what keeps a ping
+delivered late (after a partition) from stretching the lease past the mediator's bound. A ping from
+a different mediator incarnation first releases every key.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 # Before the first ping tells us the mediator's interval, re-register after this long unpinged.
 FIRST_PING_WAIT_S = 15.0
 UNPINGED_INTERVALS = 3
+# Receipt times kept for pings not yet acknowledged (the mediator acks within a round or two).
+RECEIPTS_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Lease:
         self.interval_s: float | None = None
         self.last_ping: float | None = None
         self.since = clock()  # when the unpinged time started counting (start or last Register)
+        self._receipts: dict[int, float] = {}  # seq -> when that ping arrived
 
     def may_write(self) -> bool:
         return not self.required or self._clock() < self.until
@@ -43,7 +49,10 @@ class Lease:
     def remaining_s(self) -> float:
         return self.until - self._clock()
 
-    def on_ping(self, lease_ms: int, mediator_id: str, interval_ms: int) -> PingEffect:
+    def on_ping(self, lease_ms: int, mediator_id: str, interval_ms: int, seq: int = 0,
+                acked_seq: int = 0, in_time: bool = True) -> PingEffect:
+        """Note a ping. `in_time` False (handled after its deadline) records no receipt: the
+        mediator never acks such a ping, and must not be able to grant from it."""
         now = self._clock()
         self.last_ping = now
         if interval_ms > 0:
@@ -51,10 +60,20 @@ class Lease:
         previous = self.mediator_id
         release_all = bool(mediator_id) and previous is not None and mediator_id != previous
         if mediator_id:
+            if mediator_id != previous:
+                self._receipts.clear()  # another mediator's numbering
             self.mediator_id = mediator_id
-        granted = lease_ms > 0
-        if granted:
-            self.until = max(self.until, now + lease_ms / 1000)
+        if seq > 0 and in_time:
+            self._receipts[seq] = now
+            if len(self._receipts) > RECEIPTS_KEPT:
+                del self._receipts[min(self._receipts)]
+        granted = False
+        receipt = self._receipts.get(acked_seq) if lease_ms > 0 and acked_seq > 0 else None
+        if receipt is not None:
+            granted = True
+            self.until = max(self.until, receipt + lease_ms / 1000)
+            for old in [number for number in self._receipts if number < acked_seq]:
+                del self._receipts[old]
         return PingEffect(release_all, granted, previous)
 
     def registered(self) -> None:

@@ -92,13 +92,13 @@ class StreamerCore:
         )
 
     def on_ping(self, request: pb.PingRequest, in_time: bool = True) -> None:
-        """Renew the lease; `in_time` False (the ping's deadline passed before we got to it) grants
-        nothing, since the mediator counts the lease from its send time plus its ping timeout."""
-        lease_ms = request.lease_ms if in_time else 0
+        """Renew the lease (docs/cluster-protocol.md); a ping handled after its deadline
+        (`in_time` False) is never counted as the start of a lease."""
         if not in_time and request.lease_ms > 0:
-            logger.warning("ping from mediator %s handled after its deadline: lease not renewed",
-                           request.mediator_id or "?")
-        effect = self.lease.on_ping(lease_ms, request.mediator_id, request.interval_ms)
+            logger.warning("ping %d from mediator %s handled after its deadline: not counted for a lease",
+                           request.seq, request.mediator_id or "?")
+        effect = self.lease.on_ping(request.lease_ms, request.mediator_id, request.interval_ms,
+                                    request.seq, request.acked_seq, in_time)
         if effect.release_all:
             closed = self.writer.close_all()
             logger.warning("mediator changed from %s to %s: released every key (%d files closed)",
@@ -106,7 +106,8 @@ class StreamerCore:
         if effect.granted:
             if not self._leased:
                 self._leased = True
-                logger.info("lease granted by mediator %s for %dms", request.mediator_id or "?", lease_ms)
+                logger.info("lease granted by mediator %s for %dms", request.mediator_id or "?",
+                            request.lease_ms)
             self._schedule_lease_check()
 
     def _schedule_lease_check(self) -> None:

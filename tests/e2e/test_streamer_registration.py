@@ -63,7 +63,9 @@ def test_register_lease_and_register_again(tmp_path: Path) -> None:
                 with pytest.raises(grpc.RpcError) as caught:
                     log(pb.LogRequest(filename="f", line="before any lease"))
                 assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-                assert ping(pb.PingRequest(a=3, b=4, lease_ms=2000, mediator_id="m1", interval_ms=300)).res == 12
+                assert ping(pb.PingRequest(a=3, b=4, lease_ms=2000, mediator_id="m1", interval_ms=300,
+                                           seq=1)).res == 12
+                ping(pb.PingRequest(lease_ms=2000, mediator_id="m1", interval_ms=300, seq=2, acked_seq=1))
                 log(pb.LogRequest(filename="f", line="leased"))
                 registered_at = time.monotonic()
                 # No more pings: after three intervals (0.9s) the streamer registers again.

@@ -141,7 +141,10 @@ async def test_without_a_lease_writes_are_unavailable(leased: Running, tmp_path:
     await leased.ping.Ping(pb.PingRequest(a=1, b=1))  # a compat ping grants nothing
     with pytest.raises(grpc.aio.AioRpcError):
         await leased.log.Log(pb.LogRequest(filename="f", line="x"))
-    await leased.ping.Ping(pb.PingRequest(a=1, b=1, lease_ms=300, mediator_id="m1", interval_ms=100))
+    await leased.ping.Ping(pb.PingRequest(a=1, b=1, lease_ms=300, mediator_id="m1", interval_ms=100, seq=1))
+    with pytest.raises(grpc.aio.AioRpcError):  # a numbered ping grants nothing until it is acked
+        await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+    await leased.ping.Ping(pb.PingRequest(a=1, b=1, lease_ms=300, mediator_id="m1", seq=2, acked_seq=1))
     await leased.log.Log(pb.LogRequest(filename="f", line="x"))
     assert leased.core.writer.open_files == 1
     await asyncio.sleep(0.45)  # the lease lapses: files are closed and writes refused
@@ -154,12 +157,13 @@ async def test_without_a_lease_writes_are_unavailable(leased: Running, tmp_path:
 
 @pytest.mark.asyncio
 async def test_a_new_mediator_incarnation_releases_every_key(leased: Running) -> None:
-    await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1"))
+    await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=1))
+    await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=2, acked_seq=1))
     await leased.log.Log(pb.LogRequest(filename="f", line="x"))
     assert leased.core.writer.open_files == 1
-    await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1"))
+    await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=3, acked_seq=2))
     assert leased.core.writer.open_files == 1
-    await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m2"))
+    await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m2", seq=1))
     assert leased.core.writer.open_files == 0
 
 
@@ -167,8 +171,9 @@ def test_the_lease_is_never_shortened() -> None:
     now = [100.0]
     lease = Lease(required=True, clock=lambda: now[0])
     assert not lease.may_write()
-    lease.on_ping(10_000, "m", 1000)
-    lease.on_ping(1_000, "m", 1000)
+    lease.on_ping(10_000, "m", 1000, seq=1)
+    lease.on_ping(10_000, "m", 1000, seq=2, acked_seq=1)
+    lease.on_ping(1_000, "m", 1000, seq=3, acked_seq=2)
     now[0] = 105.0
     assert lease.may_write()
     now[0] = 110.0
@@ -205,9 +210,28 @@ async def test_large_batches_are_written_whole_and_in_order(streamer: Running, t
 
 def test_a_ping_handled_after_its_deadline_grants_no_lease(tmp_path: Path) -> None:
     core = StreamerCore(Writer(tmp_path), Lease(required=True))
-    core.on_ping(pb.PingRequest(lease_ms=5000, mediator_id="m"), in_time=False)
+    core.on_ping(pb.PingRequest(lease_ms=5000, mediator_id="m", seq=1), in_time=False)
+    core.on_ping(pb.PingRequest(lease_ms=5000, mediator_id="m", seq=2, acked_seq=1))
     assert not core.lease.may_write()
     core.writer.close()
+
+
+def test_a_late_ping_cannot_stretch_the_lease_past_the_acked_receipt() -> None:
+    """Ping 2 is answered in time (acked); ping 3 is held up by a partition and arrives long after
+    the mediator gave up on it. It carries acked_seq=2, so the lease still ends at receipt(2) + lease,
+    the bound the mediator counts on, not at the late receipt + lease."""
+    now = [0.0]
+    lease = Lease(required=True, clock=lambda: now[0])
+    lease.on_ping(1_000, "m", 500, seq=1)
+    now[0] = 0.1
+    lease.on_ping(1_000, "m", 500, seq=2, acked_seq=1)  # lease until 0.0 + 1.0
+    now[0] = 0.5
+    lease.on_ping(1_000, "m", 500, seq=3, acked_seq=2)  # lease until 0.1 + 1.0
+    assert lease.until == pytest.approx(1.1)
+    now[0] = 5.0  # a late ping 4 (acking 3) arrives after the partition heals
+    lease.on_ping(1_000, "m", 500, seq=4, acked_seq=3)
+    assert lease.until == pytest.approx(1.5)  # receipt(3) + lease: already in the past
+    assert not lease.may_write()
 
 
 @pytest.mark.asyncio
