@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from .types import Address, Duration, Size
+from .units import format_duration, parse_duration
 
 
 class TomlTableSource(TomlConfigSettingsSource):
@@ -140,6 +141,24 @@ class StreamerSettings(RoleSettings):
         return self
 
 
+def _zero_or_duration(value: Any) -> Any:
+    """0 ("0", "0s", 0) as 0.0 seconds, else a Duration as usual."""
+    text = str(value).strip().lower()
+    if text in ("0", "0s", "0ms", "0.0"):
+        return 0.0
+    return parse_duration(value)
+
+
+def _format_zero_or_duration(seconds: float) -> str:
+    return "0s" if seconds == 0 else format_duration(seconds)
+
+
+# Seconds, where 0 means "off" (a plain Duration must be positive).
+ZeroOrDuration = Annotated[
+    float, BeforeValidator(_zero_or_duration), PlainSerializer(_format_zero_or_duration, return_type=str)
+]
+
+
 class MediatorSettings(RoleSettings):
     """`logstream mediator`: the flags of the Go logMediator plus logstream's own."""
 
@@ -161,7 +180,7 @@ class MediatorSettings(RoleSettings):
         "before UNAVAILABLE (default: long enough to ride out a failed streamer: "
         "health interval + ping timeout + 1.1 x lease)",
     )
-    restart_grace: Duration | None = Field(
+    restart_grace: ZeroOrDuration | None = Field(
         None,
         description="after start-up, place no key until leases a previous mediator granted have surely "
         "expired (default: ping timeout + 1.1 x lease; 0 only if no other mediator ran within a lease)",
@@ -170,7 +189,7 @@ class MediatorSettings(RoleSettings):
     batch_lines: int = Field(20_000, ge=1, description="most lines coalesced into one forward")
     batch_bytes: Size = Field(4_000_000, description="most bytes coalesced into one forward")
     max_line: Size = Field(1_048_576, description="longest accepted line (bytes)")
-    linger: Duration = Field(
+    linger: ZeroOrDuration = Field(
         0.002, description="under load, how long a forward waits for more requests to join it (0: never)"
     )
 
