@@ -377,6 +377,7 @@ class Router:
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()
         self.closing = False
+        self._ping_seq = 0
         self._lease_ms = int(config.lease_s * 1000)
         self._interval_ms = int(config.health_interval_s * 1000)
 
@@ -440,8 +441,11 @@ class Router:
 
     async def _ping_once(self, holder: Holder, link: StreamerLink) -> pb.PingResponse | None:
         a, b = random.randint(-(2**31), 2**31 - 1), random.randint(-(2**31), 2**31 - 1)
-        link.ping_seq += 1
-        seq = link.ping_seq
+        # Numbered across all links of this mediator, not per link: a streamer that re-registers
+        # gets a new link, and a late ping of its old link must not reuse a number the new link
+        # acks (its later receipt would stretch the lease past the mediator's bound).
+        self._ping_seq += 1
+        seq = link.ping_seq = self._ping_seq
         request = pb.PingRequest(a=a, b=b, streamerId=holder.id, lease_ms=self._lease_ms,
                                  mediator_id=self.mediator_id, interval_ms=self._interval_ms,
                                  seq=seq, acked_seq=link.acked_seq)

@@ -36,6 +36,7 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
     invalid_filename: str | None = None
     aborts_left: int = 0
     forwards: int = 0
+    seqs: list[tuple[int, int]] = field(default_factory=list)  # (seq, acked_seq) of each ping
     server: grpc.aio.Server | None = None
     port: int = 0
 
@@ -46,6 +47,7 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
     async def Ping(self, request: pb.PingRequest, context: grpc.aio.ServicerContext) -> pb.PingResponse:
         if self.mode == "hang":
             await asyncio.sleep(3600)
+        self.seqs.append((request.seq, request.acked_seq))
         return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self.id,
                                stats=pb.StreamerStats(id=self.id, lines=sum(d.count(b"\n") for *_, d in self.written)))
 
@@ -309,6 +311,22 @@ async def test_an_original_go_streamer_gets_one_log_call_per_line_and_hand_offs(
     moved = [n for n in names if new.lines_of(n)]
     assert moved and all(new.lines_of(n) == [b"c"] and old.lines_of(n) == [b"a", b"b"] for n in moved)
     assert [h.id for h in mediator.router.state.live()] == ["go", "s2"]
+
+
+@pytest.mark.asyncio
+async def test_ping_numbers_keep_rising_across_a_re_registration(mediator: Mediator) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    await asyncio.sleep(INTERVAL * 2)
+    holder = mediator.router.state.live()[0]
+    mediator.router.fail(holder, "test")
+    mediator.fakes.remove(fake)
+    await mediator.join(fake)
+    await asyncio.sleep(INTERVAL * 2)
+    numbers = [seq for seq, _acked in fake.seqs]
+    assert numbers == sorted(set(numbers)), numbers  # never reused, even by the new link
+    assert all(acked < seq for seq, acked in fake.seqs)
+    assert any(acked > 0 for _seq, acked in fake.seqs[-2:])
 
 
 @pytest.mark.asyncio
