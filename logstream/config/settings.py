@@ -190,7 +190,7 @@ class MediatorSettings(RoleSettings):
     batch_bytes: Size = Field(4_000_000, description="most bytes coalesced into one forward")
     max_line: Size = Field(1_048_576, description="longest accepted line (bytes)")
     linger: ZeroOrDuration = Field(
-        0.002, description="under load, how long a forward waits for more requests to join it (0: never)"
+        0.005, description="under load, how long a forward waits for more requests to join it (0: never)"
     )
 
     @model_validator(mode="after")

@@ -96,7 +96,7 @@ class RouterConfig:
     forward_timeout_s: float = 5.0
     batch_lines: int = 20_000
     batch_bytes: int = 4_000_000
-    linger_s: float = 0.002
+    linger_s: float = 0.005
     stream_forwards: bool = True
 
 
