@@ -153,7 +153,9 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
             try:
                 async for request in request_iterator:
                     chunks = self._validator.batch(request)
-                    await window.put(asyncio.create_task(self._write("LogStream", chunks)))
+                    task = asyncio.create_task(self._write("LogStream", chunks))
+                    task.add_done_callback(_retrieve)  # a failure after the stream ended is not news
+                    await window.put(task)
             except BadInput as exc:
                 await window.put(_failed(exc))
                 return
@@ -177,6 +179,11 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
                 leftover = window.get_nowait()
                 if leftover is not None:
                     leftover.cancel()
+
+
+def _retrieve(task: asyncio.Task[tuple[int, int]]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _failed(exc: Exception) -> asyncio.Task[tuple[int, int]]:

@@ -352,3 +352,20 @@ async def test_batch_and_stream_rpcs(mediator: Mediator) -> None:
 def test_longest_line_over(data: bytes, limit: int, over: bool) -> None:
     assert longest_line_over(data, limit) is over
     assert over is any(len(line) > limit for line in data.split(b"\n"))
+
+
+@pytest.mark.asyncio
+async def test_a_bad_request_ends_a_stream_with_its_status_after_the_good_ones(mediator: Mediator) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    call = mediator.stub.LogStream(timeout=5)
+    await call.write(pb.LogBatchRequest(chunks=[pb.LogChunk(path="app", filename="ok", data=b"1\n")]))
+    await call.write(pb.LogBatchRequest(chunks=[pb.LogChunk(path="app", filename="", data=b"2\n")]))
+    await call.done_writing()
+    first = await call.read()
+    assert first.lines == 1
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "chunk 0: filename is empty" in (caught.value.details() or "")
+    assert fake.lines_of("ok") == [b"1"]
