@@ -30,7 +30,7 @@ from pydantic_settings import (
 )
 
 from .flags import UsageError, flag_name
-from .types import Address, Duration, Size
+from .types import Address, Duration, Size, ZeroOrDuration
 from .units import format_duration, format_size
 
 ENV_PREFIX = "LOGSTREAM_"
@@ -78,11 +78,16 @@ class MediatorSection(_NodeCommon):
     pport: int = Field(1111, ge=1, le=65535, description="the mediator's debug port (with pprof)")
     health_interval: Duration = Field(5.0, description="how often each streamer is pinged")
     ping_timeout: Duration | None = Field(None, description="a ping slower than this fails (default: min(interval/2, 2s))")
-    lease: Duration | None = Field(None, description="how long a ping lets a streamer write (default: 2 x health_interval)")
-    handoff_wait: Duration = Field(5.0, description="how long a request for a key in hand-off waits")
-    forward_timeout: Duration = Field(10.0, description="deadline of one forward to a streamer")
-    batch_lines: int = Field(10_000, ge=1, description="most lines coalesced into one forward")
-    batch_bytes: Size = Field(4_000_000, description="most bytes coalesced into one forward")
+    lease: Duration | None = Field(None, description="how long a ping lets a streamer write (default: 1.5 x health_interval)")
+    # Unset keys keep `logstream mediator`'s own defaults (derived from the timings above).
+    handoff_wait: Duration | None = Field(None, description="how long a request for a key without a usable owner waits")
+    restart_grace: ZeroOrDuration | None = Field(
+        None, description="after a start, place no key for this long (default: what the lease ledger records)"
+    )
+    forward_timeout: Duration | None = Field(None, description="deadline of one forward to a streamer")
+    batch_lines: int | None = Field(None, ge=1, description="most lines coalesced into one forward")
+    batch_bytes: Size | None = Field(None, description="most bytes coalesced into one forward")
+    linger: ZeroOrDuration | None = Field(None, description="under load, how long a forward waits for more requests")
     max_line: Size = Field(1_048_576, description="longest accepted line")
 
 
@@ -270,7 +275,7 @@ def _flag(name: str, value: Any, kind: str = "") -> str:
     elif kind == "size":
         text = format_size(int(value))
     elif kind == "duration":
-        text = format_duration(float(value))
+        text = format_duration(float(value)) if value else "0s"
     else:
         text = str(value)
     return f"-{flag_name(name)}={text}"
@@ -278,7 +283,7 @@ def _flag(name: str, value: Any, kind: str = "") -> str:
 
 _SIZES = {"size", "max_line", "batch_bytes"}
 _DURATIONS = {"grace", "health_interval", "ping_timeout", "lease", "handoff_wait", "forward_timeout",
-              "fsync_interval", "idle_close"}
+              "fsync_interval", "idle_close", "restart_grace", "linger"}
 
 
 def _flags(values: Mapping[str, Any]) -> list[str]:
@@ -312,7 +317,9 @@ def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
     tls = _tls_flags(config, cwd)
     m = config.mediator
     mediator_values = _raw(m, exclude={"advertise", "pport", "pprof"})
-    mediator_flags = ["-id=mediator", *_flags(mediator_values)]
+    # The lease ledger lets a mediator restarted by supervisord wait only for leases it really granted.
+    ledger = _absolute(config.cluster.run_dir, cwd) / "mediator.lease"
+    mediator_flags = ["-id=mediator", *_flags(mediator_values), f"-lease-file={ledger}"]
     if m.pprof:
         mediator_flags += [_flag("pprof", True), _flag("pport", m.pport)]
     nodes = [Node("mediator", "mediator", m.host, m.port, mediator_address(config), m.grace,
@@ -374,7 +381,7 @@ def cluster_problems(config: ClusterConfig) -> list[str]:
         problems.append(f"streamers.port: {config.streamers.count} streamers from port "
                         f"{config.streamers.port} run past 65535")
     m = config.mediator
-    lease = m.lease if m.lease is not None else 2 * m.health_interval
+    lease = m.lease if m.lease is not None else 1.5 * m.health_interval
     if lease <= m.health_interval:
         problems.append(f"mediator.lease: {format_duration(lease)} must be longer than mediator.health_interval "
                         f"({format_duration(m.health_interval)}), or every lease lapses between two pings")

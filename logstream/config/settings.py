@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -20,8 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .types import Address, Duration, Size
-from .units import format_duration, parse_duration
+from .types import Address, Duration, Size, ZeroOrDuration
 
 
 class TomlTableSource(TomlConfigSettingsSource):
@@ -141,24 +140,6 @@ class StreamerSettings(RoleSettings):
         return self
 
 
-def _zero_or_duration(value: Any) -> Any:
-    """0 ("0", "0s", 0) as 0.0 seconds, else a Duration as usual."""
-    text = str(value).strip().lower()
-    if text in ("0", "0s", "0ms", "0.0"):
-        return 0.0
-    return parse_duration(value)
-
-
-def _format_zero_or_duration(seconds: float) -> str:
-    return "0s" if seconds == 0 else format_duration(seconds)
-
-
-# Seconds, where 0 means "off" (a plain Duration must be positive).
-ZeroOrDuration = Annotated[
-    float, BeforeValidator(_zero_or_duration), PlainSerializer(_format_zero_or_duration, return_type=str)
-]
-
-
 class MediatorSettings(RoleSettings):
     """`logstream mediator`: the flags of the Go logMediator plus logstream's own."""
 
@@ -183,7 +164,12 @@ class MediatorSettings(RoleSettings):
     restart_grace: ZeroOrDuration | None = Field(
         None,
         description="after start-up, place no key until leases a previous mediator granted have surely "
-        "expired (default: ping timeout + 1.1 x lease; 0 only if no other mediator ran within a lease)",
+        "expired (default: what -lease-file records, else ping timeout + 1.1 x lease)",
+    )
+    lease_file: Path | None = Field(
+        None,
+        description="file recording until when granted leases may live, so that a restarted mediator "
+        "waits only for those (logstream run sets it in the run directory)",
     )
     forward_timeout: Duration = Field(5.0, description="deadline of one forward to a streamer (then it counts as failed)")
     batch_lines: int = Field(20_000, ge=1, description="most lines coalesced into one forward")
@@ -213,8 +199,6 @@ class MediatorSettings(RoleSettings):
             )
         if self.handoff_wait is None:
             self.handoff_wait = self.health_interval + self.ping_timeout + 1.1 * self.lease
-        if self.restart_grace is None:
-            self.restart_grace = self.ping_timeout + 1.1 * self.lease
         if self.batch_bytes == -1:
             raise ValueError("-batch-bytes must be a finite size")
         if self.max_line == -1:

@@ -23,5 +23,11 @@ Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, 
 Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
+# Seconds, where 0 means "off" (a plain Duration must be positive); accepts "0", "0s", "250ms".
+ZeroOrDuration = Annotated[
+    float,
+    BeforeValidator(lambda value: 0.0 if str(value).strip().lower() in ("0", "0s", "0ms", "0.0") else parse_duration(value)),
+    PlainSerializer(lambda seconds: "0s" if seconds == 0 else format_duration(seconds), return_type=str),
+]
 # "host:port" with a port in 1..65535.
 Address = Annotated[str, BeforeValidator(_parse_address)]

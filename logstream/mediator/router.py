@@ -23,6 +23,7 @@ import grpc
 from .. import tls
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
+from .ledger import LeaseLedger
 from .membership import Holder, State
 from .ownership import Handoff, NoStreamers, Wait
 from .placement import FileKey
@@ -365,8 +366,10 @@ class Router:
     """The mediator's I/O core: owns the cluster state and one link per streamer."""
 
     def __init__(self, config: RouterConfig, creds: grpc.ChannelCredentials | None = None,
-                 mediator_id: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+                 mediator_id: str = "", clock: Callable[[], float] = time.monotonic,
+                 ledger: LeaseLedger | None = None) -> None:
         self.config = config
+        self._ledger = ledger
         self.mediator_id = mediator_id
         self._creds = creds
         self._clock = clock
@@ -449,6 +452,7 @@ class Router:
         request = pb.PingRequest(a=a, b=b, streamerId=holder.id, lease_ms=self._lease_ms,
                                  mediator_id=self.mediator_id, interval_ms=self._interval_ms,
                                  seq=seq, acked_seq=link.acked_seq)
+        self._record_lease_horizon()
         self.state.ping_sent(holder, self._clock())
         try:
             reply = await link.pinger.Ping(request, timeout=self.config.ping_timeout_s)
@@ -463,6 +467,16 @@ class Router:
             return None
         link.acked_seq = max(link.acked_seq, seq)  # answered before its deadline
         return reply  # type: ignore[no-any-return]
+
+    def _record_lease_horizon(self) -> None:
+        """Before a ping that may grant a lease: the ledger must cover it, for a restart's sake."""
+        if self._ledger is None:
+            return
+        try:
+            self._ledger.cover(self.state.membership.expiry_bound_s, self.config.health_interval_s)
+        except OSError as exc:
+            logger.error("cannot record leases in %s: %s (a restarted mediator would wait too little)",
+                         self._ledger.path, exc)
 
     async def ping_all(self) -> None:
         await asyncio.gather(*(self.ping(holder) for holder in self.state.membership.holders()))

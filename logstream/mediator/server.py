@@ -20,7 +20,9 @@ from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
 from ..config.settings import MediatorSettings
 from ..net import SERVER_OPTIONS, listen_address
+from ..config.flags import UsageError
 from .health import health_loop
+from .ledger import LeaseLedger
 from .router import Router, RouterConfig
 from .service import ClusterStatusServicer, LogStreamerServicer, RegisterServicer, Validator
 
@@ -42,14 +44,32 @@ SERVICES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name
                  for name in ("LogStreamer", "Register", "ClusterStatus"))
 
 
-def router_config(settings: MediatorSettings) -> RouterConfig:
+def restart_grace_s(settings: MediatorSettings, ledger: LeaseLedger | None) -> float | None:
+    """-restart-grace if given; else what the ledger says a previous run granted; else None (the
+    worst case: ping timeout + 1.1 x lease)."""
+    if settings.restart_grace is not None:
+        return settings.restart_grace
+    return None if ledger is None else ledger.remaining_s()
+
+
+def open_ledger(settings: MediatorSettings) -> LeaseLedger | None:
+    if settings.lease_file is None:
+        return None
+    assert settings.ping_timeout is not None and settings.lease is not None
+    try:
+        return LeaseLedger(settings.lease_file, settings.ping_timeout + 1.1 * settings.lease)
+    except OSError as exc:
+        raise UsageError(f"-lease-file {settings.lease_file}: {exc.strerror or exc}") from None
+
+
+def router_config(settings: MediatorSettings, ledger: LeaseLedger | None = None) -> RouterConfig:
     assert settings.ping_timeout is not None and settings.lease is not None and settings.handoff_wait is not None
     return RouterConfig(
         health_interval_s=settings.health_interval,
         ping_timeout_s=settings.ping_timeout,
         lease_s=settings.lease,
         handoff_wait_s=settings.handoff_wait,
-        restart_grace_s=settings.restart_grace,
+        restart_grace_s=restart_grace_s(settings, ledger),
         forward_timeout_s=settings.forward_timeout,
         batch_lines=settings.batch_lines,
         batch_bytes=settings.batch_bytes,
@@ -86,7 +106,11 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
     from . import metrics
 
     mediator_id = uuid.uuid4().hex[:12]
-    router = Router(router_config(settings), tls.node_channel_credentials(settings), mediator_id)
+    ledger = open_ledger(settings)
+    config = router_config(settings, ledger)
+    if ledger is not None:
+        logger.info("lease ledger %s: placing keys after %.1fs", ledger.path, config.restart_grace_s or 0.0)
+    router = Router(config, tls.node_channel_credentials(settings), mediator_id, ledger=ledger)
     node = [settings.id or mediator_id]
     unregister_metrics = metrics.register(metrics.MediatorCollector(router, lambda: node[0]))
     built: Built | None = None

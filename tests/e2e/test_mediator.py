@@ -346,3 +346,26 @@ def test_requests_before_any_streamer_and_bad_flags(tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "-health-interval" in bad.stderr
     bad = run_logstream(["mediator", "-lease", "1s", "-health-interval", "2s"])
     assert bad.returncode == 2 and "-lease" in bad.stderr
+
+
+def test_a_lease_ledger_spares_a_first_start_the_restart_grace(tmp_path: Path) -> None:
+    """With -lease-file a first start places keys at once; a restart waits only for the leases the
+    killed mediator may still have out (never more than ping timeout + 1.1 x lease)."""
+    ledger = tmp_path / "mediator.lease"
+    port = _free_port()
+    first = start_mediator("-lease-file", str(ledger), port=port)
+    streamer = start_streamer("s0", tmp_path / "logs", first.address)
+    try:
+        assert float(first.wait_for(r"placing keys after ([\d.]+)s").group(1)) == 0.0
+        wait_live(first, 1)
+        acked: list[str] = []
+        asyncio.run(client(first.address, "first", ["f"], 3, acked))
+        first.stop(signal.SIGKILL)
+        with start_mediator("-lease-file", str(ledger), port=port) as second:
+            grace_s = float(second.wait_for(r"placing keys after ([\d.]+)s").group(1))
+            assert 0.0 < grace_s <= 0.5 + 1.1 * 1.5 + 0.05, grace_s
+            wait_live(second, 1, timeout_s=15)
+            asyncio.run(client(second.address, "second", ["f"], 3, acked))
+            check_on_disk(tmp_path / "logs", acked, exactly_once=True)
+    finally:
+        streamer.__exit__()

@@ -1,0 +1,78 @@
+"""The lease ledger: a file recording until when leases this mediator granted may still live.
+
+A restarted mediator must not place keys while streamers may still hold leases from its previous
+run (docs/cluster-protocol.md, "Mediator restart"). Without a record it must assume the worst and
+wait a whole lease; with this ledger it waits only for what the previous run actually granted, and
+not at all on a first start. Times are CLOCK_BOOTTIME (shared by every process, never stepped by
+NTP), tagged with the boot id: after a reboot no lease can have survived.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boottime() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def boot_id() -> str:
+    try:
+        return BOOT_ID_FILE.read_text().strip()
+    except OSError:  # not Linux: fall back to the clock alone
+        return "unknown"
+
+
+class LeaseLedger:
+    """Reads the previous run's bound once, then keeps the file ahead of every lease granted."""
+
+    def __init__(self, path: Path, worst_case_s: float, *, clock: Callable[[], float] = boottime,
+                 boot: Callable[[], str] = boot_id) -> None:
+        """`worst_case_s`: the longest a lease can outlive its grant (ping timeout + 1.1 x lease)."""
+        self.path = path
+        self._clock = clock
+        self._boot = boot()
+        # A previous run's leases cannot outlive the worst case from now (the clamp also tames a
+        # corrupt or far-future record).
+        self.previous_until = min(self._read(), clock() + worst_case_s)
+        self.recorded_until = float("-inf")
+        self.cover(0.0, 0.0)  # fails now, at start-up, if the file cannot be written
+
+    def _read(self) -> float:
+        try:
+            boot, until = self.path.read_text().split()
+            return float(until) if boot == self._boot else float("-inf")
+        except FileNotFoundError:
+            return float("-inf")
+        except (OSError, ValueError) as exc:
+            # Unreadable: assume the worst is still ahead (clamped to the worst case above).
+            logger.warning("lease ledger %s unreadable (%s): assuming leases may still live", self.path, exc)
+            return float("inf")
+
+    def remaining_s(self) -> float:
+        """How long leases of the previous run may still live (0: none)."""
+        return max(0.0, self.previous_until - self._clock())
+
+    def cover(self, horizon_s: float, ahead_s: float) -> None:
+        """Before granting a lease that may live `horizon_s` from now: make sure the file says so.
+
+        The file is rewritten only when it falls short, then `ahead_s` further (one health round),
+        so a steady cluster writes it about once per interval.
+        """
+        needed = self._clock() + horizon_s
+        if needed <= self.recorded_until:
+            return
+        # Never record less than the previous run may still have out: a crash now must not forget it.
+        until = max(needed + ahead_s, self.previous_until)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        temporary.write_text(f"{self._boot} {until:.6f}\n")
+        os.replace(temporary, self.path)  # atomic: a crash leaves the old or the new bound
+        self.recorded_until = until
