@@ -13,14 +13,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .config.flags import UsageError
+from .config.flags import GoFlagParser, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -184,16 +183,6 @@ def write_bundle(out: Path, hosts: Sequence[str], days: int = DEFAULT_DAYS, forc
     return targets
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-    def _get_option_tuples(self, option_string: str) -> list[tuple[Any, ...]]:
-        # Python 3.11's allow_abbrev=False still expands single-dash prefixes (-targ -> -target);
-        # Go's flag package never abbreviates, so neither do we.
-        return []
-
-
 def _positive_days(text: str) -> int:
     try:
         days = int(text)
@@ -205,7 +194,7 @@ def _positive_days(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="logstream certs", allow_abbrev=False,
+    parser = GoFlagParser(prog="logstream certs", allow_abbrev=False,
                      description="Make a development CA, a node certificate (server and client use) and a "
                                  "client certificate: " + ", ".join(BUNDLE_FILES) + ".")
     parser.add_argument("-out", "--out", type=Path, default=Path("certs"), help="output folder (default: certs)")

@@ -7,12 +7,12 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn, TypeVar
+from typing import BinaryIO, TypeVar
 
 import grpc
 
 from .client import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_LINES, DEFAULT_TIMEOUT_S, RetryPolicy, SendError, SyncLogClient
-from .config.flags import UsageError, join_flag_values
+from .config.flags import GoFlagParser, UsageError, join_flag_values
 from .config.units import UnitError, format_duration, format_size, parse_duration, parse_size
 
 logger = logging.getLogger(__name__)
@@ -25,16 +25,6 @@ DESCRIPTION = ("Send lines to a logstream mediator or streamer: the LINE argumen
 
 # Status codes that mean the request itself was wrong (exit 2); every other failure exits 1.
 USER_ERRORS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE})
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-    def _get_option_tuples(self, option_string: str) -> list[tuple[Any, ...]]:
-        # Python 3.11's allow_abbrev=False still expands single-dash prefixes (-targ -> -target);
-        # Go's flag package never abbreviates, so neither do we.
-        return []
 
 
 def parse_target(text: str) -> str:
@@ -72,7 +62,7 @@ def _finite_size(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="logstream send", description=DESCRIPTION, allow_abbrev=False)
+    parser = GoFlagParser(prog="logstream send", description=DESCRIPTION, allow_abbrev=False)
 
     def flag(name: str, **kwargs: object) -> None:
         parser.add_argument(f"-{name}", f"--{name}", **kwargs)  # type: ignore[arg-type]

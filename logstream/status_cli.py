@@ -9,13 +9,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 
 from ._proto import logstream_pb2 as pb
 from ._proto import logstream_pb2_grpc as pb_grpc
-from .config.flags import UsageError
+from .config.flags import GoFlagParser, UsageError
 from .config.types import _parse_address
 from .net import CHANNEL_OPTIONS
 
@@ -79,13 +79,10 @@ def format_table(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="logstream status", description="Show a cluster's streamers, their files and "
+    parser = GoFlagParser(prog="logstream status", usage="logstream status FILE [--json]\n"
+                          "       logstream status -mediator HOST:PORT [--json] [-ca CA -crt CRT -pk PK]",
+                          description="Show a cluster's streamers, their files and "
                      "lines, and the mediator's counters, as the mediator sees them.", allow_abbrev=False)
     parser.add_argument("-mediator", "--mediator", "-target", "--target", dest="mediator", metavar="HOST:PORT",
                         required=True, help="the mediator's address")
@@ -99,6 +96,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    if argv and not argv[0].startswith("-"):  # `logstream status cluster.toml`: supervisord's view too
+        from .supervisor.status import cluster_status_main
+
+        return cluster_status_main(argv[0], argv[1:])
     args = _parser().parse_args(argv)
     try:
         target = _parse_address(args.mediator)

@@ -14,7 +14,6 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,

@@ -11,18 +11,13 @@ import xmlrpc.client
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
 from ..config.cluster import ClusterConfig, ConfigError, load_cluster
-from ..config.flags import UsageError
+from ..config.flags import GoFlagParser, UsageError
 from .render import RunPaths, process_name, run_paths
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 class NotRunning(UsageError):
@@ -104,7 +99,7 @@ def paths_for(config: ClusterConfig, cwd: Path | None = None) -> RunPaths:
 
 
 def _load(prog: str, argv: list[str], extra: list[str] = []) -> tuple[argparse.Namespace, ClusterConfig, RunPaths]:
-    parser = _Parser(prog=prog, allow_abbrev=False)
+    parser = GoFlagParser(prog=prog, allow_abbrev=False)
     parser.add_argument("file", metavar="FILE", help="the cluster file given to `logstream run`")
     for name in extra:
         parser.add_argument(name)

@@ -11,7 +11,7 @@ import json
 import signal
 import socket
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
