@@ -9,6 +9,11 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),  # two nodes must never silently share a port
+    # Peers keep channels alive with HTTP/2 pings (CHANNEL_OPTIONS: every 20s, even without calls);
+    # grpc's server default answers those with GOAWAY "too_many_pings".
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
 ]
 
 CHANNEL_OPTIONS: list[tuple[str, int]] = [

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
-
 from ..config.flags import load_settings
 from ..config.settings import MediatorSettings
 from ..logs import setup_logging
-
-logger = logging.getLogger(__name__)
+from ..node import run_until_signalled
 
 DESCRIPTION = (
     "Run the mediator: streamers register with it; it pings them (granting leases), places every file "
@@ -20,39 +15,13 @@ DESCRIPTION = (
 )
 
 
-async def _serve(settings: MediatorSettings) -> None:
-    from .server import run
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    received: list[str] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig.name)  # only note it; the loop does the work
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-
-    def on_bound(node: str) -> None:
-        setup_logging("mediator", node, settings.log_level)
-
-    try:
-        await run(settings, stop, on_bound)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    if received:
-        logger.info("exited after %s", received[0])
-
-
 def main(argv: list[str]) -> int:
     settings = load_settings(MediatorSettings, argv, "logstream mediator", DESCRIPTION)
     setup_logging("mediator", settings.id or f"{settings.host}:{settings.port}", settings.log_level)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - optional speed-up
-        asyncio.run(_serve(settings))
-    else:
-        uvloop.run(_serve(settings))
+    from .server import run
+
+    def on_bound(node_id: str) -> None:
+        setup_logging("mediator", node_id, settings.log_level)
+
+    run_until_signalled(lambda stop: run(settings, stop, on_bound))
     return 0

@@ -7,19 +7,16 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 
-from .. import tls
+from .. import node, tls
+from ..node import Built
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
 from ..config.settings import MediatorSettings
-from ..net import SERVER_OPTIONS, listen_address
+from ..net import listen_address
 from ..config.flags import UsageError
 from .health import health_loop
 from .ledger import LeaseLedger
@@ -30,15 +27,6 @@ if TYPE_CHECKING:
     from ..debug import DebugServer
 
 logger = logging.getLogger(__name__)
-
-# Streamers keep their registration channel alive with HTTP/2 pings (net.CHANNEL_OPTIONS: every
-# 20s, even without calls); grpc's server default answers those with GOAWAY "too_many_pings".
-MEDIATOR_SERVER_OPTIONS = [
-    *SERVER_OPTIONS,
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-    ("grpc.http2.max_ping_strikes", 0),
-]
 
 SERVICES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name
                  for name in ("LogStreamer", "Register", "ClusterStatus"))
@@ -77,27 +65,16 @@ def router_config(settings: MediatorSettings, ledger: LeaseLedger | None = None)
     )
 
 
-@dataclass
-class Built:
-    server: grpc.aio.Server
-    port: int
-    health: health_aio.HealthServicer
-
-
 def build_server(router: Router, validator: Validator, host: str, port: int,
                  creds: grpc.ServerCredentials | None = None) -> Built:
     """A server with the mediator's services, health and reflection, bound to host:port (0: any)."""
-    server = grpc.aio.server(options=MEDIATOR_SERVER_OPTIONS)
-    pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(router, validator), server)  # type: ignore[no-untyped-call]
-    pb_grpc.add_RegisterServicer_to_server(RegisterServicer(router), server)  # type: ignore[no-untyped-call]
-    pb_grpc.add_ClusterStatusServicer_to_server(ClusterStatusServicer(router), server)  # type: ignore[no-untyped-call]
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
-    bound = tls.add_port(server, listen_address(host, port), creds)
-    return Built(server, bound, health)
+
+    def add_servicers(server: grpc.aio.Server) -> None:
+        pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(router, validator), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_RegisterServicer_to_server(RegisterServicer(router), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_ClusterStatusServicer_to_server(ClusterStatusServicer(router), server)  # type: ignore[no-untyped-call]
+
+    return node.build_server(add_servicers, SERVICES, host, port, creds)
 
 
 async def run(settings: MediatorSettings, stop: asyncio.Event,
@@ -111,8 +88,8 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
     if ledger is not None:
         logger.info("lease ledger %s: placing keys after %.1fs", ledger.path, config.restart_grace_s or 0.0)
     router = Router(config, tls.node_channel_credentials(settings), mediator_id, ledger=ledger)
-    node = [settings.id or mediator_id]
-    unregister_metrics = metrics.register(metrics.MediatorCollector(router, lambda: node[0]))
+    node_id = [settings.id or mediator_id]
+    unregister_metrics = metrics.register(metrics.MediatorCollector(router, lambda: node_id[0]))
     built: Built | None = None
     debug: DebugServer | None = None
     health_task: asyncio.Task[None] | None = None
@@ -121,26 +98,24 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
     try:
         built = build_server(router, Validator(settings.max_line), settings.host, settings.port,
                              tls.server_credentials(settings))
-        node[0] = settings.id or listen_address(settings.host, built.port)
+        node_id[0] = settings.id or listen_address(settings.host, built.port)
         if on_bound is not None:
-            on_bound(node[0])
+            on_bound(node_id[0])
         await built.server.start()
-        for name in ("", *SERVICES):
-            await built.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await node.set_serving(built)
         logger.info("listening on %s:%d (mediator id %s, health interval %ss, lease %ss, ping timeout %ss, "
                     "tls %s)", settings.host, built.port, mediator_id, settings.health_interval, settings.lease,
                     settings.ping_timeout, settings.tls_mode)
         if settings.pprof:
             from ..debug import start_debug_server
 
-            debug = start_debug_server(settings.phost, settings.pport, node[0], asyncio.get_running_loop())
+            debug = start_debug_server(settings.phost, settings.pport, node_id[0], asyncio.get_running_loop())
         health_task = asyncio.create_task(health_loop(router, settings.health_interval, health_stop))
         await stop.wait()
         logger.info("stopping: refusing new requests, letting in-flight ones finish (grace %ss)", settings.grace)
     finally:
         if built is not None:
-            await built.health.enter_graceful_shutdown()
-            await built.server.stop(settings.grace)
+            await node.stop_serving(built, settings.grace)
         health_stop.set()
         if health_task is not None:
             health_task.cancel()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -12,8 +9,7 @@ from pathlib import Path
 from ..config.flags import UsageError, load_settings
 from ..config.settings import StreamerSettings
 from ..logs import setup_logging
-
-logger = logging.getLogger(__name__)
+from ..node import run_until_signalled
 
 DESCRIPTION = (
     "Run one streamer: append log lines received over gRPC to <path>/<request path>/<filename>.log, "
@@ -63,46 +59,16 @@ def _raise_open_files_limit() -> None:
         pass
 
 
-async def _serve(settings: StreamerSettings) -> None:
-    from .server import run
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    received: list[str] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        # Only note it and set the event; the loop does the work (uvicorn's should_exit).
-        received.append(sig.name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-
-    def on_bound(node_id: str) -> None:
-        setup_logging("streamer", node_id, settings.log_level)
-
-    try:
-        await run(settings, stop, on_bound)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    if received:
-        logger.info("exiting after %s", received[0])
-
-
 def main(argv: list[str]) -> int:
     settings = load_settings(StreamerSettings, argv, "logstream streamer", DESCRIPTION)
     setup_logging("streamer", settings.id or f"{settings.host}:{settings.port}", settings.log_level)
     prepare_root(settings.path)
     check_port_free(settings.host, settings.port)
     _raise_open_files_limit()
-    if settings.loop == "uvloop":
-        try:
-            import uvloop
-        except ImportError:  # uvloop is optional: the default loop works, a bit slower
-            asyncio.run(_serve(settings))
-        else:
-            uvloop.run(_serve(settings))
-    else:
-        asyncio.run(_serve(settings))
+    from .server import run
+
+    def on_bound(node_id: str) -> None:
+        setup_logging("streamer", node_id, settings.log_level)
+
+    run_until_signalled(lambda stop: run(settings, stop, on_bound), settings.loop)
     return 0

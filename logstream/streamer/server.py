@@ -10,20 +10,17 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 
-from .. import tls
+from .. import node, tls
+from ..node import Built
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
 from ..config.settings import StreamerSettings
 from ..config.units import format_size
-from ..net import SERVER_OPTIONS, listen_address
+from ..net import listen_address
 from .lease import Lease
 from .service import (
     LogStreamerServicer,
@@ -43,32 +40,16 @@ SERVICES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name
 MAINTENANCE_TICK_S = 1.0
 
 
-@dataclass
-class Built:
-    server: grpc.aio.Server
-    port: int
-    health: health_aio.HealthServicer
-
-
 def build_server(core: StreamerCore, host: str, port: int,
                  creds: grpc.ServerCredentials | None = None) -> Built:
     """A server with every streamer service, health and reflection, bound to host:port (0: any)."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(core), server)  # type: ignore[no-untyped-call]
-    pb_grpc.add_PingerServicer_to_server(PingerServicer(core), server)  # type: ignore[no-untyped-call]
-    pb_grpc.add_StreamerControlServicer_to_server(StreamerControlServicer(core), server)  # type: ignore[no-untyped-call]
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
-    bound = tls.add_port(server, listen_address(host, port), creds)
-    return Built(server, bound, health)
 
+    def add_servicers(server: grpc.aio.Server) -> None:
+        pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(core), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_PingerServicer_to_server(PingerServicer(core), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_StreamerControlServicer_to_server(StreamerControlServicer(core), server)  # type: ignore[no-untyped-call]
 
-async def set_serving(health: health_aio.HealthServicer) -> None:
-    for name in ("", *SERVICES):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return node.build_server(add_servicers, SERVICES, host, port, creds)
 
 
 def _is_loopback(host: str) -> bool:
@@ -155,7 +136,7 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
             debug = start_debug_server(settings.phost, settings.pport, core.node_id, asyncio.get_running_loop())
         await built.server.start()
         started = True
-        await set_serving(built.health)
+        await node.set_serving(built)
         logger.info("listening on %s:%d (id %s, root %s, size %s, tls %s)", settings.host, built.port,
                     core.node_id, writer.root_real, format_size(settings.size), settings.tls_mode)
         fsync_interval = settings.fsync_interval if settings.fsync == "interval" else None
@@ -169,8 +150,7 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         logger.info("stopping: refusing new requests, letting in-flight ones finish (grace %ss)", settings.grace)
     finally:
         if built is not None:
-            await built.health.enter_graceful_shutdown()
-            await built.server.stop(settings.grace)
+            await node.stop_serving(built, settings.grace)
         core.closing = True
         core.cancel_timers()
         for task in tasks:

@@ -156,7 +156,7 @@ def test_64_files_from_concurrent_clients_land_once_in_order_spread_over_all(clu
     for streamer in cluster.streamers:
         assert streamer.stop() == 0
     assert cluster.mediator.stop() == 0
-    assert "exited after SIGTERM" in cluster.mediator.stderr
+    assert "exiting after SIGTERM" in cluster.mediator.stderr
 
 
 def test_sigkill_a_streamer_under_load_loses_no_acknowledged_line(cluster: Cluster) -> None:

@@ -17,7 +17,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.streamer.lease import Lease
-from logstream.streamer.server import build_server, set_serving
+from logstream.node import set_serving
+from logstream.streamer.server import build_server
 from logstream.streamer.service import StreamerCore, wrap_int32
 from logstream.streamer.writer import Writer
 
@@ -36,7 +37,7 @@ async def _start(tmp_path: Path, required: bool = False, **writer_args: object) 
     core = StreamerCore(writer, Lease(required=required), node_id="s1")
     built = build_server(core, "127.0.0.1", 0)
     await built.server.start()
-    await set_serving(built.health)
+    await set_serving(built)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{built.port}")
     return Running(core, channel), built.server
 

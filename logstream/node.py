@@ -1,0 +1,92 @@
+"""What both node roles share: a gRPC server with health and reflection, and running until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from . import tls
+from .net import SERVER_OPTIONS, listen_address
+
+logger = logging.getLogger(__name__)
+
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+@dataclass
+class Built:
+    server: grpc.aio.Server
+    port: int
+    health: health_aio.HealthServicer
+    services: tuple[str, ...]
+
+
+def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Sequence[str], host: str,
+                 port: int, creds: grpc.ServerCredentials | None = None) -> Built:
+    """A grpc.aio server with the role's servicers, grpc health and reflection, bound to host:port."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    add_servicers(server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection((*services, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+    bound = tls.add_port(server, listen_address(host, port), creds)
+    return Built(server, bound, health, tuple(services))
+
+
+async def set_serving(built: Built) -> None:
+    for name in ("", *built.services):
+        await built.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def stop_serving(built: Built, grace_s: float) -> None:
+    """Tell health checkers first, then refuse new RPCs and let in-flight ones finish."""
+    await built.health.enter_graceful_shutdown()
+    await built.server.stop(grace_s)
+
+
+# serve(stop, on_bound): runs the node until `stop` is set; calls on_bound(node_id) once it knows it.
+Serve = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def run_until_signalled(serve: Serve, loop: str = "uvloop") -> None:
+    """Run `serve` on an event loop (uvloop when asked and installed) until SIGTERM or SIGINT.
+
+    The handlers only set the stop event (uvicorn's should_exit); `serve` does the ordered shutdown.
+    """
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.get_running_loop()
+        received: list[str] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            received.append(sig.name)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            running.add_signal_handler(sig, on_signal, sig)
+        try:
+            await serve(stop)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                running.remove_signal_handler(sig)
+        if received:
+            logger.info("exiting after %s", received[0])
+
+    if loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # optional: the default loop works, a little slower
+            pass
+        else:
+            uvloop.run(main())
+            return
+    asyncio.run(main())
