@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from logstream._proto import logstream_pb2, logstream_pb2_grpc
 from logstream.supervisor import status
+from watched import Watched, kill_leftovers, wait_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -54,57 +54,11 @@ def write_cluster(tmp_path: Path, count: int = 3, extra: str = "") -> tuple[Path
     return path, mediator, streamers
 
 
-class Run:
-    """`logstream run FILE` as a subprocess; stdout collected line by line."""
+class Run(Watched):
+    """`logstream run ARGS` as a subprocess."""
 
     def __init__(self, cwd: Path, args: list[str]) -> None:
-        self.cwd = cwd
-        self.proc = subprocess.Popen([sys.executable, "-m", "logstream", "run", *args], cwd=cwd,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout_s: float = 30.0, start: int = 0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for line in list(self.lines[start:]):
-                match = re.search(pattern, line)
-                if match:
-                    return match
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no line matching {pattern!r} (exit {self.proc.poll()}):\n" + "\n".join(self.lines))
-
-    def wait(self, timeout_s: float = 30.0) -> int:
-        code = self.proc.wait(timeout=timeout_s)
-        self._reader.join(timeout=5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.wait()
-
-
-def leftovers(tmp_path: Path) -> list[str]:
-    found = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True, text=True).stdout
-    return [line for line in found.splitlines() if "pgrep" not in line]
-
-
-def wait_gone(tmp_path: Path, timeout_s: float = 5.0) -> list[str]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and leftovers(tmp_path):
-        time.sleep(0.1)
-    return leftovers(tmp_path)
+        super().__init__([sys.executable, "-m", "logstream", "run", *args], cwd)
 
 
 @pytest.fixture
@@ -113,11 +67,7 @@ def runs(tmp_path: Path) -> Iterator[list[Run]]:
     yield started
     for run in started:
         run.kill()
-    for line in leftovers(tmp_path):  # a failed test must not leak nodes into the next ones
-        try:
-            os.killpg(int(line.split()[0]), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    kill_leftovers(tmp_path)
 
 
 def send(target: str, lines: list[tuple[str, str, str]], creds: grpc.ChannelCredentials | None = None) -> None:

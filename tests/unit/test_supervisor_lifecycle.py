@@ -8,9 +8,7 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from logstream.supervisor import control, run, status
+from watched import Watched, kill_leftovers, wait_gone
 
 FAKE_NODE = """\
 import os, signal, sys, time
@@ -71,8 +70,8 @@ path = "logs"
 """
 
 
-class Driven:
-    """`logstream run`'s Runner in a subprocess, its output collected by a thread."""
+class Driven(Watched):
+    """`logstream run`'s Runner in a subprocess, driving fake nodes."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str] | None = None) -> None:
         fake = tmp_path / "fakepy"
@@ -81,46 +80,7 @@ class Driven:
         (tmp_path / "driver.py").write_text(DRIVER)
         (tmp_path / "cluster.toml").write_text(CLUSTER)
         self.tmp_path = tmp_path
-        self.proc = subprocess.Popen(
-            [sys.executable, str(tmp_path / "driver.py"), "cluster.toml", str(fake)],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout_s: float = 20.0, start: int = 0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for line in list(self.lines[start:]):
-                match = re.search(pattern, line)
-                if match:
-                    return match
-            time.sleep(0.05)
-        raise AssertionError(f"no line matching {pattern!r} in:\n" + "\n".join(self.lines))
-
-    def wait(self, timeout_s: float = 30.0) -> int:
-        code = self.proc.wait(timeout=timeout_s)
-        self._reader.join(timeout=5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.wait()
-
-
-def leftovers(tmp_path: Path) -> list[str]:
-    """Processes whose command line mentions this test's folder (other than pgrep itself)."""
-    found = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True, text=True).stdout
-    return [line for line in found.splitlines() if "pgrep" not in line]
+        super().__init__([sys.executable, str(tmp_path / "driver.py"), "cluster.toml", str(fake)], tmp_path, env)
 
 
 @pytest.fixture
@@ -129,12 +89,7 @@ def cleanup(tmp_path: Path) -> Iterator[list[Driven]]:
     yield started
     for driven in started:
         driven.kill()
-    for line in leftovers(tmp_path):  # last resort, so a failing test does not leak processes
-        pid = int(line.split()[0])
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_leftovers(tmp_path)
 
 
 def start(tmp_path: Path, cleanup: list[Driven], env: dict[str, str] | None = None) -> Driven:
@@ -142,13 +97,6 @@ def start(tmp_path: Path, cleanup: list[Driven], env: dict[str, str] | None = No
     cleanup.append(driven)
     driven.wait_for(r'logstream: cluster "fake" ready in \d+\.\ds')
     return driven
-
-
-def wait_gone(tmp_path: Path, timeout_s: float = 5.0) -> list[str]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and leftovers(tmp_path):
-        time.sleep(0.1)
-    return leftovers(tmp_path)
 
 
 def test_a_running_cluster_restarts_serves_control_and_stops_on_sigint(
