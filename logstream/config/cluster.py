@@ -30,6 +30,7 @@ from pydantic_settings import (
 )
 
 from .flags import UsageError, flag_name
+from .settings import tls_set_problem
 from .types import Address, Duration, Size, ZeroOrDuration
 from .units import format_duration, format_size
 
@@ -138,13 +139,9 @@ class TlsSection(_Section):
 
     @model_validator(mode="after")
     def _complete(self) -> TlsSection:
-        if (self.crt is None) != (self.pk is None):
-            given, missing = ("crt", "pk") if self.pk is None else ("pk", "crt")
-            raise ValueError(f"tls.{given} needs tls.{missing} too (TLS needs both certificate and key)")
-        if self.ca is not None and self.crt is None:
-            raise ValueError("tls.ca needs tls.crt and tls.pk (mutual TLS: nodes present certificates too)")
-        if self.verify_clients and self.ca is None:
-            raise ValueError("tls.verify_clients needs tls.ca")
+        problem = tls_set_problem(self.ca, self.crt, self.pk, self.verify_clients, lambda key: f"tls.{key}")
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -8,6 +8,7 @@ values) > environment (`LOGSTREAM_STREAMER_*`, `LOGSTREAM_MEDIATOR_*`) > the TOM
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -37,6 +38,19 @@ class TomlTableSource(TomlConfigSettingsSource):
         return section
 
 
+def tls_set_problem(ca: object, crt: object, pk: object, verify_clients: bool | None,
+                    name: Callable[[str], str]) -> str | None:
+    """What is wrong with a set of TLS settings (None: nothing); `name` spells a key ("-crt", "tls.crt")."""
+    if (crt is None) != (pk is None):
+        given, missing = (name("crt"), name("pk")) if pk is None else (name("pk"), name("crt"))
+        return f"{given} needs {missing} too (TLS needs both certificate and key)"
+    if ca is not None and crt is None:
+        return f"{name('ca')} needs {name('crt')} and {name('pk')} (mutual TLS: this node presents a certificate too)"
+    if verify_clients and ca is None:
+        return f"{name('verify_clients')} needs {name('ca')} (the CA that signs client certificates)"
+    return None
+
+
 class RoleSettings(BaseSettings):
     """What the two roles share: TLS files, ports, the debug server, logging."""
 
@@ -64,13 +78,10 @@ class RoleSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_files_complete(self) -> RoleSettings:
-        if (self.crt is None) != (self.pk is None):
-            given, missing = ("-crt", "-pk") if self.pk is None else ("-pk", "-crt")
-            raise ValueError(f"{given} needs {missing} too (TLS needs both certificate and key)")
-        if self.ca is not None and self.crt is None:
-            raise ValueError("-ca needs -crt and -pk (mutual TLS: this node presents a certificate too)")
-        if self.verify_clients and self.ca is None:
-            raise ValueError("-verify-clients needs -ca (the CA that signs client certificates)")
+        problem = tls_set_problem(self.ca, self.crt, self.pk, self.verify_clients,
+                                  lambda key: f"-{key.replace('_', '-')}")
+        if problem:
+            raise ValueError(problem)
         for name in ("ca", "crt", "pk"):
             file = getattr(self, name)
             if file is not None and not Path(file).is_file():
