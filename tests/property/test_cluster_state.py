@@ -5,8 +5,9 @@ acknowledged line is lost.
 The machine drives the mediator's real decision core (`ClusterState`: membership, leases,
 placement, ownership, hand-off) with a fake clock, beside a small model of each streamer: its own
 lease clock (running up to 10% off the mediator's), the mediator incarnation it last saw, the files
-it holds open (and locked), and one shared disk. Delivery assumption (docs/cluster-protocol.md):
-a ping reaches a streamer before its deadline or never.
+it holds open (and locked), and one shared disk. Pings are numbered and a lease runs from the
+receipt of an acked ping (docs/cluster-protocol.md); a ping may also time out at the mediator and
+reach its streamer any time later (`ping_times_out` then `deliver_held_up`), with a forward sent behind it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Streamer:
     lease_until: float = float("-inf")  # in mediator time
     seen_mediator: str | None = None
     held: set[FileKey] = field(default_factory=set)  # files open and locked
+    receipts: dict[int, float] = field(default_factory=dict)  # ping seq -> receipt (mediator time)
 
     @property
     def holder(self) -> Holder:
@@ -62,10 +64,16 @@ class ClusterMachine(RuleBasedStateMachine):
         self.pending_handoffs: list[Handoff] = []
         self.next_line = 0
         self.port = 9000
+        self.seq = 0  # ping numbers, unique per mediator incarnation
+        self.link_acked: dict[Holder, int] = {}  # the mediator's last acked ping per link
+        # Messages held up in the network on the way to each streamer, in send order (one connection).
+        self.held_up: dict[int, list[tuple[str, int, int, str, FileKey | None]]] = {}
 
     @initialize(rates=st.lists(st.sampled_from([1 / 1.1, 0.95, 1.0, 1.05, 1.1]), min_size=N_STREAMERS,
-                               max_size=N_STREAMERS))
-    def setup(self, rates: list[float]) -> None:
+                               max_size=N_STREAMERS), shared_locks=st.booleans())
+    def setup(self, rates: list[float], shared_locks: bool) -> None:
+        # One host (flock is a last guard) or many (only the leases keep writers apart).
+        self.shared_locks = shared_locks
         for index, rate in enumerate(rates):
             self.streamers.append(Streamer(f"s{index}", f"h:{self.port + index}", rate))
 
@@ -77,19 +85,28 @@ class ClusterMachine(RuleBasedStateMachine):
             if not streamer.lease_live(self.now):
                 streamer.held.clear()
 
-    def _receive_ping(self, streamer: Streamer, delay: float) -> None:
-        if streamer.seen_mediator != self.mediator_id:
+    def _receive_ping(self, streamer: Streamer, seq: int, acked_seq: int, mediator_id: str, at: float) -> None:
+        if streamer.seen_mediator != mediator_id:
             streamer.held.clear()  # a new mediator: release every key before answering
-            streamer.seen_mediator = self.mediator_id
-        # Received `delay` after it was sent (before its deadline), the lease runs from receipt.
-        streamer.lease_until = max(streamer.lease_until, self.now + delay + LEASE / streamer.rate)
+            streamer.receipts.clear()
+            streamer.seen_mediator = mediator_id
+        streamer.receipts[seq] = at
+        receipt = streamer.receipts.get(acked_seq)
+        if receipt is not None:  # the lease runs from the acked ping's receipt, on the streamer's clock
+            streamer.lease_until = max(streamer.lease_until, receipt + LEASE / streamer.rate)
+
+    def _send_ping(self, streamer: Streamer, target: Holder) -> tuple[int, int]:
+        self.seq += 1
+        self.state.ping_sent(target, self.now)
+        return self.seq, self.link_acked.get(target, 0)
 
     def _write(self, streamer: Streamer, key: FileKey, line: int) -> str:
         if not streamer.alive or not streamer.reachable:
             return "unreachable"
         if not streamer.lease_live(self.now):
             return "no lease"
-        if any(key in other.held for other in self.streamers if other is not streamer and other.alive):
+        if self.shared_locks and any(key in other.held for other in self.streamers
+                                     if other is not streamer and other.alive):
             return "aborted"  # the file lock is held elsewhere
         streamer.held.add(key)
         self.disk.setdefault(key, []).append((line, streamer.id))
@@ -103,6 +120,8 @@ class ClusterMachine(RuleBasedStateMachine):
         if not streamer.alive:
             streamer.alive, streamer.reachable = True, True
             streamer.lease_until, streamer.seen_mediator, streamer.held = float("-inf"), None, set()
+            streamer.receipts = {}
+            self.held_up.pop(index, None)  # a new process: the old connection's bytes are gone
         if streamer.reachable:
             self.state.register(streamer.id, streamer.addr, self.now)
 
@@ -155,23 +174,58 @@ class ClusterMachine(RuleBasedStateMachine):
         self.mediator_id = f"m{self.incarnation}"
         self.state = ClusterState(LEASE, PING_TIMEOUT, self.now)
         self.pending_handoffs = []
+        self.link_acked = {}
 
     @rule(index=st.integers(0, N_STREAMERS - 1), delay=st.sampled_from([0.0, PING_TIMEOUT * 0.99]))
     def ping(self, index: int, delay: float = 0.0) -> None:
-        """One health check of one member (the real loop pings all every interval)."""
+        """One health check of one member (the real loop pings all every interval): a ping, then one
+        acking it, each received `delay` after it was sent (before its deadline) and answered."""
         streamer = self.streamers[index]
         holder = self.state.membership.members.get(streamer.id)
         if holder is None:
             return
         target = holder.holder
-        self.state.ping_sent(target, self.now)
-        reached = streamer.alive and streamer.reachable and target.addr == streamer.addr
-        if not reached:
-            self.state.failed(target)
-            return
-        self._receive_ping(streamer, delay)
+        for _ in range(2):
+            seq, acked = self._send_ping(streamer, target)
+            reached = streamer.alive and streamer.reachable and target.addr == streamer.addr
+            if not reached:
+                self.state.failed(target)
+                return
+            self._receive_ping(streamer, seq, acked, self.mediator_id, self.now + delay)
+            self.link_acked[target] = seq  # answered before its deadline
         plans = self.state.ping_answered(target, self.now)
         self.pending_handoffs.extend(plans or [])
+
+    @rule(index=st.integers(0, N_STREAMERS - 1), key=st.sampled_from(KEYS), with_forward=st.booleans())
+    def ping_times_out(self, index: int, key: FileKey, with_forward: bool) -> None:
+        """The network to a streamer stalls: a ping, maybe followed by a forward of `key` sent
+        before the ping's deadline, is held up; the mediator gives up on the streamer when the ping
+        times out. Both may still arrive, in order, at any later time (`deliver_held_up`)."""
+        streamer = self.streamers[index]
+        holder = self.state.membership.members.get(streamer.id)
+        if holder is None:
+            return
+        seq, acked = self._send_ping(streamer, holder.holder)
+        queue = self.held_up.setdefault(index, [])
+        queue.append(("ping", seq, acked, self.mediator_id, None))
+        target = self.state.route(key, self.now) if with_forward else None
+        if target is not None and not isinstance(target, (Wait, NoStreamers)) and target == holder.holder:
+            self.next_line += 1
+            queue.append(("forward", self.next_line, 0, self.mediator_id, key))  # never acknowledged
+        self.state.failed(holder.holder)
+
+    @precondition(lambda self: any(self.held_up.values()))
+    @rule(data=st.data())
+    def deliver_held_up(self, data: st.DataObject) -> None:
+        index = data.draw(st.sampled_from(sorted(i for i, queue in self.held_up.items() if queue)))
+        kind, number, acked, mediator_id, key = self.held_up[index].pop(0)
+        streamer = self.streamers[index]
+        if not (streamer.alive and streamer.reachable):
+            return
+        if kind == "ping":
+            self._receive_ping(streamer, number, acked, mediator_id, self.now)
+        elif key is not None:
+            self._write(streamer, key, number)
 
     @rule(delay=st.sampled_from([0.0, PING_TIMEOUT * 0.99]))
     def health_tick(self, delay: float) -> None:
@@ -245,3 +299,36 @@ class ClusterMachine(RuleBasedStateMachine):
 
 TestClusterState = ClusterMachine.TestCase
 TestClusterState.settings = settings(stateful_step_count=50, max_examples=300, deadline=None)
+
+
+class _Always:
+    """A stand-in for st.data() in the scripted run below: every draw gives `value`."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def draw(self, strategy: object) -> object:
+        return self.value
+
+
+def test_a_held_up_ping_and_forward_cannot_make_a_second_writer() -> None:
+    """The scripted partition the numbered pings exist for (docs/cluster-protocol.md): s0's network
+    stalls with a ping and then a forward of K in flight; the mediator fences K, waits out s0's
+    lease and moves K to s1; then the stalled bytes arrive. Were the lease counted from the late
+    ping's receipt, s0 would write K beside s1 (hosts apart, no shared lock to stop it)."""
+    machine = ClusterMachine()
+    key = KEYS[0]
+    machine.setup(rates=[1.0] * N_STREAMERS, shared_locks=False)
+    machine.bring_up(0, 0.0)
+    machine.route(key, reply_lost=False)
+    assert machine.state.ownership.owner.get(key) == machine.streamers[0].holder
+    machine.ping_times_out(0, key, with_forward=True)
+    assert len(machine.held_up[0]) == 2
+    machine.tick_to_fence_end()
+    machine.bring_up(1, 0.0)
+    machine.route(key, reply_lost=False)
+    assert machine.state.ownership.owner.get(key) == machine.streamers[1].holder
+    for _ in range(2):
+        machine.deliver_held_up(_Always(0))  # type: ignore[arg-type]  # s0's queue
+        machine.one_writer_per_key()
+    assert [writer for _, writer in machine.disk[key]] == ["s0", "s1"]
