@@ -601,6 +601,22 @@ class Router:
 
     # -- status and shutdown ------------------------------------------------------------------
 
+    async def refresh_stats(self, timeout_s: float = 1.0) -> None:
+        """Ask every live streamer for its counters now (status would otherwise show the last
+        ping's, up to a health interval old); a streamer that does not answer keeps those."""
+
+        async def ask(holder: Holder, link: StreamerLink) -> None:
+            try:
+                stats = await link.control.Stats(pb.StatsRequest(), timeout=timeout_s)
+            except grpc.aio.AioRpcError:
+                return
+            member = self.state.membership.member(holder)
+            if member is not None:
+                member.lines, member.bytes, member.open_files = stats.lines, stats.bytes, stats.open_files
+
+        await asyncio.gather(*(ask(holder, link) for holder, link in list(self.links.items())
+                               if not link.closed and self.state.membership.is_live(holder)))
+
     def status(self) -> pb.StatusResponse:
         now = self._clock()
         streamers = []

@@ -305,6 +305,8 @@ def test_status_json_and_table(cluster: Cluster) -> None:
         assert streamer["alive"] is True and isinstance(streamer["files"], list)
     assert sorted(f for s in status["streamers"] for f in s["files"]) == ["app/x", "app/y", "app/z"]
     assert status["counters"]["lines"] == 6 and status["counters"]["streamers_live"] == 3
+    # Each streamer's own count, asked for at status time (not a ping's, up to an interval old).
+    assert sum(s["lines"] for s in status["streamers"]) == 6
     table = run_logstream(["status", "-mediator", cluster.target])
     assert table.returncode == 0 and "ALIVE" in table.stdout and "s2" in table.stdout
     down = run_logstream(["status", "-mediator", "127.0.0.1:1", "-timeout", "1"])
