@@ -48,8 +48,9 @@ async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, stre
             return
         except (grpc.aio.AioRpcError, RuntimeError) as exc:
             reason = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-            # The first failure and every tenth after it; the rest at debug level.
-            level = logging.WARNING if attempts % 10 == 1 else logging.DEBUG
+            # A mediator still starting (as under `logstream run`) fails the first tries: say so
+            # quietly once, then warn on the fifth failure and every tenth after it.
+            level = logging.INFO if attempts == 1 else logging.WARNING if attempts % 10 == 5 else logging.DEBUG
             logger.log(level, "registration with mediator %s failed (attempt %d): %s; retrying in %.1fs",
                        mediator, attempts, reason, delay)
         await asyncio.sleep(delay)
