@@ -12,6 +12,7 @@ import grpc
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
 from ..streamer.paths import BadTarget, validate_target
+from ..streamer.rotation import longest_line_over
 from .placement import FileKey
 from .router import Chunk, RouteError, Router
 
@@ -32,22 +33,6 @@ def check_address(addr: str) -> str:
     if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
         raise BadInput(f"addr must be host:port with a port in 1..65535, got {addr!r}")
     return addr
-
-
-def longest_line_over(data: bytes, max_line: int) -> bool:
-    """Whether some line of `data` (lines end with b"\\n") is longer than `max_line` bytes.
-
-    Jumps from one window of max_line+1 bytes to the last newline in it, so a blob costs
-    len(data) / max_line steps in Python, not one per line.
-    """
-    size = len(data)
-    pos = 0
-    while size - pos > max_line + 1:
-        newline = data.rfind(b"\n", pos, pos + max_line + 1)
-        if newline < 0:
-            return True
-        pos = newline + 1
-    return False
 
 
 class Validator:
@@ -79,7 +64,7 @@ class Validator:
             return None
         if data[-1] != 10:
             data += b"\n"
-        if longest_line_over(data, self.max_line):
+        if longest_line_over(data, self.max_line) is not None:
             raise BadInput(f"a line for {key} is longer than the limit of {self.max_line} bytes")
         return (key, data, data.count(b"\n"))
 

@@ -21,7 +21,8 @@ from logstream.mediator.health import health_loop
 from logstream.mediator.placement import FileKey, place
 from logstream.mediator.router import Router, RouterConfig, wrap_int32
 from logstream.mediator.server import build_server
-from logstream.mediator.service import Validator, longest_line_over
+from logstream.mediator.service import Validator
+from logstream.streamer.rotation import longest_line_over
 
 INTERVAL, TIMEOUT, LEASE = 0.2, 0.15, 0.3
 FENCE_S = TIMEOUT + 1.1 * LEASE
@@ -350,7 +351,7 @@ async def test_batch_and_stream_rpcs(mediator: Mediator) -> None:
     (b"a\nbcde\nf\n", 3, True), (b"ab\n" * 1000, 2, False), (b"ab\n" * 1000 + b"abc\n", 2, True),
 ])
 def test_longest_line_over(data: bytes, limit: int, over: bool) -> None:
-    assert longest_line_over(data, limit) is over
+    assert (longest_line_over(data, limit) is not None) is over
     assert over is any(len(line) > limit for line in data.split(b"\n"))
 
 
