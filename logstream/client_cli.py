@@ -100,7 +100,7 @@ def send(args: argparse.Namespace, lines: Iterable[str | bytes]) -> int:
     try:
         sent = client.log_many(args.path, args.filename, lines)
     except SendError as exc:
-        print(f"logstream send: error: {_describe(exc)}", file=sys.stderr)
+        print(f"logstream send: error: {_describe(exc, uses_tls=args.ca is not None)}", file=sys.stderr)
         return 2 if exc.code in USER_ERRORS else 1
     finally:
         client.close()
@@ -108,10 +108,14 @@ def send(args: argparse.Namespace, lines: Iterable[str | bytes]) -> int:
     return 0
 
 
-def _describe(exc: SendError) -> str:
+def _describe(exc: SendError, uses_tls: bool) -> str:
     text = str(exc)
-    if exc.code == grpc.StatusCode.UNAVAILABLE and "handshake" in exc.details.lower():
-        text += " (TLS: check -ca, -crt and -pk against the server's certificates)"
+    details = exc.details.lower()
+    # A refused TLS session often reaches the client only as a closed socket.
+    if exc.code == grpc.StatusCode.UNAVAILABLE and ("handshake" in details or "socket closed" in details):
+        text += (" (TLS: check -ca, -crt and -pk against the server's certificates; a mutual-TLS server "
+                 "needs -crt and -pk)" if uses_tls else " (the server may require TLS: give -ca, and -crt/-pk "
+                 "for mutual TLS)")
     if exc.sent_lines:
         text += f"; {exc.sent_lines} lines were sent before"
     return " ".join(text.split())  # one line, whatever the server put in its message

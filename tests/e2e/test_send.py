@@ -68,6 +68,7 @@ def test_send_over_mutual_tls(tmp_path: Path, tls_files: TlsFiles) -> None:
 
         no_cert = _send(["-target", node.address, "-filename", "secure", "-ca", str(tls_files.ca), "-attempts", "1", "x"])
         assert no_cert.returncode == 1 and no_cert.stderr.count("\n") == 1
+        assert "needs -crt and -pk" in no_cert.stderr  # the hint names what is missing
         other = ["-ca", str(tls_files.ca), "-crt", str(tls_files.other_crt), "-pk", str(tls_files.other_key)]
         wrong_ca = _send(["-target", node.address, "-filename", "secure", "-attempts", "1", *other, "x"])
         assert wrong_ca.returncode == 1
@@ -88,6 +89,6 @@ def test_certificates_from_logstream_certs_work_server_only(tmp_path: Path) -> N
         done = _send(["-mediator", f"localhost:{node.port}", "-filename", "f", "-ca", str(certs / "ca.crt"), "hi"])
         assert done.returncode == 0, done.stderr
         plain = _send(["-target", node.address, "-filename", "f", "-attempts", "1", "plaintext"])
-        assert plain.returncode == 1
+        assert plain.returncode == 1 and "may require TLS" in plain.stderr
         assert node.stop() == 0
     assert (tmp_path / "logs" / "f.log").read_text() == "hi\n"
