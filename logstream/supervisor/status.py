@@ -3,26 +3,19 @@ view of the streamers (alive, files, lines), as a table or one JSON object."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import inspect
 import json
 import sys
 import xmlrpc.client
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from ..config.cluster import ClusterConfig, ConfigError, load_cluster, mediator_address
-from ..config.flags import UsageError
+from ..config.flags import GoFlagParser
+from ..status_cli import StatusError, fetch_status, format_table
 from .control import paths_for, socket_answers, supervisor_rpc
 
 # Exit codes: everything up; something is down or unreachable.
 OK, DEGRADED = 0, 1
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 def _credentials(config: ClusterConfig) -> Any:
@@ -34,59 +27,6 @@ def _credentials(config: ClusterConfig) -> Any:
     cwd = Path.cwd()
     files = [None if p is None else (p if p.is_absolute() else cwd / p) for p in (tls.ca, tls.crt, tls.pk)]
     return channel_credentials(*files)
-
-
-def _fetch_fallback(target: str, creds: Any) -> dict[str, Any]:
-    """The mediator's ClusterStatus.Status as a dict (used until status_cli.fetch_status exists)."""
-    import grpc
-
-    from .._proto import logstream_pb2, logstream_pb2_grpc
-
-    channel = grpc.insecure_channel(target) if creds is None else grpc.secure_channel(target, creds)
-    try:
-        stub = logstream_pb2_grpc.ClusterStatusStub(channel)  # type: ignore[no-untyped-call]
-        reply = stub.Status(logstream_pb2.StatusRequest(), timeout=5.0)
-    finally:
-        channel.close()
-    return {
-        "mediator": target,
-        "mediator_id": reply.mediator_id,
-        "streamers": [
-            {"id": s.id, "addr": s.addr, "alive": s.alive, "files": [f"{f.path}/{f.filename}".lstrip("/") for f in s.files],
-             "lines": s.lines, "bytes": s.bytes, "last_seen_s": s.last_seen_s}
-            for s in reply.streamers
-        ],
-        "counters": dict(reply.counters),
-    }
-
-
-def _format_fallback(status: dict[str, Any]) -> str:
-    rows = [("ID", "ADDRESS", "ALIVE", "FILES", "LINES")]
-    for s in status.get("streamers", []):
-        rows.append((s["id"], s["addr"], "yes" if s["alive"] else "no", str(len(s["files"])), str(s["lines"])))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return f"mediator {status.get('mediator', '?')}\n" + "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-
-
-def mediator_status(target: str, creds: Any) -> dict[str, Any]:
-    try:
-        from ..status_cli import fetch_status  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        fetch = _fetch_fallback
-    else:
-        fetch = fetch_status
-    result = fetch(target, creds)
-    if inspect.isawaitable(result):
-        result = asyncio.run(result)  # type: ignore[arg-type]
-    return dict(result)
-
-
-def format_mediator(status: dict[str, Any]) -> str:
-    try:
-        from ..status_cli import format_table  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return _format_fallback(status)
-    return str(format_table(status))
 
 
 def _uptime(info: dict[str, Any]) -> str:
@@ -113,7 +53,7 @@ def supervisor_view(config: ClusterConfig) -> list[dict[str, Any]]:
 
 def cluster_status_main(path: str, argv: list[str]) -> int:
     """`logstream status FILE [--set k=v]... [--json]`."""
-    parser = _Parser(prog="logstream status", allow_abbrev=False,
+    parser = GoFlagParser(prog="logstream status", allow_abbrev=False,
                      description="supervisord's view and the mediator's view of a cluster started with `logstream run`")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--run-dir", metavar="DIR")
@@ -142,11 +82,10 @@ def cluster_status_main(path: str, argv: list[str]) -> int:
     target = mediator_address(config)
     result["mediator_address"] = target
     try:
-        result["mediator"] = mediator_status(target, _credentials(config))
-    except Exception as exc:  # any failure to reach the mediator is reported, not raised
+        result["mediator"] = fetch_status(target, _credentials(config))
+    except StatusError as exc:  # reported beside supervisord's view, not raised
         code = DEGRADED
-        details = getattr(exc, "details", None)
-        result["mediator_error"] = str(details() if callable(details) else exc).splitlines()[0]
+        result["mediator_error"] = str(exc).splitlines()[0]
     if "mediator" in result and not all(s.get("alive") for s in result["mediator"].get("streamers", [])):
         code = DEGRADED
     if args.json:
@@ -166,5 +105,5 @@ def cluster_status_main(path: str, argv: list[str]) -> int:
     if "mediator_error" in result:
         print(f"mediator {target}: unreachable: {result['mediator_error']}")
     else:
-        print(format_mediator(result["mediator"]))
+        print(format_table(result["mediator"]))
     return code
