@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from .. import tls
+from .. import auth, tls
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
 from .ledger import LeaseLedger
@@ -284,14 +284,16 @@ class StreamerLink:
         if self.mode == "stream":
             await self._send_on_stream(request)
         elif self.mode == "batch":
-            await self.log.LogBatch(request, timeout=self._config.forward_timeout_s)
+            await self.log.LogBatch(request, timeout=self._config.forward_timeout_s,
+                                    metadata=self._router.metadata)
         else:
             async with asyncio.timeout(self._config.forward_timeout_s * 4):
                 for chunk in request.chunks:
                     for line in chunk.data.split(b"\n")[:-1]:
                         await self.log.Log(pb.LogRequest(path=chunk.path, filename=chunk.filename,
                                                          line=line.decode("utf-8", "replace")),
-                                           timeout=self._config.forward_timeout_s)
+                                           timeout=self._config.forward_timeout_s,
+                                           metadata=self._router.metadata)
 
     async def _send_on_stream(self, request: pb.LogBatchRequest) -> None:
         """One forward over a long-lived LogStream call (much cheaper per forward than a unary
@@ -299,7 +301,7 @@ class StreamerLink:
         call and the next forward opens a new one."""
         call = self._stream
         if call is None:
-            call = self._stream = self.log.LogStream()
+            call = self._stream = self.log.LogStream(metadata=self._router.metadata)
         try:
             async with asyncio.timeout(self._config.forward_timeout_s):
                 await call.write(request)
@@ -367,8 +369,10 @@ class Router:
 
     def __init__(self, config: RouterConfig, creds: grpc.ChannelCredentials | None = None,
                  mediator_id: str = "", clock: Callable[[], float] = time.monotonic,
-                 ledger: LeaseLedger | None = None) -> None:
+                 ledger: LeaseLedger | None = None, token: str | None = None) -> None:
         self.config = config
+        # Attached to every call to a streamer: it writes only what its current mediator sends.
+        self.metadata = auth.call_metadata(mediator_id, token)
         self._ledger = ledger
         self.mediator_id = mediator_id
         self._creds = creds
@@ -455,7 +459,7 @@ class Router:
         self._record_lease_horizon()
         self.state.ping_sent(holder, self._clock())
         try:
-            reply = await link.pinger.Ping(request, timeout=self.config.ping_timeout_s)
+            reply = await link.pinger.Ping(request, timeout=self.config.ping_timeout_s, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             self.fail(holder, f"ping failed: {exc.code().name}: {exc.details()}")
             return None
@@ -512,7 +516,7 @@ class Router:
                     await link.control.Release(
                         pb.ReleaseRequest(keys=[pb.FileKey(path=k.path, filename=k.filename) for k in plan.keys],
                                           mediator_id=self.mediator_id),
-                        timeout=self.config.ping_timeout_s,
+                        timeout=self.config.ping_timeout_s, metadata=self.metadata,
                     )
                 released = True
             except grpc.aio.AioRpcError as exc:
@@ -607,7 +611,7 @@ class Router:
 
         async def ask(holder: Holder, link: StreamerLink) -> None:
             try:
-                stats = await link.control.Stats(pb.StatsRequest(), timeout=timeout_s)
+                stats = await link.control.Stats(pb.StatsRequest(), timeout=timeout_s, metadata=self.metadata)
             except grpc.aio.AioRpcError:
                 return
             member = self.state.membership.member(holder)
