@@ -16,11 +16,15 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.auth import call_metadata
 from logstream.streamer.lease import Lease
 from logstream.node import set_serving
 from logstream.streamer.server import build_server
 from logstream.streamer.service import StreamerCore, wrap_int32
 from logstream.streamer.writer import Writer
+
+
+FROM_M1 = call_metadata("m1")  # what mediator m1 attaches to its forwards
 
 
 class Running:
@@ -137,21 +141,21 @@ async def test_stats_and_release(streamer: Running) -> None:
 @pytest.mark.asyncio
 async def test_without_a_lease_writes_are_unavailable(leased: Running, tmp_path: Path) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+        await leased.log.Log(pb.LogRequest(filename="f", line="x"), metadata=FROM_M1)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE and "lease" in (caught.value.details() or "")
     await leased.ping.Ping(pb.PingRequest(a=1, b=1))  # a compat ping grants nothing
     with pytest.raises(grpc.aio.AioRpcError):
-        await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+        await leased.log.Log(pb.LogRequest(filename="f", line="x"), metadata=FROM_M1)
     await leased.ping.Ping(pb.PingRequest(a=1, b=1, lease_ms=300, mediator_id="m1", interval_ms=100, seq=1))
     with pytest.raises(grpc.aio.AioRpcError):  # a numbered ping grants nothing until it is acked
-        await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+        await leased.log.Log(pb.LogRequest(filename="f", line="x"), metadata=FROM_M1)
     await leased.ping.Ping(pb.PingRequest(a=1, b=1, lease_ms=300, mediator_id="m1", seq=2, acked_seq=1))
-    await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+    await leased.log.Log(pb.LogRequest(filename="f", line="x"), metadata=FROM_M1)
     assert leased.core.writer.open_files == 1
     await asyncio.sleep(0.45)  # the lease lapses: files are closed and writes refused
     assert leased.core.writer.open_files == 0
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await leased.log.Log(pb.LogRequest(filename="f", line="y"))
+        await leased.log.Log(pb.LogRequest(filename="f", line="y"), metadata=FROM_M1)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert (tmp_path / "root/f.log").read_bytes() == b"x\n"
 
@@ -160,7 +164,7 @@ async def test_without_a_lease_writes_are_unavailable(leased: Running, tmp_path:
 async def test_a_new_mediator_incarnation_releases_every_key(leased: Running) -> None:
     await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=1))
     await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=2, acked_seq=1))
-    await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+    await leased.log.Log(pb.LogRequest(filename="f", line="x"), metadata=FROM_M1)
     assert leased.core.writer.open_files == 1
     await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=3, acked_seq=2))
     assert leased.core.writer.open_files == 1
