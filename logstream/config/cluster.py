@@ -308,10 +308,16 @@ def _tls_flags(config: ClusterConfig, cwd: Path) -> list[str]:
     return flags
 
 
+def token_path(config: ClusterConfig, cwd: Path) -> Path:
+    """The cluster token `logstream run` keeps in the run directory and hands to every node."""
+    return _absolute(config.cluster.run_dir, cwd) / "cluster.token"
+
+
 def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
     """The mediator and every streamer, with the flags each is started with. Relative paths in the
-    config are taken from `cwd` (the folder `logstream run` was started in)."""
-    tls = _tls_flags(config, cwd)
+    config are taken from `cwd` (the folder `logstream run` was started in). Every node gets the
+    cluster token's file (`token_path`), so that only nodes of the cluster can steer each other."""
+    tls = [*_tls_flags(config, cwd), f"-token-file={token_path(config, cwd)}"]
     m = config.mediator
     mediator_values = _raw(m, exclude={"advertise", "pport", "pprof"})
     # The lease ledger lets a mediator restarted by supervisord wait only for leases it really granted.

@@ -11,6 +11,8 @@ import grpc
 
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
+from ..auth import Guard
+from ..peer import PeerReader
 from ..streamer.paths import BadTarget, validate_target
 from ..streamer.rotation import longest_line_over
 from .placement import FileKey
@@ -179,10 +181,18 @@ def _failed(exc: Exception) -> asyncio.Task[tuple[int, int]]:
 
 
 class RegisterServicer(pb_grpc.RegisterServicer):
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, guard: Guard = Guard()) -> None:
         self._router = router
+        self._guard = guard
+        self._peer = PeerReader()
 
     async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext) -> pb.RegisterResponse:
+        # Only a node of the cluster may join it (a node certificate, the cluster token).
+        problem = self._guard.refusal(self._peer(context))
+        if problem is not None:
+            logger.warning("refused Register of %r at %r: %s", request.id, request.addr, problem)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"Register must come from a node of the cluster: "
+                                f"{problem}")
         try:
             addr = check_address(request.addr.strip())
         except BadInput as exc:
