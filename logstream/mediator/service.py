@@ -143,7 +143,7 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
                     task = asyncio.create_task(self._write("LogStream", chunks))
                     task.add_done_callback(_retrieve)  # a failure after the stream ended is not news
                     await window.put(task)
-            except BadInput as exc:
+            except Exception as exc:  # bad input, an undecodable request (aborted), a cancelled call
                 await window.put(_failed(exc))
                 return
             await window.put(None)

@@ -193,6 +193,7 @@ class Writer:
         """A validated chunk of whole lines (a final newline added), None when `data` is empty."""
         target = self.target(path, filename)
         if not data:
+            self._refuse_symlinks(target)  # nothing to write, but a bad target is still refused
             return None
         if data[-1] != 10:
             data += b"\n"
@@ -437,6 +438,37 @@ class Writer:
         self.stats.opened += 1
         return handle
 
+    def _not_a_folder(self, target: Target, depth: int, parent_fd: int) -> BadRequest:
+        """The refusal for the `depth`-th folder of `target` that could not be opened as a folder
+        without following symlinks: a symlink (named) or a file."""
+        self.stats.rejected += 1
+        segment = target.dirs[depth - 1]
+        if stat.S_ISLNK(os.stat(segment, dir_fd=parent_fd, follow_symlinks=False).st_mode):
+            link = "/".join(target.dirs[:depth])
+            return BadRequest(f"path {target.path!r} passes through the symlink {link!r} (in the root); paths "
+                              "through symlinks are refused")
+        return BadRequest(f"path {target.path!r}: {segment!r} is a file, not a folder")
+
+    def _refuse_symlinks(self, target: Target) -> None:
+        """BadRequest if an existing component of the target's path is a symlink; creates nothing."""
+        if not target.dirs:
+            return
+        current = os.dup(self._root_fd)
+        try:
+            for depth, segment in enumerate(target.dirs, 1):
+                try:
+                    child = os.open(segment, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=current)
+                except FileNotFoundError:
+                    return  # nothing below a missing folder exists
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise _mapped(exc, f"cannot open folder {target.path!r}", self.root) from None
+                    raise self._not_a_folder(target, depth, current) from None
+                os.close(current)
+                current = child
+        finally:
+            os.close(current)
+
     def _open_dirs(self, target: Target) -> int:
         """A descriptor of the target's folder, created segment by segment, proven to lie in the root."""
         current = os.dup(self._root_fd)
@@ -450,15 +482,10 @@ class Writer:
                     # O_NOFOLLOW: a symlink, even one pointing inside the root, would give one file
                     # two names, so two keys with two owners (docs/cluster-protocol.md).
                     child = os.open(segment, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=current)
-                except (NotADirectoryError, OSError) as exc:
-                    if not isinstance(exc, NotADirectoryError) and exc.errno != errno.ELOOP:
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise
-                    self.stats.rejected += 1
-                    if stat.S_ISLNK(os.stat(segment, dir_fd=current, follow_symlinks=False).st_mode):
-                        link = "/".join(target.dirs[:depth])
-                        raise BadRequest(f"path {target.path!r} passes through the symlink {link!r} (in the "
-                                         "root); paths through symlinks are refused") from None
-                    raise BadRequest(f"path {target.path!r}: {segment!r} is a file, not a folder") from None
+                    raise self._not_a_folder(target, depth, current) from None
                 os.close(current)
                 current = child
                 real = os.readlink(f"/proc/self/fd/{current}")
