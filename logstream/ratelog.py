@@ -41,3 +41,12 @@ class RateLimitedLog:
             self._last[cause] = now
             pending = 0
         self._pending[cause] = pending
+
+    def flush(self) -> None:
+        """Log the counts not yet said (at shutdown: the last minute's refusals are not lost)."""
+        now = self._clock()
+        for cause, pending in self._pending.items():
+            if pending:
+                self._logger.log(self._level, "%s: %s: %d more in the last %.0fs (%d in all)", self._what, cause,
+                                 pending, now - self._last[cause], self.counts[cause])
+        self._pending.clear()

@@ -61,6 +61,10 @@ class ClusterSection(_Section):
     run_dir: Path = Field(
         Path(".logstream"), description="supervisord's configuration, socket, pid file and each node's output"
     )
+    token_file: Path | None = Field(
+        None, description="the cluster token every node must present (default: run_dir/cluster.token, made "
+        "at the first run); a cluster spread over machines needs the same file on each"
+    )
 
 
 class _NodeCommon(_Section):
@@ -309,7 +313,9 @@ def _tls_flags(config: ClusterConfig, cwd: Path) -> list[str]:
 
 
 def token_path(config: ClusterConfig, cwd: Path) -> Path:
-    """The cluster token `logstream run` keeps in the run directory and hands to every node."""
+    """The cluster token's file `logstream run` hands to every node (made there when missing)."""
+    if config.cluster.token_file is not None:
+        return _absolute(config.cluster.token_file, cwd)
     return _absolute(config.cluster.run_dir, cwd) / "cluster.token"
 
 

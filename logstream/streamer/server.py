@@ -183,6 +183,7 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
             await node.stop_serving(built, settings.grace)
         core.closing = True
         core.cancel_timers()
+        core.refusals.flush()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -11,9 +11,9 @@ Safety, in the order a request meets it:
   file two keys), and each folder's real location must lie below the root's;
 - the file is opened with O_NOFOLLOW relative to its folder, must be a regular file, and is locked with
   `flock(LOCK_EX|LOCK_NB)` for as long as it stays open (another holder: `FileLocked`, nothing written);
-- before each request is written, the root path must still name the folder held open (else it is
-  opened afresh, re-created if gone) and every file it goes to must still have a name (else it is
-  re-opened): no line is acknowledged into a deleted file;
+- before each request is written, every file it goes to must still have a name (else it is re-opened),
+  and before a file is opened the root path must still name the folder held open (else that is
+  opened afresh, re-created if gone): no line is acknowledged into a deleted file;
 - a failed write is truncated back to the size before it, so no partial line stays, and the handle is
   dropped: the next request opens the file afresh.
 """
@@ -228,7 +228,6 @@ class Writer:
             raise StorageError("the writer is closed")
         now = self._monotonic()
         try:
-            self.check_root()
             handles = [self._live_handle(chunk.target, now) for chunk in chunks]
             lines = written = 0
             for chunk, handle in zip(chunks, handles):
@@ -409,12 +408,19 @@ class Writer:
                        "closed)", self.root, closed)
 
     def _live_handle(self, target: Target, now: float) -> _Handle:
-        """`_handle`, but a held file that lost its name (unlinked: its folder or the file deleted)
-        is dropped and opened afresh, so no line is acknowledged into a file nobody can read."""
+        """`_handle`, but a held file that lost its name (unlinked: the file, its folder or the root
+        deleted) is dropped and opened afresh, so no line is acknowledged into a file nobody can
+        read. The cost per request is one fstat per file; the root's identity (a path lookup) is
+        checked only before opening a file, and every maintenance tick."""
         handle = self._handles.get(target.key)
-        if handle is not None and os.fstat(handle.fd).st_nlink == 0:
+        if handle is not None:
+            if os.fstat(handle.fd).st_nlink > 0:
+                self._handles.move_to_end(target.key)
+                handle.last_used = now
+                return handle
             logger.warning("%s was deleted while open: opening it afresh", target.relative)
             self._drop(handle, sync=False)
+        self.check_root()
         return self._handle(target, now)
 
     # -- handles ----------------------------------------------------------------------------------

@@ -77,8 +77,14 @@ def test_refusals_are_said_once_per_cause_then_counted(caplog: pytest.LogCapture
         assert len(caplog.records) == 2
         now[0] = 61.0
         log.note("no lease")
-    assert len(caplog.records) == 3 and "1000 more" in caplog.records[-1].getMessage()
-    assert log.counts == {"no lease": 1001, "other": 1}
+        assert len(caplog.records) == 3 and "1000 more" in caplog.records[-1].getMessage()
+        log.note("no lease")
+        log.note("no lease")
+        log.flush()
+        assert len(caplog.records) == 4 and "2 more" in caplog.records[-1].getMessage()
+        log.flush()
+        assert len(caplog.records) == 4
+    assert log.counts == {"no lease": 1003, "other": 1}
 
 
 def test_the_originals_mediator_is_told_by_an_unimplemented_status() -> None:
