@@ -99,7 +99,7 @@ def _checked(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandl
     return grpc.stream_unary_rpc_method_handler(stream_unary, decoder, serializer)
 
 
-class _CheckedGeneric(grpc.GenericRpcHandler):
+class _CheckedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
     def __init__(self, inner: grpc.GenericRpcHandler) -> None:
         self._inner = inner
 
@@ -123,7 +123,7 @@ class CheckedServer:
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
         checked = {name: _checked(name, handler) for name, handler in handlers.items()}
-        self._server.add_registered_method_handlers(service, checked)  # type: ignore[attr-defined]
+        self._server.add_registered_method_handlers(service, checked)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)

@@ -35,7 +35,7 @@ def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Seq
     """A grpc.aio server with the role's servicers, grpc health and reflection, bound to host:port."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
     # Undecodable bodies get INVALID_ARGUMENT and a rate-limited line (decoding.py).
-    add_servicers(CheckedServer(server))  # type: ignore[arg-type]
+    add_servicers(CheckedServer(server))
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((*services, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
