@@ -11,7 +11,7 @@ import grpc
 
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
-from ..auth import Guard, forward_refusal
+from ..auth import Guard, Peer, forward_refusal
 from ..peer import PeerReader
 from ..ratelog import RateLimitedLog
 from .lease import Lease
@@ -105,14 +105,18 @@ class StreamerCore:
         self._lease_timer: asyncio.TimerHandle | None = None
         self._leased = False
 
-    def gate(self, context: grpc.aio.ServicerContext) -> None:
-        """Raise unless this streamer may write what this call sent, now: the one place writes are
+    def caller(self, context: grpc.aio.ServicerContext) -> Peer | None:
+        """Who sent a write call, when it matters (a clustered streamer); read once per call."""
+        return self.peer(context) if self.lease.required else None
+
+    def gate(self, caller: Peer | None) -> None:
+        """Raise unless this streamer may write what `caller` sent, now: the one place writes are
         admitted. A clustered streamer writes only its current mediator's forwards (in legacy mode,
         under a mediator that grants no leases, anyone's, as the original did)."""
         if self.closing:
             raise Unavailable("streamer is shutting down", "shutting down")
         if self.lease.required and not self.lease.legacy:
-            problem = forward_refusal(self.guard, self.peer(context), self.lease.mediator_id)
+            problem = forward_refusal(self.guard, caller or Peer(), self.lease.mediator_id)
             if problem is not None:
                 raise NotFromMediator(
                     f"this streamer writes only what its mediator forwards ({problem}): send to the mediator "
@@ -194,14 +198,14 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
 
     async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
         try:
-            self._core.gate(context)
+            self._core.gate(self._core.caller(context))
             self._writer.append(request.path, request.filename, request.line.encode() or b"\n")
         except (WriterError, Refused) as exc:
             await abort_with(context, exc, self._core.refusals)
         return _OK
 
-    def _batch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
-        self._core.gate(context)
+    def _batch(self, request: pb.LogBatchRequest, caller: Peer | None) -> pb.LogBatchResponse:
+        self._core.gate(caller)
         chunk = self._writer.chunk
         chunks = [c for c in (chunk(ch.path, ch.filename, ch.data) for ch in request.chunks) if c is not None]
         lines, written = self._writer.write_chunks(chunks)
@@ -209,16 +213,17 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
 
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
         try:
-            return self._batch(request, context)
+            return self._batch(request, self._core.caller(context))
         except (WriterError, Refused) as exc:
             await abort_with(context, exc, self._core.refusals)
 
     async def LogStream(
         self, request_iterator: AsyncIterator[pb.LogBatchRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.LogBatchResponse]:
+        caller = self._core.caller(context)  # one caller for the whole stream
         async for request in request_iterator:
             try:
-                reply = self._batch(request, context)
+                reply = self._batch(request, caller)
             except (WriterError, Refused) as exc:
                 await abort_with(context, exc, self._core.refusals)
             yield reply
