@@ -2,7 +2,8 @@
 only what its current mediator forwards (FAILED_PRECONDITION naming the mediator otherwise, nothing
 written, said once at the default level); with a cluster token or mutual TLS, forged pings,
 releases and registrations change nothing (PERMISSION_DENIED); a root deleted while writing costs
-no acknowledged line; and our streamer works under a mediator that speaks only the original's
+no acknowledged line, and one that cannot be re-created is a definite refusal (NOT_SERVING until
+it is back); and our streamer works under a mediator that speaks only the original's
 protocol (legacy mode)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import Node, start_node
 
 from logstream._proto import logstream_pb2 as pb
@@ -274,3 +276,40 @@ def test_our_streamer_writes_under_the_originals_mediator(tmp_path: Path) -> Non
     with streamer:
         assert (root / "go" / "app.log").read_text().splitlines() == [f"line {n}" for n in range(100)]
         assert len([line for line in streamer.lines if "legacy mode" in line]) == 1
+
+
+def test_a_root_that_cannot_be_re_created_is_refused_and_not_serving_until_it_is_back(tmp_path: Path) -> None:
+    parent = tmp_path / "disk"
+    root = parent / "logs"
+    with start_node(["streamer", "-host", "127.0.0.1", "-port", "0", "-path", str(root)]) as streamer:
+
+        async def write(line: str) -> tuple[grpc.StatusCode | None, str]:
+            async with grpc.aio.insecure_channel(streamer.address) as ch:
+                try:
+                    await pb_grpc.LogStreamerStub(ch).Log(pb.LogRequest(filename="f", line=line), timeout=5)
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code(), exc.details() or ""
+            return None, ""
+
+        async def health() -> int:
+            async with grpc.aio.insecure_channel(streamer.address) as ch:
+                reply = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+                return int(reply.status)
+
+        async def wait_health(status: int) -> None:
+            deadline = time.monotonic() + 10
+            while await health() != status:
+                assert time.monotonic() < deadline, f"health never became {status}"
+                await asyncio.sleep(0.1)
+
+        assert asyncio.run(write("one")) == (None, "")
+        shutil.rmtree(parent)
+        parent.write_bytes(b"")  # a file where the root's parent was: the root cannot be re-created
+        code, details = asyncio.run(write("two"))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and str(root) in details
+        asyncio.run(wait_health(health_pb2.HealthCheckResponse.NOT_SERVING))
+        parent.unlink()
+        asyncio.run(wait_health(health_pb2.HealthCheckResponse.SERVING))
+        assert asyncio.run(write("three")) == (None, "")
+        assert (root / "f.log").read_text() == "three\n"
+        assert streamer.stop() == 0
