@@ -13,6 +13,7 @@ from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
 from ..auth import Guard
 from ..peer import PeerReader
+from ..ratelog import RateLimitedLog
 from ..streamer.paths import BadTarget, validate_target
 from ..streamer.rotation import longest_line_over
 from .placement import FileKey
@@ -185,12 +186,13 @@ class RegisterServicer(pb_grpc.RegisterServicer):
         self._router = router
         self._guard = guard
         self._peer = PeerReader()
+        self._refusals = RateLimitedLog(logger, "refusing")
 
     async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext) -> pb.RegisterResponse:
         # Only a node of the cluster may join it (a node certificate, the cluster token).
         problem = self._guard.refusal(self._peer(context))
         if problem is not None:
-            logger.warning("refused Register of %r at %r: %s", request.id, request.addr, problem)
+            self._refusals.note("Register from outside the cluster", f"{request.id!r} at {request.addr!r}: {problem}")
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"Register must come from a node of the cluster: "
                                 f"{problem}")
         try:
