@@ -135,8 +135,10 @@ class StreamerStats(_message.Message):
     def __init__(self, id: _Optional[str] = ..., lines: _Optional[int] = ..., bytes: _Optional[int] = ..., open_files: _Optional[int] = ..., rotations: _Optional[int] = ..., files: _Optional[_Iterable[_Union[FileKey, _Mapping]]] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("cached",)
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    cached: bool
+    def __init__(self, cached: _Optional[bool] = ...) -> None: ...
 
 class StreamerStatus(_message.Message):
     __slots__ = ("id", "addr", "alive", "files", "lines", "bytes", "last_seen_s")

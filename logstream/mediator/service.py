@@ -210,5 +210,6 @@ class ClusterStatusServicer(pb_grpc.ClusterStatusServicer):
         self._router = router
 
     async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:
-        await self._router.refresh_stats()
+        if not request.cached:
+            await self._router.refresh_stats()
         return self._router.status()

@@ -35,7 +35,9 @@ async def probe(channel: grpc.aio.Channel, metadata: Metadata = ()) -> bool | No
     """Ask the mediator behind `channel`; see `legacy_from_status`."""
     stub = pb_grpc.ClusterStatusStub(channel)  # type: ignore[no-untyped-call]
     try:
-        await stub.Status(pb.StatusRequest(), timeout=PROBE_TIMEOUT_S, metadata=metadata)
+        # cached: the answer does not matter, only that there is one; spare the mediator asking
+        # every streamer for counters each time one registers.
+        await stub.Status(pb.StatusRequest(cached=True), timeout=PROBE_TIMEOUT_S, metadata=metadata)
     except grpc.aio.AioRpcError as exc:
         return legacy_from_status(exc.code())
     return legacy_from_status(None)

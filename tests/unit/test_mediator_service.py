@@ -17,7 +17,7 @@ from logstream.mediator.metrics import MediatorCollector, register
 from logstream.mediator.placement import FileKey
 from logstream.mediator.router import Router, RouterConfig
 from logstream.mediator.server import build_server
-from logstream.mediator.service import BadInput, Validator, check_address
+from logstream.mediator.service import BadInput, ClusterStatusServicer, Validator, check_address
 from logstream.status_cli import format_table
 
 
@@ -114,3 +114,21 @@ async def test_register_needs_the_cluster_token_and_garbage_is_invalid_argument(
     finally:
         await built.server.stop(None)
         await router.close()
+
+
+@pytest.mark.asyncio
+async def test_a_cached_status_asks_no_streamer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A streamer's probe at registration (`cached`) must not make the mediator ask every streamer."""
+    router = Router(RouterConfig(), None, "m1")
+    asked: list[float] = []
+
+    async def refresh_stats(timeout_s: float = 1.0) -> None:
+        asked.append(timeout_s)
+
+    monkeypatch.setattr(router, "refresh_stats", refresh_stats)
+    servicer = ClusterStatusServicer(router)
+    assert (await servicer.Status(pb.StatusRequest(cached=True), None)).mediator_id == "m1"  # type: ignore[arg-type]
+    assert asked == []
+    await servicer.Status(pb.StatusRequest(), None)  # type: ignore[arg-type]
+    assert len(asked) == 1
+    await router.close()
