@@ -9,6 +9,7 @@ refuses what did not decode.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -50,27 +51,18 @@ async def _refuse(method: str, bad: Undecodable, context: grpc.aio.ServicerConte
 
 
 def _checked(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """`handler` with a decoder that cannot raise and a behaviour that refuses what did not decode.
+
+    grpc tells how a behaviour answers by its function (a coroutine function writes through
+    `context.write` or returns, an async generator function yields), so each wrapper is of the kind
+    it wraps; a synchronous behaviour (none of ours) is left as it is."""
+    behaviour = (handler.unary_unary or handler.unary_stream if not handler.request_streaming
+                 else handler.stream_unary or handler.stream_stream)
+    if behaviour is None:  # pragma: no cover - grpc always sets the behaviour of the kind it names
+        return handler
     decoder = safe_decoder(handler.request_deserializer)
     serializer = handler.response_serializer
-    if not handler.request_streaming:
-        inner = handler.unary_unary if not handler.response_streaming else handler.unary_stream
-        if inner is None:  # pragma: no cover - grpc always sets the behaviour of the kind it names
-            return handler
-        if handler.response_streaming:
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                if isinstance(request, Undecodable):
-                    await _refuse(method, request, context)
-                async for reply in inner(request, context):
-                    yield reply
-
-            return grpc.unary_stream_rpc_method_handler(unary_stream, decoder, serializer)
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if isinstance(request, Undecodable):
-                await _refuse(method, request, context)
-            return await inner(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(unary_unary, decoder, serializer)
+    streaming_in = handler.request_streaming
 
     async def requests(iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         async for request in iterator:
@@ -78,25 +70,35 @@ def _checked(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandl
                 await _refuse(method, request, context)
             yield request
 
-    if handler.response_streaming:
-        stream_inner = handler.stream_stream
-        if stream_inner is None:  # pragma: no cover
-            return handler
+    async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """The request (or request iterator) the behaviour gets; a single undecodable one is refused."""
+        if streaming_in:
+            return requests(request, context)
+        if isinstance(request, Undecodable):
+            await _refuse(method, request, context)
+        return request
 
-        # grpc tells an async servicer from a sync one by its function: this one must be an async generator.
-        async def stream_stream(iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async for reply in stream_inner(requests(iterator, context), context):
+    wrapped: Callable[..., Any]
+    if inspect.isasyncgenfunction(behaviour):
+        async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for reply in behaviour(await admitted(request, context), context):
                 yield reply
 
-        return grpc.stream_stream_rpc_method_handler(stream_stream, decoder, serializer)
-    unary_inner = handler.stream_unary
-    if unary_inner is None:  # pragma: no cover
+        wrapped = generator
+    elif inspect.iscoroutinefunction(behaviour):
+        async def coroutine(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await behaviour(await admitted(request, context), context)
+
+        wrapped = coroutine
+    else:
         return handler
-
-    async def stream_unary(iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-        return await unary_inner(requests(iterator, context), context)
-
-    return grpc.stream_unary_rpc_method_handler(stream_unary, decoder, serializer)
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(handler.request_streaming, handler.response_streaming)]
+    return make(wrapped, decoder, serializer)
 
 
 class _CheckedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]

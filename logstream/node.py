@@ -35,9 +35,11 @@ def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Seq
     """A grpc.aio server with the role's servicers, grpc health and reflection, bound to host:port."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
     # Undecodable bodies get INVALID_ARGUMENT and a rate-limited line (decoding.py).
-    add_servicers(CheckedServer(server))
+    checked = CheckedServer(server)
+    add_servicers(checked)
     health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, checked)
+    # Reflection picks its asyncio servicer only for a real grpc.aio.Server: it gets the server itself.
     reflection.enable_server_reflection((*services, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
     bound = tls.add_port(server, listen_address(host, port), creds)
     return Built(server, bound, health, tuple(services))

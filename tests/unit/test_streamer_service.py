@@ -343,7 +343,7 @@ async def test_undecodable_bodies_are_invalid_argument(streamer: Running, caplog
     with caplog.at_level(logging.WARNING):
         for _ in range(20):
             for method in ("/api.LogStreamer/Log", "/api.LogStreamer/LogBatch", "/api.Pinger/Ping",
-                           "/api.StreamerControl/Release"):
+                           "/api.StreamerControl/Release", "/grpc.health.v1.Health/Check"):
                 call = raw["unary_unary"](method, request_serializer=bytes, response_deserializer=bytes)
                 assert await _code(call(garbage)) == grpc.StatusCode.INVALID_ARGUMENT
             stream = raw["stream_stream"]("/api.LogStreamer/LogStream", request_serializer=bytes,
@@ -351,7 +351,7 @@ async def test_undecodable_bodies_are_invalid_argument(streamer: Running, caplog
             await stream.write(garbage)
             assert await _code(stream.read()) == grpc.StatusCode.INVALID_ARGUMENT
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
-    assert len([r for r in caplog.records if "undecodable" in r.getMessage()]) <= 5  # one per method
+    assert len([r for r in caplog.records if "undecodable" in r.getMessage()]) <= 6  # one per method
     await streamer.log.Log(pb.LogRequest(filename="still", line="serving"))
 
 
@@ -364,3 +364,11 @@ async def test_an_empty_chunk_through_a_symlink_out_of_the_root_is_refused(strea
         await streamer.log.LogBatch(batch)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "'out'" in (caught.value.details() or "")
     assert list((tmp_path / "outside").iterdir()) == []
+
+
+@pytest.mark.asyncio
+async def test_health_watch_still_streams_through_the_decoding_guard(streamer: Running) -> None:
+    call = health_pb2_grpc.HealthStub(streamer.channel).Watch(health_pb2.HealthCheckRequest(service=""))
+    reply = await asyncio.wait_for(call.read(), 5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    call.cancel()
