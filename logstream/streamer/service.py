@@ -241,7 +241,11 @@ class PingerServicer(pb_grpc.PingerServicer):
         except NotClusterPeer as exc:
             if request.lease_ms > 0:
                 await abort_with(context, exc, self._core.refusals)
-            # A plain compat ping from anyone is answered, but grants and releases nothing.
+            # A plain compat ping from anyone is answered, but grants and releases nothing. Under the
+            # original's mediator (legacy mode), whose pings cannot carry our token, it still shows
+            # the mediator is there, so the streamer does not register again and again.
+            if self._core.lease.legacy:
+                self._core.lease.on_ping(0, "", 0)
             return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self._core.node_id)
         remaining = context.time_remaining()
         self._core.on_ping(request, in_time=remaining is None or remaining > 0)

@@ -334,6 +334,11 @@ async def test_in_legacy_mode_anyone_may_write_without_a_lease(leased: Running, 
     await leased.log.Log(pb.LogRequest(filename="f", line="x"))
     assert (await leased.control.Stats(pb.StatsRequest())).mode == "legacy"
     assert (tmp_path / "root/f.log").read_bytes() == b"x\n"
+    # With a token the original's pings (which cannot carry it) still count as pings, and change nothing else.
+    leased.core.guard = Guard("s3cret")
+    leased.core.lease.last_ping = None
+    await leased.ping.Ping(pb.PingRequest(a=1, b=2, mediator_id="evil"))
+    assert leased.core.lease.last_ping is not None and leased.core.lease.mediator_id is None
 
 
 @pytest.mark.asyncio
