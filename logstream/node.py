@@ -14,6 +14,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from . import tls
+from .decoding import CheckedServer
 from .net import SERVER_OPTIONS, listen_address
 
 logger = logging.getLogger(__name__)
@@ -33,9 +34,12 @@ def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Seq
                  port: int, creds: grpc.ServerCredentials | None = None) -> Built:
     """A grpc.aio server with the role's servicers, grpc health and reflection, bound to host:port."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    add_servicers(server)
+    # Undecodable bodies get INVALID_ARGUMENT and a rate-limited line (decoding.py).
+    checked = CheckedServer(server)
+    add_servicers(checked)
     health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, checked)
+    # Reflection picks its asyncio servicer only for a real grpc.aio.Server: it gets the server itself.
     reflection.enable_server_reflection((*services, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
     bound = tls.add_port(server, listen_address(host, port), creds)
     return Built(server, bound, health, tuple(services))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0flogstream.proto\x12\x03\x61pi\":\n\nLogRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\t\"\x1a\n\x0bLogResponse\x12\x0b\n\x03res\x18\x01 \x01(\t\"8\n\x08LogChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"0\n\x0fLogBatchRequest\x12\x1d\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\r.api.LogChunk\"0\n\x10LogBatchResponse\x12\r\n\x05lines\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"\x93\x01\n\x0bPingRequest\x12\t\n\x01\x61\x18\x01 \x01(\x05\x12\t\n\x01\x62\x18\x02 \x01(\x05\x12\x12\n\nstreamerId\x18\x03 \x01(\t\x12\x10\n\x08lease_ms\x18\x04 \x01(\x03\x12\x13\n\x0bmediator_id\x18\x05 \x01(\t\x12\x13\n\x0binterval_ms\x18\x06 \x01(\x03\x12\x0b\n\x03seq\x18\x07 \x01(\x03\x12\x11\n\tacked_seq\x18\x08 \x01(\x03\"S\n\x0cPingResponse\x12\x0b\n\x03res\x18\x02 \x01(\x05\x12\x13\n\x0bstreamer_id\x18\x03 \x01(\t\x12!\n\x05stats\x18\x04 \x01(\x0b\x32\x12.api.StreamerStats\"+\n\x0fRegisterRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\"\x1f\n\x10RegisterResponse\x12\x0b\n\x03res\x18\x01 \x01(\t\")\n\x07\x46ileKey\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"A\n\x0eReleaseRequest\x12\x1a\n\x04keys\x18\x01 \x03(\x0b\x32\x0c.api.FileKey\x12\x13\n\x0bmediator_id\x18\x02 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\r\"\x0e\n\x0cStatsRequest\"}\n\rStreamerStats\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x12\n\nopen_files\x18\x04 \x01(\r\x12\x11\n\trotations\x18\x05 \x01(\x04\x12\x1b\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x0c.api.FileKey\"\x0f\n\rStatusRequest\"\x89\x01\n\x0eStreamerStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x1b\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x0c.api.FileKey\x12\r\n\x05lines\x18\x05 \x01(\x04\x12\r\n\x05\x62ytes\x18\x06 \x01(\x04\x12\x13\n\x0blast_seen_s\x18\x07 \x01(\x01\"\xb3\x01\n\x0eStatusResponse\x12\x13\n\x0bmediator_id\x18\x01 \x01(\t\x12&\n\tstreamers\x18\x02 \x03(\x0b\x32\x13.api.StreamerStatus\x12\x33\n\x08\x63ounters\x18\x03 \x03(\x0b\x32!.api.StatusResponse.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xae\x01\n\x0bLogStreamer\x12(\n\x03Log\x12\x0f.api.LogRequest\x1a\x10.api.LogResponse\x12\x37\n\x08LogBatch\x12\x14.api.LogBatchRequest\x1a\x15.api.LogBatchResponse\x12<\n\tLogStream\x12\x14.api.LogBatchRequest\x1a\x15.api.LogBatchResponse(\x01\x30\x01\x32\x35\n\x06Pinger\x12+\n\x04Ping\x12\x10.api.PingRequest\x1a\x11.api.PingResponse2C\n\x08Register\x12\x37\n\x08Register\x12\x14.api.RegisterRequest\x1a\x15.api.RegisterResponse2w\n\x0fStreamerControl\x12\x34\n\x07Release\x12\x13.api.ReleaseRequest\x1a\x14.api.ReleaseResponse\x12.\n\x05Stats\x12\x11.api.StatsRequest\x1a\x12.api.StreamerStats2B\n\rClusterStatus\x12\x31\n\x06Status\x12\x12.api.StatusRequest\x1a\x13.api.StatusResponseB$Z\"github.com/logstream/logstream/apib\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0flogstream.proto\x12\x03\x61pi\":\n\nLogRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\t\"\x1a\n\x0bLogResponse\x12\x0b\n\x03res\x18\x01 \x01(\t\"8\n\x08LogChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"0\n\x0fLogBatchRequest\x12\x1d\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\r.api.LogChunk\"0\n\x10LogBatchResponse\x12\r\n\x05lines\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"\x93\x01\n\x0bPingRequest\x12\t\n\x01\x61\x18\x01 \x01(\x05\x12\t\n\x01\x62\x18\x02 \x01(\x05\x12\x12\n\nstreamerId\x18\x03 \x01(\t\x12\x10\n\x08lease_ms\x18\x04 \x01(\x03\x12\x13\n\x0bmediator_id\x18\x05 \x01(\t\x12\x13\n\x0binterval_ms\x18\x06 \x01(\x03\x12\x0b\n\x03seq\x18\x07 \x01(\x03\x12\x11\n\tacked_seq\x18\x08 \x01(\x03\"S\n\x0cPingResponse\x12\x0b\n\x03res\x18\x02 \x01(\x05\x12\x13\n\x0bstreamer_id\x18\x03 \x01(\t\x12!\n\x05stats\x18\x04 \x01(\x0b\x32\x12.api.StreamerStats\"+\n\x0fRegisterRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\"\x1f\n\x10RegisterResponse\x12\x0b\n\x03res\x18\x01 \x01(\t\")\n\x07\x46ileKey\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"A\n\x0eReleaseRequest\x12\x1a\n\x04keys\x18\x01 \x03(\x0b\x32\x0c.api.FileKey\x12\x13\n\x0bmediator_id\x18\x02 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\r\"\x0e\n\x0cStatsRequest\"\x8b\x01\n\rStreamerStats\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x12\n\nopen_files\x18\x04 \x01(\r\x12\x11\n\trotations\x18\x05 \x01(\x04\x12\x1b\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x0c.api.FileKey\x12\x0c\n\x04mode\x18\x07 \x01(\t\"\x1f\n\rStatusRequest\x12\x0e\n\x06\x63\x61\x63hed\x18\x01 \x01(\x08\"\x89\x01\n\x0eStreamerStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x1b\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x0c.api.FileKey\x12\r\n\x05lines\x18\x05 \x01(\x04\x12\r\n\x05\x62ytes\x18\x06 \x01(\x04\x12\x13\n\x0blast_seen_s\x18\x07 \x01(\x01\"\xb3\x01\n\x0eStatusResponse\x12\x13\n\x0bmediator_id\x18\x01 \x01(\t\x12&\n\tstreamers\x18\x02 \x03(\x0b\x32\x13.api.StreamerStatus\x12\x33\n\x08\x63ounters\x18\x03 \x03(\x0b\x32!.api.StatusResponse.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xae\x01\n\x0bLogStreamer\x12(\n\x03Log\x12\x0f.api.LogRequest\x1a\x10.api.LogResponse\x12\x37\n\x08LogBatch\x12\x14.api.LogBatchRequest\x1a\x15.api.LogBatchResponse\x12<\n\tLogStream\x12\x14.api.LogBatchRequest\x1a\x15.api.LogBatchResponse(\x01\x30\x01\x32\x35\n\x06Pinger\x12+\n\x04Ping\x12\x10.api.PingRequest\x1a\x11.api.PingResponse2C\n\x08Register\x12\x37\n\x08Register\x12\x14.api.RegisterRequest\x1a\x15.api.RegisterResponse2w\n\x0fStreamerControl\x12\x34\n\x07Release\x12\x13.api.ReleaseRequest\x1a\x14.api.ReleaseResponse\x12.\n\x05Stats\x12\x11.api.StatsRequest\x1a\x12.api.StreamerStats2B\n\rClusterStatus\x12\x31\n\x06Status\x12\x12.api.StatusRequest\x1a\x13.api.StatusResponseB$Z\"github.com/logstream/logstream/apib\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,24 +60,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELEASERESPONSE']._serialized_end=728
   _globals['_STATSREQUEST']._serialized_start=730
   _globals['_STATSREQUEST']._serialized_end=744
-  _globals['_STREAMERSTATS']._serialized_start=746
-  _globals['_STREAMERSTATS']._serialized_end=871
-  _globals['_STATUSREQUEST']._serialized_start=873
-  _globals['_STATUSREQUEST']._serialized_end=888
-  _globals['_STREAMERSTATUS']._serialized_start=891
-  _globals['_STREAMERSTATUS']._serialized_end=1028
-  _globals['_STATUSRESPONSE']._serialized_start=1031
-  _globals['_STATUSRESPONSE']._serialized_end=1210
-  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_start=1163
-  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_end=1210
-  _globals['_LOGSTREAMER']._serialized_start=1213
-  _globals['_LOGSTREAMER']._serialized_end=1387
-  _globals['_PINGER']._serialized_start=1389
-  _globals['_PINGER']._serialized_end=1442
-  _globals['_REGISTER']._serialized_start=1444
-  _globals['_REGISTER']._serialized_end=1511
-  _globals['_STREAMERCONTROL']._serialized_start=1513
-  _globals['_STREAMERCONTROL']._serialized_end=1632
-  _globals['_CLUSTERSTATUS']._serialized_start=1634
-  _globals['_CLUSTERSTATUS']._serialized_end=1700
+  _globals['_STREAMERSTATS']._serialized_start=747
+  _globals['_STREAMERSTATS']._serialized_end=886
+  _globals['_STATUSREQUEST']._serialized_start=888
+  _globals['_STATUSREQUEST']._serialized_end=919
+  _globals['_STREAMERSTATUS']._serialized_start=922
+  _globals['_STREAMERSTATUS']._serialized_end=1059
+  _globals['_STATUSRESPONSE']._serialized_start=1062
+  _globals['_STATUSRESPONSE']._serialized_end=1241
+  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_start=1194
+  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_end=1241
+  _globals['_LOGSTREAMER']._serialized_start=1244
+  _globals['_LOGSTREAMER']._serialized_end=1418
+  _globals['_PINGER']._serialized_start=1420
+  _globals['_PINGER']._serialized_end=1473
+  _globals['_REGISTER']._serialized_start=1475
+  _globals['_REGISTER']._serialized_end=1542
+  _globals['_STREAMERCONTROL']._serialized_start=1544
+  _globals['_STREAMERCONTROL']._serialized_end=1663
+  _globals['_CLUSTERSTATUS']._serialized_start=1665
+  _globals['_CLUSTERSTATUS']._serialized_end=1731
 # @@protoc_insertion_point(module_scope)

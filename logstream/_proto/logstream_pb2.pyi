@@ -117,24 +117,28 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StreamerStats(_message.Message):
-    __slots__ = ("id", "lines", "bytes", "open_files", "rotations", "files")
+    __slots__ = ("id", "lines", "bytes", "open_files", "rotations", "files", "mode")
     ID_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     OPEN_FILES_FIELD_NUMBER: _ClassVar[int]
     ROTATIONS_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     id: str
     lines: int
     bytes: int
     open_files: int
     rotations: int
     files: _containers.RepeatedCompositeFieldContainer[FileKey]
-    def __init__(self, id: _Optional[str] = ..., lines: _Optional[int] = ..., bytes: _Optional[int] = ..., open_files: _Optional[int] = ..., rotations: _Optional[int] = ..., files: _Optional[_Iterable[_Union[FileKey, _Mapping]]] = ...) -> None: ...
+    mode: str
+    def __init__(self, id: _Optional[str] = ..., lines: _Optional[int] = ..., bytes: _Optional[int] = ..., open_files: _Optional[int] = ..., rotations: _Optional[int] = ..., files: _Optional[_Iterable[_Union[FileKey, _Mapping]]] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("cached",)
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    cached: bool
+    def __init__(self, cached: _Optional[bool] = ...) -> None: ...
 
 class StreamerStatus(_message.Message):
     __slots__ = ("id", "addr", "alive", "files", "lines", "bytes", "last_seen_s")

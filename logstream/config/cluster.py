@@ -61,6 +61,10 @@ class ClusterSection(_Section):
     run_dir: Path = Field(
         Path(".logstream"), description="supervisord's configuration, socket, pid file and each node's output"
     )
+    token_file: Path | None = Field(
+        None, description="the cluster token every node must present (default: run_dir/cluster.token, made "
+        "at the first run); a cluster spread over machines needs the same file on each"
+    )
 
 
 class _NodeCommon(_Section):
@@ -308,10 +312,18 @@ def _tls_flags(config: ClusterConfig, cwd: Path) -> list[str]:
     return flags
 
 
+def token_path(config: ClusterConfig, cwd: Path) -> Path:
+    """The cluster token's file `logstream run` hands to every node (made there when missing)."""
+    if config.cluster.token_file is not None:
+        return _absolute(config.cluster.token_file, cwd)
+    return _absolute(config.cluster.run_dir, cwd) / "cluster.token"
+
+
 def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
     """The mediator and every streamer, with the flags each is started with. Relative paths in the
-    config are taken from `cwd` (the folder `logstream run` was started in)."""
-    tls = _tls_flags(config, cwd)
+    config are taken from `cwd` (the folder `logstream run` was started in). Every node gets the
+    cluster token's file (`token_path`), so that only nodes of the cluster can steer each other."""
+    tls = [*_tls_flags(config, cwd), f"-token-file={token_path(config, cwd)}"]
     m = config.mediator
     mediator_values = _raw(m, exclude={"advertise", "pport", "pprof"})
     # The lease ledger lets a mediator restarted by supervisord wait only for leases it really granted.

@@ -67,6 +67,10 @@ class RoleSettings(BaseSettings):
     verify_clients: bool | None = Field(
         None, description="require client certificates signed by -ca (default: yes when -ca is given)"
     )
+    token_file: Path | None = Field(
+        None, description="file holding the cluster token: control calls between nodes must carry it "
+        "(`logstream run` makes one per cluster in its run directory)"
+    )
     host: str = Field("0.0.0.0", description="address to bind the gRPC server to")
     pport: int = Field(1111, ge=0, le=65535, description="port of the debug/profiling server")
     pprof: bool = Field(False, description="start the debug server (/metrics, /debug/stacks, /debug/profile, /healthz)")
@@ -82,10 +86,10 @@ class RoleSettings(BaseSettings):
                                   lambda key: f"-{key.replace('_', '-')}")
         if problem:
             raise ValueError(problem)
-        for name in ("ca", "crt", "pk"):
+        for name in ("ca", "crt", "pk", "token_file"):
             file = getattr(self, name)
             if file is not None and not Path(file).is_file():
-                raise ValueError(f"-{name}: no such file: {file}")
+                raise ValueError(f"-{name.replace('_', '-')}: no such file: {file}")
         return self
 
     @property

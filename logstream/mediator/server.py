@@ -18,6 +18,8 @@ from .._proto import logstream_pb2_grpc as pb_grpc
 from ..config.settings import MediatorSettings
 from ..net import listen_address
 from ..config.flags import UsageError
+from ..auth import Guard
+from ..token_file import guard_for
 from .health import health_loop
 from .ledger import LeaseLedger
 from .router import Router, RouterConfig
@@ -66,12 +68,12 @@ def router_config(settings: MediatorSettings, ledger: LeaseLedger | None = None)
 
 
 def build_server(router: Router, validator: Validator, host: str, port: int,
-                 creds: grpc.ServerCredentials | None = None) -> Built:
+                 creds: grpc.ServerCredentials | None = None, guard: Guard = Guard()) -> Built:
     """A server with the mediator's services, health and reflection, bound to host:port (0: any)."""
 
     def add_servicers(server: grpc.aio.Server) -> None:
         pb_grpc.add_LogStreamerServicer_to_server(LogStreamerServicer(router, validator), server)  # type: ignore[no-untyped-call]
-        pb_grpc.add_RegisterServicer_to_server(RegisterServicer(router), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_RegisterServicer_to_server(RegisterServicer(router, guard), server)  # type: ignore[no-untyped-call]
         pb_grpc.add_ClusterStatusServicer_to_server(ClusterStatusServicer(router), server)  # type: ignore[no-untyped-call]
 
     return node.build_server(add_servicers, SERVICES, host, port, creds)
@@ -87,7 +89,8 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
     config = router_config(settings, ledger)
     if ledger is not None:
         logger.info("lease ledger %s: placing keys after %.1fs", ledger.path, config.restart_grace_s or 0.0)
-    router = Router(config, tls.node_channel_credentials(settings), mediator_id, ledger=ledger)
+    guard = guard_for(settings, "mediator")
+    router = Router(config, tls.node_channel_credentials(settings), mediator_id, ledger=ledger, token=guard.token)
     node_id = [settings.id or mediator_id]
     unregister_metrics = metrics.register(metrics.MediatorCollector(router, lambda: node_id[0]))
     built: Built | None = None
@@ -97,7 +100,7 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
     health_stop = asyncio.Event()
     try:
         built = build_server(router, Validator(settings.max_line), settings.host, settings.port,
-                             tls.server_credentials(settings))
+                             tls.server_credentials(settings), guard)
         node_id[0] = settings.id or listen_address(settings.host, built.port)
         if on_bound is not None:
             on_bound(node_id[0])

@@ -11,6 +11,9 @@ import grpc
 
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
+from ..auth import Guard
+from ..peer import PeerReader
+from ..ratelog import RateLimitedLog
 from ..streamer.paths import BadTarget, validate_target
 from ..streamer.rotation import longest_line_over
 from .placement import FileKey
@@ -141,7 +144,7 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
                     task = asyncio.create_task(self._write("LogStream", chunks))
                     task.add_done_callback(_retrieve)  # a failure after the stream ended is not news
                     await window.put(task)
-            except BadInput as exc:
+            except Exception as exc:  # bad input, an undecodable request (aborted), a cancelled call
                 await window.put(_failed(exc))
                 return
             await window.put(None)
@@ -179,10 +182,19 @@ def _failed(exc: Exception) -> asyncio.Task[tuple[int, int]]:
 
 
 class RegisterServicer(pb_grpc.RegisterServicer):
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, guard: Guard = Guard()) -> None:
         self._router = router
+        self._guard = guard
+        self._peer = PeerReader()
+        self._refusals = RateLimitedLog(logger, "refusing")
 
     async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext) -> pb.RegisterResponse:
+        # Only a node of the cluster may join it (a node certificate, the cluster token).
+        problem = self._guard.refusal(self._peer(context))
+        if problem is not None:
+            self._refusals.note("Register from outside the cluster", f"{request.id!r} at {request.addr!r}: {problem}")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"Register must come from a node of the cluster: "
+                                f"{problem}")
         try:
             addr = check_address(request.addr.strip())
         except BadInput as exc:
@@ -198,5 +210,6 @@ class ClusterStatusServicer(pb_grpc.ClusterStatusServicer):
         self._router = router
 
     async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:
-        await self._router.refresh_stats()
+        if not request.cached:
+            await self._router.refresh_stats()
         return self._router.status()

@@ -42,9 +42,12 @@ class Lease:
         self.last_ping: float | None = None
         self.since = clock()  # when the unpinged time started counting (start or last Register)
         self._receipts: dict[int, float] = {}  # seq -> when that ping arrived
+        # Registered with a mediator that grants no leases (the Go original): file locks are then
+        # the only guard, as in the original (set by registration's probe of the mediator).
+        self.legacy = False
 
     def may_write(self) -> bool:
-        return not self.required or self._clock() < self.until
+        return not self.required or self.legacy or self._clock() < self.until
 
     def remaining_s(self) -> float:
         return self.until - self._clock()

@@ -44,6 +44,8 @@ class StreamerCollector(Collector):
         yield counter("rejected", "requests refused as bad input", stats.rejected)
         yield gauge("open_files", "log files held open (and locked) now", self._writer.open_files)
         if self._lease.required:
+            yield gauge("legacy_mode", "1: registered with a mediator that grants no leases (the original's); "
+                        "file locks are the only guard and writes are taken from anyone", int(self._lease.legacy))
             yield gauge("lease_remaining_seconds", "time left on the mediator's lease (negative: lapsed)",
                         max(self._lease.remaining_s(), -1.0))
 

@@ -1,9 +1,9 @@
 """Pure validation of a request's (path, filename) into a target below the root; no I/O.
 
 What this module guarantees is lexical: the target's folders are plain relative segments (no `..`,
-no absolute path, no NUL) and its names fit the platform's limits, including the longest rotated
-name. Symlinks are the writer's business: it opens each folder relative to its parent and checks
-where it really is (see writer.py).
+no absolute path, no NUL), its filename is not made only of dots, and its names fit the platform's
+limits, including the longest rotated name. Symlinks are the writer's business: it opens each
+folder relative to its parent without following symlinks (see writer.py).
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def validate_target(
         raise BadTarget("filename contains a NUL byte")
     if not filename:
         raise BadTarget("filename is empty")
+    if filename.strip(".") == "":
+        # ".", ".." and "...": "p/..log" and "p/...log" alias nothing useful and read as folders.
+        raise BadTarget(f"filename {filename!r} is made only of dots")
     if "/" in filename:
         raise BadTarget(f"filename contains '/': {filename!r} (use path for folders)")
     if path.startswith("/"):

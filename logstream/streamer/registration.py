@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import grpc
 
 from .. import tls
+from ..auth import Metadata
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
 from .lease import Lease
@@ -30,19 +31,21 @@ def backoff_delays(first_s: float = BACKOFF_FIRST_S, cap_s: float = BACKOFF_MAX_
         delay = min(cap_s, delay * 2)
 
 
-async def register_once(stub: pb_grpc.RegisterStub, streamer_id: str, addr: str) -> None:
+async def register_once(stub: pb_grpc.RegisterStub, streamer_id: str, addr: str, metadata: Metadata = ()) -> None:
     """One Register call; raises RuntimeError (or grpc's error) unless the mediator says "Success"."""
-    reply = await stub.Register(pb.RegisterRequest(id=streamer_id, addr=addr), timeout=REGISTER_TIMEOUT_S)
+    reply = await stub.Register(pb.RegisterRequest(id=streamer_id, addr=addr), timeout=REGISTER_TIMEOUT_S,
+                                metadata=metadata)
     if reply.res != "Success":
         raise RuntimeError(f"mediator answered {reply.res!r}")
 
 
-async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, streamer_id: str, addr: str) -> None:
+async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, streamer_id: str, addr: str,
+                                 metadata: Metadata = ()) -> None:
     attempts = 0
     for delay in backoff_delays():
         attempts += 1
         try:
-            await register_once(stub, streamer_id, addr)
+            await register_once(stub, streamer_id, addr, metadata)
             logger.info("registered with mediator %s as %s (%s)%s", mediator, streamer_id, addr,
                         f" after {attempts} attempts" if attempts > 1 else "")
             return
@@ -57,8 +60,10 @@ async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, stre
 
 
 async def keep_registered(mediator: str, creds: grpc.ChannelCredentials | None, streamer_id: str, addr: str,
-                          lease: Lease) -> None:
-    """Register, then register again whenever the mediator has not pinged for three intervals.
+                          lease: Lease, metadata: Metadata = (),
+                          on_registered: Callable[[grpc.aio.Channel], Awaitable[None]] | None = None) -> None:
+    """Register (the calls carry `metadata`: the cluster token), then register again whenever the
+    mediator has not pinged for three intervals; `on_registered(channel)` after each success.
 
     Runs until cancelled.
     """
@@ -66,8 +71,10 @@ async def keep_registered(mediator: str, creds: grpc.ChannelCredentials | None, 
     try:
         stub = pb_grpc.RegisterStub(channel)  # type: ignore[no-untyped-call]
         while True:
-            await register_until_success(stub, mediator, streamer_id, addr)
+            await register_until_success(stub, mediator, streamer_id, addr, metadata)
             lease.registered()
+            if on_registered is not None:
+                await on_registered(channel)
             while not lease.should_reregister():
                 await asyncio.sleep(CHECK_EVERY_S)
             logger.warning("not pinged by mediator %s for %.1fs: registering again", mediator, lease.unpinged_s())

@@ -13,8 +13,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from .. import node, tls
+from ..auth import call_metadata
+from ..token_file import guard_for
 from ..node import Built
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
@@ -28,7 +31,7 @@ from .service import (
     StreamerControlServicer,
     StreamerCore,
 )
-from .writer import Writer
+from .writer import RootUnusable, Writer
 
 if TYPE_CHECKING:
     from ..debug import DebugServer
@@ -94,12 +97,30 @@ def make_writer(settings: StreamerSettings) -> Writer:
                   max_open_files=settings.max_open_files, fsync=settings.fsync, keep=settings.keep, echo=echo)
 
 
-async def _maintain(writer: Writer, idle_close_s: float, fsync_interval_s: float | None) -> None:
-    """Close idle files; with -fsync interval, fsync written files every interval."""
+async def _set_health(built: Built, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", *built.services):
+        await built.health.set(name, status)
+
+
+async def _maintain(writer: Writer, idle_close_s: float, fsync_interval_s: float | None,
+                    built: Built | None = None) -> None:
+    """Close idle files; with -fsync interval, fsync written files every interval; re-create a
+    deleted root, answering NOT_SERVING to health checks while it cannot be."""
     tick = min(MAINTENANCE_TICK_S, idle_close_s / 4, fsync_interval_s or MAINTENANCE_TICK_S)
     next_sync = time.monotonic() + (fsync_interval_s or 0)
+    serving = True
     while True:
         await asyncio.sleep(tick)
+        try:
+            writer.check_root()
+        except RootUnusable:
+            pass
+        if built is not None and writer.root_ok != serving:
+            serving = writer.root_ok
+            await _set_health(built, serving)
+            if serving:
+                logger.info("root %s is back: serving again", writer.root)
         closed = writer.close_idle(idle_close_s)
         if closed:
             logger.debug("closed %d idle files", closed)
@@ -118,7 +139,8 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
 
     writer = make_writer(settings)
     lease = Lease(required=settings.mediator is not None)
-    core = StreamerCore(writer, lease)
+    core = StreamerCore(writer, lease, guard=guard_for(settings, "streamer", warn=settings.mediator is not None),
+                        mediator_addr=settings.mediator)
     tasks: list[asyncio.Task[None]] = []
     debug: DebugServer | None = None
     built: Built | None = None
@@ -140,12 +162,20 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         logger.info("listening on %s:%d (id %s, root %s, size %s, tls %s)", settings.host, built.port,
                     core.node_id, writer.root_real, format_size(settings.size), settings.tls_mode)
         fsync_interval = settings.fsync_interval if settings.fsync == "interval" else None
-        tasks.append(asyncio.create_task(_maintain(writer, settings.idle_close, fsync_interval)))
+        tasks.append(asyncio.create_task(_maintain(writer, settings.idle_close, fsync_interval, built)))
         if settings.mediator is not None:
+            from . import legacy
             from .registration import keep_registered
 
+            mediator = settings.mediator
+            metadata = call_metadata(token=core.guard.token)
+
+            async def learn_mode(channel: grpc.aio.Channel) -> None:
+                legacy.apply(lease, await legacy.probe(channel, metadata), mediator)
+
             tasks.append(asyncio.create_task(keep_registered(
-                settings.mediator, tls.node_channel_credentials(settings), core.node_id, address, lease)))
+                mediator, tls.node_channel_credentials(settings), core.node_id, address, lease, metadata,
+                learn_mode)))
         await stop.wait()
         logger.info("stopping: refusing new requests, letting in-flight ones finish (grace %ss)", settings.grace)
     finally:
@@ -153,6 +183,7 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
             await node.stop_serving(built, settings.grace)
         core.closing = True
         core.cancel_timers()
+        core.refusals.flush()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -11,16 +11,35 @@ import grpc
 
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
+from ..auth import Guard, Peer, forward_refusal
+from ..peer import PeerReader
+from ..ratelog import RateLimitedLog
 from .lease import Lease
-from .writer import BadRequest, FileLocked, StorageError, StorageFull, Writer, WriterError
+from .writer import BadRequest, FileLocked, RootUnusable, StorageError, StorageFull, Writer, WriterError
 
 logger = logging.getLogger(__name__)
 
 _OK = pb.LogResponse(res="Success")
 
 
-class Unavailable(Exception):
+class Refused(Exception):
+    """A call this streamer refuses for a reason it logs once per `cause` (with a count)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class Unavailable(Refused):
     """This streamer may not write now: no lease, or shutting down."""
+
+
+class NotFromMediator(Refused):
+    """A write to a clustered streamer that its current mediator did not forward."""
+
+
+class NotClusterPeer(Refused):
+    """A control call (lease-granting ping, Release) from a caller that is not a node of the cluster."""
 
 
 # The one place where domain errors become status codes.
@@ -28,7 +47,10 @@ _STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (BadRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (FileLocked, grpc.StatusCode.ABORTED),
     (StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (RootUnusable, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (NotFromMediator, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotClusterPeer, grpc.StatusCode.PERMISSION_DENIED),
     (StorageError, grpc.StatusCode.INTERNAL),
 )
 
@@ -47,12 +69,17 @@ _LOG_LEVEL = {
 }
 
 
-async def abort_with(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
-    """End the call with the status `exc` maps to; write failures and lock conflicts are logged too."""
+async def abort_with(context: grpc.aio.ServicerContext, exc: Exception,
+                     refusals: RateLimitedLog | None = None) -> NoReturn:
+    """End the call with the status `exc` maps to; write failures and lock conflicts are logged too,
+    refusals (no lease, not from the mediator, not a cluster node) once per cause with a count."""
     code, message = status_for(exc)
-    level = _LOG_LEVEL.get(code, logging.DEBUG)
-    if logger.isEnabledFor(level):
-        logger.log(level, "%s: %s", code.name, message)
+    if isinstance(exc, Refused) and refusals is not None:
+        refusals.note(f"{code.name} {exc.cause}", message)
+    else:
+        level = _LOG_LEVEL.get(code, logging.DEBUG)
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s: %s", code.name, message)
     await context.abort(code, message)
     raise AssertionError("unreachable: context.abort raises")
 
@@ -63,22 +90,52 @@ def wrap_int32(value: int) -> int:
 
 
 class StreamerCore:
-    """What the servicers share: the writer, the lease, and whether the streamer is closing."""
+    """What the servicers share: the writer, the lease, who may steer it, and whether it is closing."""
 
-    def __init__(self, writer: Writer, lease: Lease, node_id: str = "") -> None:
+    def __init__(self, writer: Writer, lease: Lease, node_id: str = "", guard: Guard = Guard(),
+                 mediator_addr: str | None = None) -> None:
         self.writer = writer
         self.lease = lease
         self.node_id = node_id
+        self.guard = guard
+        self.mediator_addr = mediator_addr
+        self.peer = PeerReader()
+        self.refusals = RateLimitedLog(logger, "refusing")
         self.closing = False
         self._lease_timer: asyncio.TimerHandle | None = None
         self._leased = False
 
-    def gate(self) -> None:
-        """Raise Unavailable unless this streamer may write now."""
+    def caller(self, context: grpc.aio.ServicerContext) -> Peer | None:
+        """Who sent a write call, when it matters (a clustered streamer); read once per call."""
+        return self.peer(context) if self.lease.required else None
+
+    def gate(self, caller: Peer | None) -> None:
+        """Raise unless this streamer may write what `caller` sent, now: the one place writes are
+        admitted. A clustered streamer writes only its current mediator's forwards (in legacy mode,
+        under a mediator that grants no leases, anyone's, as the original did)."""
         if self.closing:
-            raise Unavailable("streamer is shutting down")
+            raise Unavailable("streamer is shutting down", "shutting down")
+        if self.lease.required and not self.lease.legacy:
+            problem = forward_refusal(self.guard, caller or Peer(), self.lease.mediator_id)
+            if problem is not None:
+                raise NotFromMediator(
+                    f"this streamer writes only what its mediator forwards ({problem}): send to the mediator "
+                    f"at {self.mediator_addr}", "writes not forwarded by the current mediator")
         if not self.lease.may_write():
-            raise Unavailable("no lease: this streamer is not (or no longer) leased by a mediator")
+            raise Unavailable("no lease: this streamer is not (or no longer) leased by a mediator", "no lease")
+
+    def admit_control(self, context: grpc.aio.ServicerContext, what: str) -> None:
+        """Raise NotClusterPeer unless the caller is a node of this cluster (token, node certificate)."""
+        problem = self.guard.refusal(self.peer(context))
+        if problem is not None:
+            raise NotClusterPeer(f"{what} must come from a node of the cluster: {problem}",
+                                 f"{what} from outside the cluster")
+
+    def mode(self) -> str:
+        """standalone (no -mediator), cluster (leased by a mediator), legacy (a mediator without leases)."""
+        if not self.lease.required:
+            return "standalone"
+        return "legacy" if self.lease.legacy else "cluster"
 
     def stats(self) -> pb.StreamerStats:
         stats = self.writer.stats
@@ -89,6 +146,7 @@ class StreamerCore:
             open_files=self.writer.open_files,
             rotations=stats.rotations,
             files=[pb.FileKey(path=path, filename=name) for path, name in self.writer.open_keys()],
+            mode=self.mode(),
         )
 
     def on_ping(self, request: pb.PingRequest, in_time: bool = True) -> None:
@@ -140,14 +198,14 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
 
     async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
         try:
-            self._core.gate()
+            self._core.gate(self._core.caller(context))
             self._writer.append(request.path, request.filename, request.line.encode() or b"\n")
-        except (WriterError, Unavailable) as exc:
-            await abort_with(context, exc)
+        except (WriterError, Refused) as exc:
+            await abort_with(context, exc, self._core.refusals)
         return _OK
 
-    def _batch(self, request: pb.LogBatchRequest) -> pb.LogBatchResponse:
-        self._core.gate()
+    def _batch(self, request: pb.LogBatchRequest, caller: Peer | None) -> pb.LogBatchResponse:
+        self._core.gate(caller)
         chunk = self._writer.chunk
         chunks = [c for c in (chunk(ch.path, ch.filename, ch.data) for ch in request.chunks) if c is not None]
         lines, written = self._writer.write_chunks(chunks)
@@ -155,18 +213,19 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
 
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
         try:
-            return self._batch(request)
-        except (WriterError, Unavailable) as exc:
-            await abort_with(context, exc)
+            return self._batch(request, self._core.caller(context))
+        except (WriterError, Refused) as exc:
+            await abort_with(context, exc, self._core.refusals)
 
     async def LogStream(
         self, request_iterator: AsyncIterator[pb.LogBatchRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.LogBatchResponse]:
+        caller = self._core.caller(context)  # one caller for the whole stream
         async for request in request_iterator:
             try:
-                reply = self._batch(request)
-            except (WriterError, Unavailable) as exc:
-                await abort_with(context, exc)
+                reply = self._batch(request, caller)
+            except (WriterError, Refused) as exc:
+                await abort_with(context, exc, self._core.refusals)
             yield reply
 
 
@@ -177,6 +236,17 @@ class PingerServicer(pb_grpc.PingerServicer):
         self._core = core
 
     async def Ping(self, request: pb.PingRequest, context: grpc.aio.ServicerContext) -> pb.PingResponse:
+        try:
+            self._core.admit_control(context, "a lease-granting ping")
+        except NotClusterPeer as exc:
+            if request.lease_ms > 0:
+                await abort_with(context, exc, self._core.refusals)
+            # A plain compat ping from anyone is answered, but grants and releases nothing. Under the
+            # original's mediator (legacy mode), whose pings cannot carry our token, it still shows
+            # the mediator is there, so the streamer does not register again and again.
+            if self._core.lease.legacy:
+                self._core.lease.on_ping(0, "", 0)
+            return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self._core.node_id)
         remaining = context.time_remaining()
         self._core.on_ping(request, in_time=remaining is None or remaining > 0)
         return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self._core.node_id,
@@ -190,6 +260,10 @@ class StreamerControlServicer(pb_grpc.StreamerControlServicer):
         self._core = core
 
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
+        try:
+            self._core.admit_control(context, "Release")
+        except NotClusterPeer as exc:
+            await abort_with(context, exc, self._core.refusals)
         keys = [(key.path, key.filename) for key in request.keys]
         released = self._core.writer.release(keys)
         logger.info("released %d keys for mediator %s (%d files were open)",

@@ -6,10 +6,14 @@ by shutdown.
 
 Safety, in the order a request meets it:
 - `paths.validate_target` refuses bad names lexically;
-- folders are created and opened one segment at a time relative to their parent (`dir_fd`), and each
-  one's real location (through any symlink) must lie below the root's, before anything is created in it;
+- folders are created and opened one segment at a time relative to their parent (`dir_fd`) with
+  O_NOFOLLOW: a path through a symlink is refused (even one pointing inside the root would give one
+  file two keys), and each folder's real location must lie below the root's;
 - the file is opened with O_NOFOLLOW relative to its folder, must be a regular file, and is locked with
   `flock(LOCK_EX|LOCK_NB)` for as long as it stays open (another holder: `FileLocked`, nothing written);
+- before each request is written, every file it goes to must still have a name (else it is re-opened),
+  and before a file is opened the root path must still name the folder held open (else that is
+  opened afresh, re-created if gone): no line is acknowledged into a deleted file;
 - a failed write is truncated back to the size before it, so no partial line stays, and the handle is
   dropped: the next request opens the file afresh.
 """
@@ -48,6 +52,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # O_RDWR (not O_WRONLY): at open, the last byte is read to repair a line a crash left unterminated.
 _FILE_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_REFUSED_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 _TARGET_CACHE_MAX = 65_536
 
 
@@ -69,6 +74,10 @@ class StorageFull(WriterError):
 
 class StorageError(WriterError):
     """Another I/O error; the failed write was undone where possible."""
+
+
+class RootUnusable(WriterError):
+    """The root is read-only, not writable, or gone and cannot be re-created: nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +119,11 @@ def _utc_micros() -> int:
     return time.time_ns() // 1000
 
 
-def _mapped(exc: OSError, doing: str) -> WriterError:
+def _mapped(exc: OSError, doing: str, root: object = "the root") -> WriterError:
     if exc.errno in _FULL_ERRNOS:
         return StorageFull(f"{doing}: {os.strerror(exc.errno or 0)}")
+    if exc.errno in _REFUSED_ERRNOS:
+        return RootUnusable(f"{doing}: {os.strerror(exc.errno or 0)} (root {root} is read-only or not writable)")
     return StorageError(f"{doing}: {exc.strerror or exc}")
 
 
@@ -145,8 +156,11 @@ class Writer:
         self._monotonic = monotonic
         self._write = write
         self.stats = WriterStats()
+        self.root = root.absolute()
         root.mkdir(parents=True, exist_ok=True)
         self._root_fd = os.open(root, _DIR_FLAGS)
+        self._root_id = _identity(os.fstat(self._root_fd))
+        self.root_ok = True  # False while the root is gone and cannot be re-created
         self.root_real = os.readlink(f"/proc/self/fd/{self._root_fd}")
         self._name_max = os.fpathconf(self._root_fd, "PC_NAME_MAX")
         self._path_max = os.fpathconf(self._root_fd, "PC_PATH_MAX")
@@ -179,6 +193,7 @@ class Writer:
         """A validated chunk of whole lines (a final newline added), None when `data` is empty."""
         target = self.target(path, filename)
         if not data:
+            self._refuse_symlinks(target)  # nothing to write, but a bad target is still refused
             return None
         if data[-1] != 10:
             data += b"\n"
@@ -213,7 +228,7 @@ class Writer:
             raise StorageError("the writer is closed")
         now = self._monotonic()
         try:
-            handles = [self._handle(chunk.target, now) for chunk in chunks]
+            handles = [self._live_handle(chunk.target, now) for chunk in chunks]
             lines = written = 0
             for chunk, handle in zip(chunks, handles):
                 self._append(handle, chunk.data, chunk.lines)
@@ -255,7 +270,7 @@ class Writer:
         except OSError as exc:
             self._undo(handle, before)
             self.stats.write_errors += 1
-            raise _mapped(exc, f"write to {handle.target.relative}") from None
+            raise _mapped(exc, f"write to {handle.target.relative}", self.root) from None
         handle.size = before + total
         handle.dirty = True
         self.stats.bytes += total
@@ -277,7 +292,7 @@ class Writer:
                 except OSError as exc:
                     self._drop(handle, sync=False)
                     self.stats.write_errors += 1
-                    raise _mapped(exc, f"fsync of {handle.target.relative}") from None
+                    raise _mapped(exc, f"fsync of {handle.target.relative}", self.root) from None
                 handle.dirty = False
 
     def sync_dirty(self) -> int:
@@ -317,7 +332,7 @@ class Writer:
         except OSError as exc:
             self._drop(handle, sync=False)
             self.stats.write_errors += 1
-            raise _mapped(exc, f"rotation of {target.relative}") from None
+            raise _mapped(exc, f"rotation of {target.relative}", self.root) from None
         os.close(handle.fd)  # unlocks the rotated file
         handle.fd = -1
         handle.last_stamp = stamp
@@ -338,7 +353,7 @@ class Writer:
             os.fsync(handle.dir_fd)
         except OSError as exc:
             self._drop(handle, sync=False)
-            raise _mapped(exc, f"fsync of folder {handle.target.path or '.'}") from None
+            raise _mapped(exc, f"fsync of folder {handle.target.path or '.'}", self.root) from None
 
     def _rotated(self, handle: _Handle) -> list[tuple[str, Stamp]]:
         found = []
@@ -356,6 +371,57 @@ class Writer:
                 os.unlink(name, dir_fd=handle.dir_fd)
         except OSError as exc:
             logger.error("retention in %s failed: %s", handle.target.path or ".", exc)
+
+    # -- the root and open files still having their names -------------------------------------------
+
+    def check_root(self) -> None:
+        """Make sure the root path is still the folder we hold (one stat); when it was deleted or
+        replaced, drop every handle and open it afresh, re-creating it if needed. RootUnusable when
+        that fails: then every request fails the same way until the root is back."""
+        try:
+            if _identity(os.stat(self.root)) == self._root_id:
+                self.root_ok = True
+                return
+        except OSError:
+            pass
+        self._reopen_root()
+
+    def _reopen_root(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root, _DIR_FLAGS)
+        except OSError as exc:
+            if self.root_ok:
+                logger.error("root %s is gone and cannot be re-created: %s; refusing writes until it is back",
+                             self.root, exc.strerror or exc)
+            self.root_ok = False
+            self.close_all()
+            raise RootUnusable(f"root {self.root} is gone and cannot be re-created: {exc.strerror or exc}") from None
+        closed = self.close_all()
+        os.close(self._root_fd)
+        self._root_fd = fd
+        self._root_id = _identity(os.fstat(fd))
+        self.root_real = os.readlink(f"/proc/self/fd/{fd}")
+        self._root_bytes = len(os.fsencode(self.root_real))
+        self.root_ok = True
+        logger.warning("root %s was deleted or replaced: opened it afresh (%d files that had lost their names "
+                       "closed)", self.root, closed)
+
+    def _live_handle(self, target: Target, now: float) -> _Handle:
+        """`_handle`, but a held file that lost its name (unlinked: the file, its folder or the root
+        deleted) is dropped and opened afresh, so no line is acknowledged into a file nobody can
+        read. The cost per request is one fstat per file; the root's identity (a path lookup) is
+        checked only before opening a file, and every maintenance tick."""
+        handle = self._handles.get(target.key)
+        if handle is not None:
+            if os.fstat(handle.fd).st_nlink > 0:
+                self._handles.move_to_end(target.key)
+                handle.last_used = now
+                return handle
+            logger.warning("%s was deleted while open: opening it afresh", target.relative)
+            self._drop(handle, sync=False)
+        self.check_root()
+        return self._handle(target, now)
 
     # -- handles ----------------------------------------------------------------------------------
 
@@ -378,19 +444,54 @@ class Writer:
         self.stats.opened += 1
         return handle
 
+    def _not_a_folder(self, target: Target, depth: int, parent_fd: int) -> BadRequest:
+        """The refusal for the `depth`-th folder of `target` that could not be opened as a folder
+        without following symlinks: a symlink (named) or a file."""
+        self.stats.rejected += 1
+        segment = target.dirs[depth - 1]
+        if stat.S_ISLNK(os.stat(segment, dir_fd=parent_fd, follow_symlinks=False).st_mode):
+            link = "/".join(target.dirs[:depth])
+            return BadRequest(f"path {target.path!r} passes through the symlink {link!r} (in the root); paths "
+                              "through symlinks are refused")
+        return BadRequest(f"path {target.path!r}: {segment!r} is a file, not a folder")
+
+    def _refuse_symlinks(self, target: Target) -> None:
+        """BadRequest if an existing component of the target's path is a symlink; creates nothing."""
+        if not target.dirs:
+            return
+        current = os.dup(self._root_fd)
+        try:
+            for depth, segment in enumerate(target.dirs, 1):
+                try:
+                    child = os.open(segment, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=current)
+                except FileNotFoundError:
+                    return  # nothing below a missing folder exists
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise _mapped(exc, f"cannot open folder {target.path!r}", self.root) from None
+                    raise self._not_a_folder(target, depth, current) from None
+                os.close(current)
+                current = child
+        finally:
+            os.close(current)
+
     def _open_dirs(self, target: Target) -> int:
         """A descriptor of the target's folder, created segment by segment, proven to lie in the root."""
         current = os.dup(self._root_fd)
         try:
-            for segment in target.dirs:
+            for depth, segment in enumerate(target.dirs, 1):
                 try:
                     os.mkdir(segment, 0o755, dir_fd=current)
                 except FileExistsError:
                     pass
                 try:
-                    child = os.open(segment, _DIR_FLAGS, dir_fd=current)
-                except NotADirectoryError:
-                    raise BadRequest(f"path {target.path!r}: {segment!r} is a file, not a folder") from None
+                    # O_NOFOLLOW: a symlink, even one pointing inside the root, would give one file
+                    # two names, so two keys with two owners (docs/cluster-protocol.md).
+                    child = os.open(segment, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=current)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    raise self._not_a_folder(target, depth, current) from None
                 os.close(current)
                 current = child
                 real = os.readlink(f"/proc/self/fd/{current}")
@@ -400,7 +501,7 @@ class Writer:
             return current
         except OSError as exc:
             os.close(current)
-            raise _mapped(exc, f"cannot create folder {target.path!r}") from None
+            raise _mapped(exc, f"cannot create folder {target.path!r}", self.root) from None
         except BaseException:
             os.close(current)
             raise
@@ -417,7 +518,7 @@ class Writer:
                 if exc.errno in (errno.EISDIR, errno.ENXIO, errno.ENOTDIR):
                     self.stats.rejected += 1
                     raise BadRequest(f"{target.relative} exists and is not a regular file") from None
-                raise _mapped(exc, f"cannot open {target.relative}") from None
+                raise _mapped(exc, f"cannot open {target.relative}", self.root) from None
             try:
                 info = os.fstat(fd)
                 if not stat.S_ISREG(info.st_mode):
@@ -456,7 +557,7 @@ class Writer:
         try:
             os.write(fd, b"\n")
         except OSError as exc:
-            raise _mapped(exc, f"cannot terminate the last line of {target.relative}") from None
+            raise _mapped(exc, f"cannot terminate the last line of {target.relative}", self.root) from None
         logger.warning("%s ended with an unterminated line (%d bytes); added a newline before appending",
                        target.relative, size)
         return size + 1
@@ -528,6 +629,10 @@ class Writer:
 
     def open_keys(self) -> list[tuple[str, str]]:
         return list(self._handles)
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return (info.st_dev, info.st_ino)
 
 
 def _stamp_order(stamp: Stamp) -> tuple[int, int]:

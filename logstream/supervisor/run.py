@@ -31,8 +31,10 @@ from ..config.cluster import (
     mediator_address,
     plan_nodes,
     select_nodes,
+    token_path,
 )
 from ..config.flags import UsageError
+from ..token_file import ensure_token
 from .control import socket_answers, supervisord_pid
 from .render import RunPaths, render, run_paths, stop_wait_s
 
@@ -483,5 +485,11 @@ def main(argv: list[str]) -> int:
     if busy:
         for problem in busy:
             print(f"logstream run: error: {problem}", file=sys.stderr)
+        return 2
+    token = token_path(config, cwd)
+    try:
+        ensure_token(token)  # one per cluster, kept across restarts; nodes read it with -token-file
+    except (OSError, UsageError) as exc:
+        print(f"logstream run: error: cluster token {token}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2
     return Runner(config, nodes, paths, cwd, started=started).run()

@@ -190,11 +190,13 @@ def test_a_mutual_tls_cluster(tmp_path: Path, runs: list[Run], tls_files: object
 
 def test_only_runs_part_of_a_cluster_like_separate_hosts(tmp_path: Path, runs: list[Run]) -> None:
     file, mediator_port, streamer_ports = write_cluster(tmp_path, count=2)
-    mediator = Run(tmp_path, [str(file), "--only", "mediator", "--run-dir", "host-a"])
+    # Separate run dirs, one cluster token: the file the machines share (the first run makes it).
+    token = ["--set", f"cluster.token_file={tmp_path / 'shared.token'}"]
+    mediator = Run(tmp_path, [str(file), "--only", "mediator", "--run-dir", "host-a", *token])
     runs.append(mediator)
     ready = mediator.wait_for(READY)
     assert ready.string.endswith(f"mediator 127.0.0.1:{mediator_port}, 0 streamers (s1, s2 elsewhere)")
-    streamers = Run(tmp_path, [str(file), "--only", "s1,s2", "--run-dir", "host-b"])
+    streamers = Run(tmp_path, [str(file), "--only", "s1,s2", "--run-dir", "host-b", *token])
     runs.append(streamers)
     summary = streamers.wait_for(READY).string
     assert f"mediator 127.0.0.1:{mediator_port} (remote), 2 streamers (s1 127.0.0.1:{streamer_ports[0]}" in summary

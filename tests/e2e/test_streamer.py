@@ -105,8 +105,10 @@ BAD_INPUTS = [
     ("a", "x/y", "x", "'/'"),
     ("a\x00b", "f", "x", "NUL"),
     ("a", "f" * 300, "x", "bytes long"),
-    ("link", "f", "x", "outside the root"),
+    ("link", "f", "x", "symlink 'link'"),
     ("a", "long", "z" * 2000, "longer than the maximum"),
+    ("a", "..", "x", "only of dots"),
+    ("a", ".", "x", "only of dots"),
 ]
 
 

@@ -20,8 +20,11 @@ if TYPE_CHECKING:
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.auth import call_metadata
 
 pytestmark = pytest.mark.e2e
+
+FROM_M1 = call_metadata("m1")  # what mediator incarnation m1 attaches to its forwards
 
 
 class StandInMediator(pb_grpc.RegisterServicer):
@@ -44,10 +47,18 @@ class StandInMediator(pb_grpc.RegisterServicer):
             return list(self.calls)
 
 
+class StandInStatus(pb_grpc.ClusterStatusServicer):
+    """What tells our mediator from the original's: it serves ClusterStatus (streamer/legacy.py)."""
+
+    def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:
+        return pb.StatusResponse(mediator_id="m1")
+
+
 def test_register_lease_and_register_again(tmp_path: Path) -> None:
     mediator = StandInMediator(refuse_first=2)
     server = grpc.server(futures.ThreadPoolExecutor(4))
     pb_grpc.add_RegisterServicer_to_server(mediator, server)
+    pb_grpc.add_ClusterStatusServicer_to_server(StandInStatus(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -61,12 +72,12 @@ def test_register_lease_and_register_again(tmp_path: Path) -> None:
                 log = pb_grpc.LogStreamerStub(channel).Log
                 ping = pb_grpc.PingerStub(channel).Ping
                 with pytest.raises(grpc.RpcError) as caught:
-                    log(pb.LogRequest(filename="f", line="before any lease"))
+                    log(pb.LogRequest(filename="f", line="before any lease"), metadata=FROM_M1)
                 assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert ping(pb.PingRequest(a=3, b=4, lease_ms=2000, mediator_id="m1", interval_ms=300,
                                            seq=1)).res == 12
                 ping(pb.PingRequest(lease_ms=2000, mediator_id="m1", interval_ms=300, seq=2, acked_seq=1))
-                log(pb.LogRequest(filename="f", line="leased"))
+                log(pb.LogRequest(filename="f", line="leased"), metadata=FROM_M1)
                 registered_at = time.monotonic()
                 # No more pings: after three intervals (0.9s) the streamer registers again.
                 again = mediator.wait_calls(4, 10)[-1][0]

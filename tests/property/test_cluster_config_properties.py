@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from supervisor.options import ServerOptions
 
-from logstream.config.cluster import load_cluster, plan_nodes, to_toml
+from logstream.config.cluster import load_cluster, plan_nodes, to_toml, token_path
 from logstream.config.flags import load_settings
 from logstream.config.settings import MediatorSettings, StreamerSettings
 from logstream.config.units import format_duration, format_size, parse_size
 from logstream.supervisor.render import render, run_paths
+from logstream.token_file import ensure_token
 
 counts = st.integers(min_value=1, max_value=6)
 sizes = st.integers(min_value=1, max_value=10**12).map(format_size) | st.just("-1B")
@@ -73,13 +74,14 @@ def test_planned_nodes_have_distinct_ports_and_valid_flags(data: dict[str, Any])
         file = Path(folder) / "a.toml"
         file.write_text(tomli_w.dumps(data))
         config = load_cluster(file, environ={})
-    nodes = plan_nodes(config, Path("/srv"))
-    assert [node.name for node in nodes] == ["mediator"] + [f"s{i}" for i in range(1, data["streamers"]["count"] + 1)]
-    assert len({node.port for node in nodes}) == len(nodes)
-    for node in nodes:
-        model = MediatorSettings if node.role == "mediator" else StreamerSettings
-        parsed = load_settings(model, list(node.flags), "test", "")  # type: ignore[type-var]
-        assert parsed.port == node.port
+        nodes = plan_nodes(config, Path(folder))
+        assert [node.name for node in nodes] == ["mediator"] + [f"s{i}" for i in range(1, data["streamers"]["count"] + 1)]
+        assert len({node.port for node in nodes}) == len(nodes)
+        ensure_token(token_path(config, Path(folder)))  # as `logstream run` does before starting them
+        for node in nodes:
+            model = MediatorSettings if node.role == "mediator" else StreamerSettings
+            parsed = load_settings(model, list(node.flags), "test", "")  # type: ignore[type-var]
+            assert parsed.port == node.port
     by_name = {table["name"]: table for table in data.get("streamer", [])}
     for node in nodes[1:]:
         expected = by_name.get(node.name, {}).get("size", data["streamers"]["size"])

@@ -1,5 +1,6 @@
 """Path validation: no generated (path, filename) makes the writer create or write anything outside
-its root, even with symlinks in the root that point outside, back into the root, or to a file."""
+its root, even with symlinks in the root that point outside, back into the root, or to a file; no
+path through any symlink and no filename made only of dots is ever accepted."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def build_root(base: Path) -> tuple[Path, Path]:
     (outside / "victim.log").write_bytes(b"")
     os.symlink(outside, root / "out")  # a folder symlink leading out
     os.symlink("..", root / "up")  # relative, out of the root
-    os.symlink(".", root / "loop")  # back into the root: allowed
+    os.symlink(".", root / "loop")  # back into the root: refused too (two names for one file)
     os.mkdir(root / "inside")
     os.symlink(outside / "victim.log", root / "link.log")  # a file symlink leading out
     os.mkdir(root / "dir.log")
@@ -99,16 +100,49 @@ def test_each_bad_input_is_named(path: str, filename: str, problem: str) -> None
 
 @pytest.mark.parametrize(
     ("path", "filename", "problem"),
-    [("out", "f", "outside the root"), ("up/x", "f", "outside the root"), ("", "link", "symlink"),
+    [("out", "f", "symlink 'out'"), ("up/x", "f", "symlink 'up'"), ("", "link", "symlink"),
+     ("loop/inside", "f", "symlink 'loop'"), ("inside/loop2/x", "f", "symlink 'inside/loop2'"),
      ("", "dir", "not a regular file"), ("", "fifo", "not a regular file"), ("inside/f.log", "g", None)],
 )
-def test_symlinks_out_of_the_root_are_refused(tmp_path: Path, path: str, filename: str, problem: str | None) -> None:
+def test_symlinks_are_refused(tmp_path: Path, path: str, filename: str, problem: str | None) -> None:
     root, outside = build_root(tmp_path)
     (root / "inside" / "f.log").write_bytes(b"")  # a file where a folder is asked for
+    os.symlink("..", root / "inside" / "loop2")  # deeper, pointing inside the root
     writer = Writer(root)
     with pytest.raises(BadRequest, match=problem or "is a file, not a folder"):
         writer.append(path, filename, b"x\n")
-    writer.append("loop/inside", "ok", b"x\n")  # a symlink that stays inside is fine
+    writer.append("inside", "ok", b"x\n")  # the same folder by its real name is fine
     writer.close()
     assert (root / "inside" / "ok.log").read_bytes() == b"x\n"
+    assert not (root / "inside" / "f.log.log").exists() and not (root / "f.log").exists()
     assert snapshot(outside) == {str(outside / "victim.log"): b""}
+
+
+@given(paths, filenames)
+def test_no_path_through_a_symlink_is_written(path: str, filename: str) -> None:
+    """Whatever the request, an accepted one walked no symlink: its folder's real path is its
+    lexical path below the root."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root, _ = build_root(Path(tmp))
+        writer = Writer(root)
+        try:
+            writer.append(path, filename, b"line\n")
+        except BadRequest:
+            return
+        finally:
+            writer.close()
+        target = validate_target(path, filename)
+        folder = root.joinpath(*target.dirs)
+        assert os.path.realpath(folder) == os.path.join(os.path.realpath(root), *target.dirs)
+
+
+@given(st.integers(min_value=1, max_value=40), st.sampled_from(["", "a", "a/b"]))
+def test_filenames_made_only_of_dots_are_refused(dots: int, path: str) -> None:
+    with pytest.raises(BadTarget, match="only of dots"):
+        validate_target(path, "." * dots)
+
+
+@given(st.text(alphabet=".x", min_size=1, max_size=20).filter(lambda name: name.strip(".") != ""),
+       st.sampled_from(["", "a"]))
+def test_filenames_with_dots_and_more_are_accepted(name: str, path: str) -> None:
+    assert validate_target(path, name).stem == name

@@ -16,9 +16,11 @@ from logstream.config.cluster import (
     plan_nodes,
     select_nodes,
     to_toml,
+    token_path,
 )
 from logstream.config.flags import UsageError, load_settings
 from logstream.config.settings import MediatorSettings, StreamerSettings
+from logstream.token_file import ensure_token, read_token
 
 
 def write(tmp_path: Path, text: str, name: str = "cluster.toml") -> Path:
@@ -232,12 +234,26 @@ def test_tls_files_reach_every_node_as_absolute_paths(tmp_path: Path) -> None:
 def test_every_nodes_flags_are_valid_for_its_role(tmp_path: Path) -> None:
     config = load_cluster(None, ["mediator.pprof=true", "streamers.pprof=true", "streamers.fsync=interval",
                                  "mediator.lease=30s", "streamer.s3.host=0.0.0.0"], environ={})
+    assert ensure_token(token_path(config, tmp_path))  # what `logstream run` does before starting nodes
     for node in plan_nodes(config, tmp_path):
+        assert f"-token-file={token_path(config, tmp_path)}" in node.flags
         model = MediatorSettings if node.role == "mediator" else StreamerSettings
         settings = load_settings(model, list(node.flags), "test", "")  # type: ignore[type-var]
         assert settings.port == node.port
     s3 = plan_nodes(config, tmp_path)[3]
     assert "-advertise=127.0.0.1:8082" in s3.flags and s3.address == "127.0.0.1:8082"
+
+
+def test_the_cluster_token_is_made_once_owner_only_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "cluster.token"
+    assert ensure_token(path)
+    first = path.read_text()
+    assert (path.stat().st_mode & 0o777) == 0o600 and len(first.strip()) >= 32
+    assert not ensure_token(path) and path.read_text() == first
+    assert read_token(path) == first.strip()
+    path.write_text("  \n")
+    with pytest.raises(UsageError, match="empty"):
+        read_token(path)
 
 
 def test_mediator_address_prefers_advertise_and_replaces_wildcards() -> None:

@@ -1,18 +1,23 @@
-"""The mediator's input validation, status formatting and metrics, without a network."""
+"""The mediator's input validation, status formatting and metrics, without a network; Register's
+cluster-token check and undecodable bodies over a real in-process server."""
 
 from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.auth import Guard, call_metadata
 from logstream.mediator.metrics import MediatorCollector, register
 from logstream.mediator.placement import FileKey
 from logstream.mediator.router import Router, RouterConfig
-from logstream.mediator.service import BadInput, Validator, check_address
+from logstream.mediator.server import build_server
+from logstream.mediator.service import BadInput, ClusterStatusServicer, Validator, check_address
 from logstream.status_cli import format_table
 
 
@@ -76,3 +81,54 @@ def test_metrics_are_exposed_for_prometheus() -> None:
     assert 'logstream_mediator_lines_total{node="med"} 3.0' in text
     assert 'logstream_mediator_streamers_live{node="med"} 0.0' in text
     assert 'logstream_mediator_ack_latency_seconds_bucket{le="0.0025",node="med"} 1.0' in text
+
+
+@pytest.mark.asyncio
+async def test_register_needs_the_cluster_token_and_garbage_is_invalid_argument() -> None:
+    router = Router(RouterConfig(), None, "m1")
+    built = build_server(router, Validator(max_line=100), "127.0.0.1", 0, guard=Guard("t0ken"))
+    await built.server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{built.port}") as channel:
+            stub = pb_grpc.RegisterStub(channel)
+            request = pb.RegisterRequest(id="s0", addr="127.0.0.1:1")
+            for metadata in ((), call_metadata(token="wrong")):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.Register(request, metadata=metadata, timeout=5)
+                assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert router.status().streamers == []
+            reply = await stub.Register(request, metadata=call_metadata(token="t0ken"), timeout=5)
+            assert reply.res == "Success" and [s.id for s in router.status().streamers] == ["s0"]
+            garbage = b"\xff\xff\xff\xff\x0f not a protobuf"
+            for method in ("/api.Register/Register", "/api.LogStreamer/Log", "/api.ClusterStatus/Status"):
+                call = channel.unary_unary(method, request_serializer=bytes, response_deserializer=bytes)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call(garbage, timeout=5)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            stream = channel.stream_stream("/api.LogStreamer/LogStream", request_serializer=bytes,
+                                           response_deserializer=bytes)(timeout=5)
+            await stream.write(garbage)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stream.read()
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        await built.server.stop(None)
+        await router.close()
+
+
+@pytest.mark.asyncio
+async def test_a_cached_status_asks_no_streamer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A streamer's probe at registration (`cached`) must not make the mediator ask every streamer."""
+    router = Router(RouterConfig(), None, "m1")
+    asked: list[float] = []
+
+    async def refresh_stats(timeout_s: float = 1.0) -> None:
+        asked.append(timeout_s)
+
+    monkeypatch.setattr(router, "refresh_stats", refresh_stats)
+    servicer = ClusterStatusServicer(router)
+    assert (await servicer.Status(pb.StatusRequest(cached=True), None)).mediator_id == "m1"  # type: ignore[arg-type]
+    assert asked == []
+    await servicer.Status(pb.StatusRequest(), None)  # type: ignore[arg-type]
+    assert len(asked) == 1
+    await router.close()

@@ -1,4 +1,4 @@
-"""Start-up helpers: the advertised address, the registration backoff, the root check."""
+"""Start-up helpers: the advertised address, the registration backoff, the root check; metrics."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import socket
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.registry import CollectorRegistry
 
 from logstream.config.flags import UsageError
 from logstream.config.settings import StreamerSettings
+from logstream.streamer.lease import Lease
 from logstream.streamer.main import check_port_free, prepare_root
+from logstream.streamer.metrics import StreamerCollector, register
 from logstream.streamer.registration import backoff_delays
 from logstream.streamer.server import advertised_address
+from logstream.streamer.writer import Writer
 
 
 @pytest.mark.parametrize(("fields", "expected"), [
@@ -79,3 +84,15 @@ async def test_run_closes_idle_files_and_shuts_down_cleanly(tmp_path: Path) -> N
     stop.set()
     await asyncio.wait_for(server, 10)
     assert (tmp_path / "logs" / "idle.log").read_text() == "x\n"
+
+
+def test_metrics_show_the_legacy_mode(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    lease = Lease(required=True)
+    registry = CollectorRegistry()
+    unregister = register(StreamerCollector(writer, lease, lambda: "s1"), registry)
+    assert b'logstream_streamer_legacy_mode{node="s1"} 0.0' in generate_latest(registry)
+    lease.legacy = True
+    assert b'logstream_streamer_legacy_mode{node="s1"} 1.0' in generate_latest(registry)
+    unregister()
+    writer.close()

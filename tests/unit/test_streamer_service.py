@@ -1,10 +1,13 @@
 """The streamer's servicers over a real in-process grpc.aio server on 127.0.0.1:0: writes, status codes,
 Ping's Go-style wrap, the lease (no lease: UNAVAILABLE; lapse and mediator change release files),
-Release and Stats, health and reflection."""
+Release and Stats, health and reflection; writes only from the current mediator, control only from
+cluster nodes, legacy mode, undecodable bodies."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,11 +19,15 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.auth import Guard, call_metadata
 from logstream.streamer.lease import Lease
 from logstream.node import set_serving
 from logstream.streamer.server import build_server
 from logstream.streamer.service import StreamerCore, wrap_int32
 from logstream.streamer.writer import Writer
+
+
+FROM_M1 = call_metadata("m1")  # what mediator m1 attaches to its forwards
 
 
 class Running:
@@ -137,21 +144,21 @@ async def test_stats_and_release(streamer: Running) -> None:
 @pytest.mark.asyncio
 async def test_without_a_lease_writes_are_unavailable(leased: Running, tmp_path: Path) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+        await leased.log.Log(pb.LogRequest(filename="f", line="x"), metadata=FROM_M1)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE and "lease" in (caught.value.details() or "")
     await leased.ping.Ping(pb.PingRequest(a=1, b=1))  # a compat ping grants nothing
     with pytest.raises(grpc.aio.AioRpcError):
-        await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+        await leased.log.Log(pb.LogRequest(filename="f", line="x"), metadata=FROM_M1)
     await leased.ping.Ping(pb.PingRequest(a=1, b=1, lease_ms=300, mediator_id="m1", interval_ms=100, seq=1))
     with pytest.raises(grpc.aio.AioRpcError):  # a numbered ping grants nothing until it is acked
-        await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+        await leased.log.Log(pb.LogRequest(filename="f", line="x"), metadata=FROM_M1)
     await leased.ping.Ping(pb.PingRequest(a=1, b=1, lease_ms=300, mediator_id="m1", seq=2, acked_seq=1))
-    await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+    await leased.log.Log(pb.LogRequest(filename="f", line="x"), metadata=FROM_M1)
     assert leased.core.writer.open_files == 1
     await asyncio.sleep(0.45)  # the lease lapses: files are closed and writes refused
     assert leased.core.writer.open_files == 0
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await leased.log.Log(pb.LogRequest(filename="f", line="y"))
+        await leased.log.Log(pb.LogRequest(filename="f", line="y"), metadata=FROM_M1)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert (tmp_path / "root/f.log").read_bytes() == b"x\n"
 
@@ -160,7 +167,7 @@ async def test_without_a_lease_writes_are_unavailable(leased: Running, tmp_path:
 async def test_a_new_mediator_incarnation_releases_every_key(leased: Running) -> None:
     await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=1))
     await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=2, acked_seq=1))
-    await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+    await leased.log.Log(pb.LogRequest(filename="f", line="x"), metadata=FROM_M1)
     assert leased.core.writer.open_files == 1
     await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=3, acked_seq=2))
     assert leased.core.writer.open_files == 1
@@ -245,3 +252,128 @@ async def test_a_bad_chunk_ends_a_stream_with_invalid_argument(streamer: Running
         await call.read()
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (tmp_path / "root/s.log").read_bytes() == b"good\n"
+
+
+async def _lease_from(running: Running, mediator_id: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+    await running.ping.Ping(pb.PingRequest(lease_ms=60_000, mediator_id=mediator_id, seq=1), metadata=metadata)
+    await running.ping.Ping(pb.PingRequest(lease_ms=60_000, mediator_id=mediator_id, seq=2, acked_seq=1),
+                            metadata=metadata)
+
+
+async def _code(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call  # type: ignore[misc]
+    return caught.value.code()
+
+
+@pytest.mark.asyncio
+async def test_a_clustered_streamer_refuses_writes_its_mediator_did_not_forward(tmp_path: Path) -> None:
+    running, server = await _start(tmp_path, required=True)
+    running.core.mediator_addr = "10.0.0.1:8000"
+    try:
+        await _lease_from(running, "m1")
+        batch = pb.LogBatchRequest(chunks=[pb.LogChunk(filename="f", data=b"direct\n")])
+        for metadata in ((), call_metadata("m2")):
+            for call in (running.log.Log(pb.LogRequest(filename="f", line="direct"), metadata=metadata),
+                         running.log.LogBatch(batch, metadata=metadata)):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call
+                assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+                assert "10.0.0.1:8000" in (caught.value.details() or "")
+            stream = running.log.LogStream(metadata=metadata)
+            await stream.write(batch)
+            assert await _code(stream.read()) == grpc.StatusCode.FAILED_PRECONDITION
+        assert not (tmp_path / "root/f.log").exists()
+        await running.log.Log(pb.LogRequest(filename="f", line="forwarded"), metadata=FROM_M1)
+        assert (tmp_path / "root/f.log").read_bytes() == b"forwarded\n"
+    finally:
+        running.core.cancel_timers()
+        await running.channel.close()
+        await server.stop(None)
+        running.core.writer.close()
+
+
+@pytest.mark.asyncio
+async def test_with_a_token_forged_pings_and_releases_change_nothing(tmp_path: Path) -> None:
+    running, server = await _start(tmp_path, required=True)
+    running.core.guard = Guard("s3cret")
+    token = call_metadata(token="s3cret")
+    try:
+        await _lease_from(running, "m1", token)
+        await running.log.Log(pb.LogRequest(filename="f", line="x"), metadata=call_metadata("m1", "s3cret"))
+        assert running.core.writer.open_files == 1
+        for forged in ((), call_metadata(token="wrong")):
+            for seq, acked in ((1, 0), (2, 1)):
+                ping = pb.PingRequest(lease_ms=3_600_000, mediator_id="evil", seq=seq, acked_seq=acked)
+                assert await _code(running.ping.Ping(ping, metadata=forged)) == grpc.StatusCode.PERMISSION_DENIED
+            release = pb.ReleaseRequest(keys=[pb.FileKey(filename="f")], mediator_id="evil")
+            assert await _code(running.control.Release(release, metadata=forged)) == grpc.StatusCode.PERMISSION_DENIED
+            # A plain compat ping is answered, and changes nothing either.
+            reply = await running.ping.Ping(pb.PingRequest(a=6, b=7, mediator_id="evil"), metadata=forged)
+            assert reply.res == 42
+        assert running.core.lease.mediator_id == "m1" and running.core.writer.open_files == 1
+        # The forged incarnation cannot write, with or without the token it lacks.
+        for metadata in (call_metadata("evil"), call_metadata("m1")):
+            code = await _code(running.log.Log(pb.LogRequest(filename="f", line="y"), metadata=metadata))
+            assert code == grpc.StatusCode.FAILED_PRECONDITION
+        stats = await running.control.Stats(pb.StatsRequest())  # anyone may ask for status
+        assert stats.mode == "cluster"
+        assert (tmp_path / "root/f.log").read_bytes() == b"x\n"
+    finally:
+        running.core.cancel_timers()
+        await running.channel.close()
+        await server.stop(None)
+        running.core.writer.close()
+
+
+@pytest.mark.asyncio
+async def test_in_legacy_mode_anyone_may_write_without_a_lease(leased: Running, tmp_path: Path) -> None:
+    assert await _code(leased.log.Log(pb.LogRequest(filename="f", line="x"))) == grpc.StatusCode.FAILED_PRECONDITION
+    leased.core.lease.legacy = True
+    await leased.ping.Ping(pb.PingRequest(a=1, b=2))  # the original's ping: no lease
+    await leased.log.Log(pb.LogRequest(filename="f", line="x"))
+    assert (await leased.control.Stats(pb.StatsRequest())).mode == "legacy"
+    assert (tmp_path / "root/f.log").read_bytes() == b"x\n"
+    # With a token the original's pings (which cannot carry it) still count as pings, and change nothing else.
+    leased.core.guard = Guard("s3cret")
+    leased.core.lease.last_ping = None
+    await leased.ping.Ping(pb.PingRequest(a=1, b=2, mediator_id="evil"))
+    assert leased.core.lease.last_ping is not None and leased.core.lease.mediator_id is None
+
+
+@pytest.mark.asyncio
+async def test_undecodable_bodies_are_invalid_argument(streamer: Running, caplog: pytest.LogCaptureFixture) -> None:
+    garbage = b"\xff\xff\xff\xff\x0f not a protobuf"
+    raw = {"unary_unary": streamer.channel.unary_unary, "stream_stream": streamer.channel.stream_stream}
+    with caplog.at_level(logging.WARNING):
+        for _ in range(20):
+            for method in ("/api.LogStreamer/Log", "/api.LogStreamer/LogBatch", "/api.Pinger/Ping",
+                           "/api.StreamerControl/Release", "/grpc.health.v1.Health/Check"):
+                call = raw["unary_unary"](method, request_serializer=bytes, response_deserializer=bytes)
+                assert await _code(call(garbage)) == grpc.StatusCode.INVALID_ARGUMENT
+            stream = raw["stream_stream"]("/api.LogStreamer/LogStream", request_serializer=bytes,
+                                          response_deserializer=bytes)()
+            await stream.write(garbage)
+            assert await _code(stream.read()) == grpc.StatusCode.INVALID_ARGUMENT
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len([r for r in caplog.records if "undecodable" in r.getMessage()]) <= 6  # one per method
+    await streamer.log.Log(pb.LogRequest(filename="still", line="serving"))
+
+
+@pytest.mark.asyncio
+async def test_an_empty_chunk_through_a_symlink_out_of_the_root_is_refused(streamer: Running, tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    os.symlink(tmp_path / "outside", tmp_path / "root" / "out")
+    batch = pb.LogBatchRequest(chunks=[pb.LogChunk(path="out/deeper", filename="f", data=b"")])
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await streamer.log.LogBatch(batch)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "'out'" in (caught.value.details() or "")
+    assert list((tmp_path / "outside").iterdir()) == []
+
+
+@pytest.mark.asyncio
+async def test_health_watch_still_streams_through_the_decoding_guard(streamer: Running) -> None:
+    call = health_pb2_grpc.HealthStub(streamer.channel).Watch(health_pb2.HealthCheckRequest(service=""))
+    reply = await asyncio.wait_for(call.read(), 5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    call.cancel()

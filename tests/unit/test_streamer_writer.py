@@ -1,14 +1,17 @@
-"""The writer's edges: locks, line limits, retention, echo, the open-file bound, fsync policies."""
+"""The writer's edges: locks, line limits, retention, echo, the open-file bound, fsync policies, and a
+root or file deleted (or read-only) under it."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from logstream.streamer.writer import BadRequest, FileLocked, Writer
+from logstream.streamer.writer import BadRequest, FileLocked, RootUnusable, Writer
 
 
 def test_a_file_locked_elsewhere_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -118,3 +121,62 @@ def test_an_unterminated_last_line_from_a_crash_is_not_glued_to_ours(tmp_path: P
     writer.append("", "f", b"next\n")
     writer.close()
     assert (tmp_path / "f.log").read_bytes() == b"whole\npartial\nnext\n"
+
+
+def test_a_deleted_root_is_re_created_and_no_line_goes_to_a_nameless_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    writer = Writer(root)
+    writer.append("a/b", "x", b"before\n")
+    writer.append("", "top", b"before\n")
+    shutil.rmtree(root)
+    writer.append("a/b", "x", b"after\n")
+    writer.append("", "top", b"after\n")
+    assert (root / "a/b/x.log").read_bytes() == b"after\n"
+    assert (root / "top.log").read_bytes() == b"after\n"
+    # Replaced by another folder of the same name: that one is written.
+    shutil.rmtree(root)
+    root.mkdir()
+    writer.append("", "top", b"again\n")
+    writer.close()
+    assert (root / "top.log").read_bytes() == b"again\n"
+
+
+def test_a_deleted_file_or_folder_is_opened_afresh(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    writer.append("d", "x", b"1\n")
+    os.unlink(tmp_path / "d" / "x.log")
+    writer.append("d", "x", b"2\n")
+    assert (tmp_path / "d" / "x.log").read_bytes() == b"2\n"
+    shutil.rmtree(tmp_path / "d")
+    writer.append("d", "x", b"3\n")
+    writer.close()
+    assert (tmp_path / "d" / "x.log").read_bytes() == b"3\n"
+
+
+def test_a_root_that_cannot_be_re_created_is_a_definite_refusal_until_it_is_back(tmp_path: Path) -> None:
+    root = tmp_path / "parent" / "root"
+    writer = Writer(root)
+    writer.append("", "x", b"1\n")
+    shutil.rmtree(tmp_path / "parent")
+    (tmp_path / "parent").write_bytes(b"")  # a file where the root's parent was: mkdir fails
+    with pytest.raises(RootUnusable, match=str(root)):
+        writer.append("", "x", b"2\n")
+    assert not writer.root_ok and writer.open_files == 0
+    (tmp_path / "parent").unlink()
+    writer.check_root()
+    assert writer.root_ok
+    writer.append("", "x", b"3\n")
+    writer.close()
+    assert (root / "x.log").read_bytes() == b"3\n"
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_a_read_only_root_is_a_refusal_naming_it_not_an_io_error(tmp_path: Path, code: int) -> None:
+    def refuse(fd: int, data: bytes | memoryview) -> int:
+        raise OSError(code, os.strerror(code))
+
+    writer = Writer(tmp_path, write=refuse)
+    with pytest.raises(RootUnusable, match=f"root {tmp_path}"):
+        writer.append("", "x", b"1\n")
+    writer.close()
+    assert (tmp_path / "x.log").read_bytes() == b""
