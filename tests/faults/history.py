@@ -187,9 +187,10 @@ def stale_writes(found: Sequence[tuple[Written, Op]]) -> tuple[StaleWrite, ...]:
 
 
 def resume_s(ops: Sequence[Op], after: float, keys: Iterable[str] | None = None) -> float | None:
-    """Seconds from `after` to the first acknowledgement after it (of `keys` only, when given)."""
+    """Seconds from `after` to the first acknowledgement of an operation sent at or after it (of
+    `keys` only, when given): one already under way may have been written before."""
     wanted = None if keys is None else set(keys)
-    acks = [op.end for op in ops if op.outcome == "ok" and op.end >= after and (wanted is None or op.key in wanted)]
+    acks = [op.end for op in ops if op.outcome == "ok" and op.start >= after and (wanted is None or op.key in wanted)]
     return min(acks) - after if acks else None
 
 

@@ -106,8 +106,8 @@ def test_outcomes_and_resume() -> None:
                                     "UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL")] == \
         ["ok", "refused", "refused", "refused", "unknown", "unknown", "unknown"]
     ops = [op("a/k", 0, start=0, end=1), op("a/k", 1, "unknown", start=1, end=5),
-           op("b/k", 0, start=5, end=6), op("a/k", 2, start=5, end=7.5)]
-    assert resume_s(ops, 2.0) == 4.0
+           op("c/k", 0, start=1.5, end=3), op("b/k", 0, start=5, end=6), op("a/k", 2, start=5, end=7.5)]
+    assert resume_s(ops, 2.0) == 4.0  # c/k's ack came after 2.0, but it was sent before
     assert resume_s(ops, 2.0, ["a/k"]) == 5.5
     assert resume_s(ops, 8.0) is None
 
