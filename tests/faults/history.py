@@ -37,7 +37,8 @@ DEFINITE = frozenset({
     "OUT_OF_RANGE", "UNAUTHENTICATED", "NOT_FOUND", "ALREADY_EXISTS", "UNIMPLEMENTED",
 })
 
-_ROTATED = re.compile(r"^(?P<base>.*)_\d{8}T\d{6}\.\d{6}(?:_\d+)?\.log$")
+# `<stem>_<UTC stamp, µs>Z[_<counter>].log` (logstream/streamer/rotation.py)
+_ROTATED = re.compile(r"^(?P<base>.*)_\d{8}T\d{6}\.\d{6}Z?(?:_\d+)?\.log$")
 
 
 SendFn = Callable[[str, str, str], Awaitable[str]]

@@ -113,11 +113,11 @@ def test_outcomes_and_resume() -> None:
 
 
 def test_rotated_files_come_first_in_name_order() -> None:
-    names = ["p/f.log", "p/f_20260101T000000.000002.log", "p/f_20260101T000000.000001_1.log",
-             "p/f_20260101T000000.000001.log", "p/g.log"]
+    names = ["p/f.log", "p/f_20260101T000000.000002Z.log", "p/f_20260101T000000.000001Z_000001.log",
+             "p/f_20260101T000000.000001Z.log", "p/g.log", "p/f_x.log"]
     ordered = [str(p) for p in sorted((Path(n) for n in names), key=file_order)]
-    assert ordered == ["p/f_20260101T000000.000001.log", "p/f_20260101T000000.000001_1.log",
-                       "p/f_20260101T000000.000002.log", "p/f.log", "p/g.log"]
+    assert ordered == ["p/f_20260101T000000.000001Z.log", "p/f_20260101T000000.000001Z_000001.log",
+                       "p/f_20260101T000000.000002Z.log", "p/f.log", "p/f_x.log", "p/g.log"]
 
 
 def test_driver_records_and_reader_reads_back_with_write_times(tmp_path: Path) -> None:
