@@ -317,7 +317,8 @@ class Driver:
                 await asyncio.sleep(self.pause_after_error_s)
 
     def acked_since(self, after: float, keys: Iterable[str] | None = None) -> int:
+        """Operations sent at or after `after` and acknowledged (of `keys` only, when given)."""
         wanted = None if keys is None else set(keys)
         return sum(1 for op in list(self.ops)
-                   if op.outcome == "ok" and op.end >= after and (wanted is None or op.key in wanted))
+                   if op.outcome == "ok" and op.start >= after and (wanted is None or op.key in wanted))
 
