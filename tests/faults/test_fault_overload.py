@@ -38,11 +38,15 @@ def batch(seq: int) -> bytes:
     return b"".join(LINE % n + b"\n" for n in range(seq, seq + LINES_PER_REQUEST))
 
 
+REPLY_WITHIN_S = 15.0  # a request still unanswered this long after the load stopped hangs
+
+
 class Tally:
     def __init__(self) -> None:
         self.sent: Counter[str] = Counter()
         self.acked: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.hung: list[str] = []
 
 
 async def stream_client(target: str, key: str, stop: asyncio.Event, tally: Tally) -> None:
@@ -60,15 +64,25 @@ async def stream_client(target: str, key: str, stop: asyncio.Event, tally: Tally
 
             reader = asyncio.create_task(read())
             try:
-                while not stop.is_set() and not reader.done():
-                    await window.acquire()
+                while not stop.is_set():
+                    # Wait for room in the window, or for the call to end (its error says why).
+                    room = asyncio.ensure_future(window.acquire())
+                    await asyncio.wait({room, reader}, return_when=asyncio.FIRST_COMPLETED)
+                    if not room.done():
+                        room.cancel()
+                        break
                     data = batch(seq)
                     seq += LINES_PER_REQUEST
                     tally.sent[key] += LINES_PER_REQUEST
                     await call.write(pb.LogBatchRequest(chunks=[pb.LogChunk(path="load", filename=key, data=data)]))
                 if not reader.done():
                     await call.done_writing()
-                await reader
+                try:
+                    await asyncio.wait_for(asyncio.shield(reader), REPLY_WITHIN_S)
+                except asyncio.TimeoutError:
+                    tally.hung.append(f"{key}: LogStream, {tally.sent[key] - tally.acked[key]} lines unanswered")
+                    call.cancel()
+                    return
             except grpc.aio.AioRpcError as exc:
                 tally.errors[exc.code().name] += 1
                 await asyncio.sleep(0.05)
@@ -91,9 +105,12 @@ async def batch_client(target: str, key: str, stop: asyncio.Event, tally: Tally)
             tally.sent[key] += LINES_PER_REQUEST
             try:
                 reply = await stub.LogBatch(pb.LogBatchRequest(chunks=[pb.LogChunk(path="load", filename=key, data=data)]),
-                                            timeout=30)
+                                            timeout=DURATION_S + REPLY_WITHIN_S)
                 tally.acked[key] += reply.lines
             except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    tally.hung.append(f"{key}: LogBatch unanswered for {DURATION_S + REPLY_WITHIN_S:.0f}s")
+                    return
                 tally.errors[exc.code().name] += 1
                 await asyncio.sleep(0.05)
 
@@ -130,7 +147,7 @@ def test_32_clients_at_full_speed_for_20s(tmp_path: Path, figures: Figures) -> N
                 for name, node in nodes.items():
                     assert node.proc.poll() is None, f"{name} died under load:\n{node.stderr}"
             stop.set()
-            await asyncio.wait_for(asyncio.gather(*clients), 30)
+            await asyncio.wait_for(asyncio.gather(*clients), REPLY_WITHIN_S + 10)
 
         asyncio.run(main())
         for name, node in nodes.items():
@@ -151,6 +168,7 @@ def test_32_clients_at_full_speed_for_20s(tmp_path: Path, figures: Figures) -> N
                     + ", ".join(f"{n} {p}" for n, p in peaks.items()) + ")",
                     acked, lost, 0, sum(on_disk.values()) - acked + lost, 0, None))
     assert acked > 0
+    assert not tally.hung, f"{len(tally.hung)} clients got no answer: {tally.hung[:5]}"
     assert set(tally.errors) <= {"RESOURCE_EXHAUSTED"}, dict(tally.errors)
     assert lost == 0 and unsent == 0 and not partial, (lost, unsent, partial[:3])
     assert peaks["mediator"] <= MEDIATOR_MAX_MIB, peaks
