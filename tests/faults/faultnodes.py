@@ -82,9 +82,9 @@ def procs() -> Iterator[Procs]:
         started.close()
 
 
-def mediator(started: Procs, *extra: str, port: int = 0) -> Node:
+def mediator(started: Procs, *extra: str, port: int = 0, interval: str = INTERVAL) -> Node:
     return started.add(start_node(["mediator", "-host", "127.0.0.1", "-port", str(port),
-                                   "-health-interval", INTERVAL, *extra]))
+                                   "-health-interval", interval, *extra]))
 
 
 def streamer(started: Procs, name: str, root: Path, mediator_addr: str | None, *extra: str) -> Node:

@@ -131,7 +131,9 @@ def test_32_clients_at_full_speed_for_20s(tmp_path: Path, figures: Figures) -> N
     tally = Tally()
     peaks: dict[str, int] = {}
     with procs() as started:
-        med = mediator(started)
+        # The default health interval (5s, ping timeout 2s): a saturated 2-core machine answers
+        # pings late, and a 300ms interval would fail streamers over for that alone.
+        med = mediator(started, interval="5s")
         nodes = {"mediator": med}
         for i, root in enumerate(roots):
             nodes[f"s{i}"] = streamer(started, f"s{i}", root, med.address)
@@ -152,6 +154,8 @@ def test_32_clients_at_full_speed_for_20s(tmp_path: Path, figures: Figures) -> N
         asyncio.run(main())
         for name, node in nodes.items():
             peaks[name] = vm_hwm_kib(node.proc.pid) // 1024
+        notes = "\n".join(f"{name}: {line}" for name, node in nodes.items() for line in node.lines
+                          if " WARNING " in line or " ERROR " in line)[-4000:]
     on_disk: Counter[str] = Counter()
     partial = []
     for root in roots:
@@ -169,7 +173,7 @@ def test_32_clients_at_full_speed_for_20s(tmp_path: Path, figures: Figures) -> N
                     acked, lost, 0, sum(on_disk.values()) - acked + lost, 0, None))
     assert acked > 0
     assert not tally.hung, f"{len(tally.hung)} clients got no answer: {tally.hung[:5]}"
-    assert set(tally.errors) <= {"RESOURCE_EXHAUSTED"}, dict(tally.errors)
+    assert set(tally.errors) <= {"RESOURCE_EXHAUSTED"}, f"{dict(tally.errors)}\n{notes}"
     assert lost == 0 and unsent == 0 and not partial, (lost, unsent, partial[:3])
     assert peaks["mediator"] <= MEDIATOR_MAX_MIB, peaks
     assert all(peaks[f"s{i}"] <= STREAMER_MAX_MIB for i in range(3)), peaks
