@@ -105,9 +105,10 @@ def wait_until(what: str, predicate: Callable[[], bool], timeout_s: float, perio
 
 def status(target: str, creds: grpc.ChannelCredentials | None = None) -> dict[str, Any] | None:
     try:
-        return fetch_status(target, creds, timeout_s=2.0)
+        got: dict[str, Any] = fetch_status(target, creds, timeout_s=2.0)
     except StatusError:
         return None
+    return got
 
 
 def live_ids(target: str, creds: grpc.ChannelCredentials | None = None) -> set[str]:
@@ -138,7 +139,7 @@ class Sender:
         try:
             await self._stub.Log(pb.LogRequest(path=path, filename=filename, line=line), timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
-            return exc.code().name
+            return str(exc.code().name)
         return "OK"
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from faultnodes import (
     mediator,
     owners,
     procs,
+    status,
     streamer,
     until,
     wait_live,
@@ -37,6 +39,17 @@ CUT_S = 3.0  # how long the victim is cut off: several leases (0.45s each)
 
 def sizes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*.log")}
+
+
+@dataclass
+class Facts:
+    """What the fault coroutine saw, for the checks afterwards."""
+
+    mine: list[str] = field(default_factory=list)  # the victim's keys when it was cut off
+    cut_at: float = 0.0
+    restore_at: float = 0.0
+    after_lease: dict[str, int] = field(default_factory=dict)  # its files' sizes once its lease was over
+    before_restore: dict[str, int] = field(default_factory=dict)
 
 
 def appended(root: Path, before: dict[str, int]) -> list[str]:
@@ -65,8 +78,11 @@ def run_isolation(tmp_path: Path, figures: Figures, scenario: str, via_proxy: bo
                 else:
                     nodes[name] = streamer(started, name, root, med.address)
             wait_live(med.address, list(roots))
+            if via_proxy:  # the mediator reaches the victim only through the proxy
+                addrs = {s["id"]: s["addr"] for s in (status(med.address) or {"streamers": []})["streamers"]}
+                assert addrs.get(victim) == to_victim.address, addrs
             pid = nodes[victim].proc.pid
-            facts: dict[str, object] = {}
+            facts = Facts()
 
             async def isolate(driver: Driver) -> None:
                 await until("the victim owns keys", lambda: victim in owners(med.address).values(), 10)
@@ -81,30 +97,28 @@ def run_isolation(tmp_path: Path, figures: Figures, scenario: str, via_proxy: bo
                 await until(f"the victim's keys {mine} acknowledged by the others",
                             lambda: all(driver.acked_since(cut_at + SURELY_EXPIRED_S, [k]) for k in mine), CUT_S)
                 await asyncio.sleep(max(0.0, cut_at + CUT_S - time.monotonic()))
-                facts["during"] = sizes(roots[victim]) == after_lease, after_lease, sizes(roots[victim])
-                restore_at = time.monotonic()
+                facts.after_lease, facts.before_restore = after_lease, sizes(roots[victim])
+                facts.restore_at = time.monotonic()
                 restore(pid, to_victim)
                 if via_proxy:
                     to_mediator.heal()
-                facts.update(mine=mine, cut_at=cut_at, restore_at=restore_at)
+                facts.mine, facts.cut_at = mine, cut_at
                 await asyncio.to_thread(wait_live, med.address, [victim], 15)
 
             run = load_with_fault(med.address, KEYS, roots, isolate, settle_s=1.0)
         finally:
             to_mediator.close()
     verdict = run.verdict
-    mine = facts["mine"]
-    assert isinstance(mine, list)
-    resume = max(resume_s(run.driver.ops, float(facts["cut_at"]), [k]) or CUT_S for k in mine)  # type: ignore[arg-type]
+    # Until every one of the victim's keys was acknowledged again (a write sent after the cut).
+    resume = max((resume_s(run.driver.ops, facts.cut_at, [k]) or float("inf") for k in facts.mine), default=None)
     figures.add(Row.of(scenario, verdict, resume))
     assert verdict.problems() == []
-    quiet, before, after = facts["during"]  # type: ignore[misc]
-    assert quiet, f"the victim wrote after its lease was over: {before} -> {after}"
+    assert facts.before_restore == facts.after_lease, \
+        f"the victim wrote after its lease was over: {facts.after_lease} -> {facts.before_restore}"
     # Whatever it wrote after it came back is of operations sent after it came back (a forward
     # held up by the cut and delivered late must be refused: its lease is over).
-    restore_at = float(facts["restore_at"])  # type: ignore[arg-type]
-    sent_before = {op.text for op in run.driver.ops if op.start < restore_at}
-    stale = [line for line in appended(roots[victim], after) if line in sent_before]
+    sent_before = {op.text for op in run.driver.ops if op.start < facts.restore_at}
+    stale = [line for line in appended(roots[victim], facts.before_restore) if line in sent_before]
     assert not stale, f"the victim wrote {len(stale)} lines sent before it came back, e.g. {stale[:3]}"
     refused = [op for op in run.driver.ops if op.outcome == "refused"]
     assert not refused, [(o.key, o.seq, o.code) for o in refused[:5]]
