@@ -207,7 +207,9 @@ def test_bad_input_straight_and_through_the_mediator(tmp_path: Path) -> None:
     limit = ["-max-line", str(MAX_LINE)]
     with procs() as started:
         alone = streamer(started, "alone", alone_root, None, *limit)
-        med = mediator(started, *limit)
+        # The default health interval: this scenario is about input, not fail-over, and a busy
+        # machine answering a 150ms ping late would fail the streamer over.
+        med = mediator(started, *limit, interval="5s")
         clustered = streamer(started, "c0", cluster_root, med.address, *limit)
         wait_live(med.address, ["c0"])
         results: dict[str, tuple[list[Request], list[str], list[str]]] = {}

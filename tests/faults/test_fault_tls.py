@@ -44,7 +44,7 @@ def test_mutual_tls_lets_only_nodes_steer_and_only_the_ca_in(tmp_path: Path, tls
     other_ca_client = channel_credentials(tls_files.ca, tls_files.other_crt, tls_files.other_key)
     root = tmp_path / "s0"
     with procs() as started:
-        med = mediator(started, *node_tls)
+        med = mediator(started, *node_tls, interval="5s")  # no fail-over wanted here (see test_fault_badinput)
         node = streamer(started, "s0", root, med.address, *node_tls)
         wait_live(med.address, ["s0"], creds=client)
         # A streamer whose certificate comes from another CA: its registration never gets through.

@@ -104,11 +104,11 @@ def test_our_mediator_with_a_legacy_streamer_writes_every_line_in_ten_runs(tmp_p
     for run in range(RUNS):
         root = tmp_path / f"run{run}"
         with procs() as started:
-            med = mediator(started)
+            med = mediator(started, interval="1s")
             legacy = LegacyStreamer(root, med.address, f"go{run}")
             try:
                 try:
-                    wait_live(med.address, [f"go{run}"], timeout_s=5)
+                    wait_live(med.address, [f"go{run}"], timeout_s=8)
                 except AssertionError as exc:
                     raise AssertionError(f"run {run + 1} of {RUNS}: {exc}\n{med.stderr}") from None
                 sent = [(f"{chr(ord('a') + i % 26)}file{i}", f"run{run} line{i}") for i in range(LINES)]
