@@ -32,10 +32,14 @@ def wrap_int32(value: int) -> int:
     return (value + 2**31) % 2**32 - 2**31
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _reserve_port() -> socket.socket:
+    """A socket bound (not listening) to a free port with SO_REUSEPORT: no other program can take
+    the port, connections to it are refused, and grpc's server (SO_REUSEPORT by default) can
+    still listen on it later."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 def _unary(behaviour: Any, request_type: Any, response_type: Any) -> grpc.RpcMethodHandler:
@@ -49,7 +53,8 @@ class LegacyStreamer:
     def __init__(self, root: Path, mediator: str | None, streamer_id: str, listen_delay_s: float = 0.5) -> None:
         self.root = root
         self.id = streamer_id
-        self.port = _free_port()
+        reserved = _reserve_port()
+        self.port = int(reserved.getsockname()[1])
         self.address = f"127.0.0.1:{self.port}"
         self.lines = 0
         self.pings = 0
@@ -73,9 +78,12 @@ class LegacyStreamer:
             grpc.method_handlers_generic_handler("api.Pinger", {
                 "Ping": _unary(self._ping, pb.PingRequest, pb.PingResponse)}),
         ))
-        if self._server.add_insecure_port(self.address) != self.port:
-            raise RuntimeError(f"legacy streamer: cannot listen on {self.address}")
-        self._server.start()
+        try:
+            if self._server.add_insecure_port(self.address) != self.port:
+                raise RuntimeError(f"legacy streamer: cannot listen on {self.address}")
+            self._server.start()
+        finally:
+            reserved.close()
         self.listening_at = time.monotonic()
 
     def _log(self, request: pb.LogRequest, context: grpc.ServicerContext) -> pb.LogResponse:
@@ -100,8 +108,10 @@ class LegacyStreamer:
 class LegacyMediator:
     """The original's logMediator: Register, plain pings, first-letter routing with unary Log."""
 
-    def __init__(self, interval_s: float = 0.3) -> None:
+    def __init__(self, interval_s: float = 0.3, ping_timeout_s: float = 2.0) -> None:
         self.interval_s = interval_s
+        # Generous: a busy test machine must not make this mediator drop a streamer for good.
+        self.ping_timeout_s = ping_timeout_s
         self.streamers: dict[str, str] = {}  # id -> addr, in registration order
         self.registrations: list[tuple[str, str]] = []
         self.forward_errors: list[grpc.StatusCode] = []
@@ -143,7 +153,7 @@ class LegacyMediator:
                 a, b = random.randint(-2**31, 2**31 - 1), random.randint(-2**31, 2**31 - 1)
                 try:
                     reply = pb_grpc.PingerStub(self._channel(addr)).Ping(  # type: ignore[no-untyped-call]
-                        pb.PingRequest(a=a, b=b, streamerId=streamer_id), timeout=self.interval_s)
+                        pb.PingRequest(a=a, b=b, streamerId=streamer_id), timeout=self.ping_timeout_s)
                     healthy = reply.res == wrap_int32(a * b)
                 except grpc.RpcError as exc:
                     self.ping_errors.append(exc.code())  # type: ignore[attr-defined]
