@@ -121,6 +121,21 @@ def wait_live(target: str, ids: Sequence[str], timeout_s: float = 15.0,
     wait_until(f"streamers {sorted(ids)} live at {target}", lambda: set(ids) <= live_ids(target, creds), timeout_s)
 
 
+def wait_placing(target: str, timeout_s: float = 20.0, creds: grpc.ChannelCredentials | None = None) -> float:
+    """Wait until the mediator writes: a fresh one places no key until leases a predecessor may
+    have granted are surely over (ping timeout + 1.1 x lease; 10s at the default interval).
+    A warm-up line goes to "warm/up"; the seconds it took."""
+
+    async def once() -> bool:
+        send = Sender(target, 2.0, creds)
+        try:
+            return await send("warm", "up", "warm-up") == "OK"
+        finally:
+            await send.close()
+
+    return wait_until(f"{target} placing keys", lambda: asyncio.run(once()), timeout_s, period_s=0.2)
+
+
 def owners(target: str) -> dict[str, str]:
     """key -> id of the live streamer that owns it now."""
     got = status(target) or {"streamers": []}

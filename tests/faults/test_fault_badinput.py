@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from faultnodes import channel, mediator, procs, streamer, wait_live
+from faultnodes import channel, mediator, procs, streamer, wait_live, wait_placing
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 
@@ -209,9 +209,10 @@ def test_bad_input_straight_and_through_the_mediator(tmp_path: Path) -> None:
         alone = streamer(started, "alone", alone_root, None, *limit)
         # The default health interval: this scenario is about input, not fail-over, and a busy
         # machine answering a 150ms ping late would fail the streamer over.
-        med = mediator(started, *limit, interval="5s")
+        med = mediator(started, *limit, "-lease-file", str(tmp_path / "mediator.lease"), interval="5s")
         clustered = streamer(started, "c0", cluster_root, med.address, *limit)
         wait_live(med.address, ["c0"])
+        wait_placing(med.address)  # a fresh -lease-file: no start-up grace; this checks it
         results: dict[str, tuple[list[Request], list[str], list[str]]] = {}
         for name, node in (("streamer", alone), ("mediator", med)):
             requests = generate(rng, REQUESTS_PER_TARGET, name)
@@ -222,6 +223,8 @@ def test_bad_input_straight_and_through_the_mediator(tmp_path: Path) -> None:
         after_codes = {name: asyncio.run(fire(node.address, [Request("after", "check", b"still here", "", "Log")]))
                        for name, node in (("streamer", alone), ("mediator", med))}
         crashed = [n.args[0] for n in (alone, med, clustered) if n.proc.poll() is not None]
+        notes = [f"{n.args[0]}: {line}" for n in (alone, med, clustered) for line in n.lines
+                 if " WARNING " in line or " ERROR " in line]
     total = sum(len(r[0]) for r in results.values())
     assert total >= 10_000
     assert not crashed, f"crashed: {crashed}"
@@ -230,7 +233,8 @@ def test_bad_input_straight_and_through_the_mediator(tmp_path: Path) -> None:
     for name, (requests, codes, framed) in results.items():
         hung = sum(code == "DEADLINE_EXCEEDED" for code in codes + framed)
         if hung:
-            problems.append(f"{name}: {hung} calls hung past {HANG_S}s")
+            by_method = Counter(r.method for r, code in zip(requests, codes) if code == "DEADLINE_EXCEEDED")
+            problems.append(f"{name}: {hung} calls hung past {HANG_S}s (by method: {dict(by_method)})")
         wrong = Counter((r.bad or "good", code) for r, code in zip(requests, codes)
                         if code != ("INVALID_ARGUMENT" if r.bad else "OK"))
         if wrong:
@@ -253,7 +257,9 @@ def test_bad_input_straight_and_through_the_mediator(tmp_path: Path) -> None:
                     written |= set((Path(dirpath) / name).read_text(errors="replace").splitlines())
     if good - written:
         problems.append(f"{len(good - written)} acknowledged good lines not in a root")
-    assert not problems, "\n".join(problems)
+    # One of each kind of warning or error the nodes logged (kinds told apart by their first words).
+    kinds = {" ".join(line.split()[5:12]): line[:300] for line in notes}
+    assert not problems, "\n".join(problems) + "\nthe nodes logged (one of each kind):\n" + "\n".join(kinds.values())
 
 
 def test_garbage_on_a_plain_socket_leaves_the_port_serving(tmp_path: Path) -> None:

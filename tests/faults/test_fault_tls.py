@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from faultnodes import channel, mediator, procs, status, streamer, wait_live
+from faultnodes import channel, mediator, procs, status, streamer, wait_live, wait_placing
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.auth import MEDIATOR_HEADER
@@ -44,9 +44,10 @@ def test_mutual_tls_lets_only_nodes_steer_and_only_the_ca_in(tmp_path: Path, tls
     other_ca_client = channel_credentials(tls_files.ca, tls_files.other_crt, tls_files.other_key)
     root = tmp_path / "s0"
     with procs() as started:
-        med = mediator(started, *node_tls, interval="5s")  # no fail-over wanted here (see test_fault_badinput)
+        med = mediator(started, *node_tls, "-lease-file", str(tmp_path / "mediator.lease"), interval="5s")  # no fail-over wanted here (see test_fault_badinput)
         node = streamer(started, "s0", root, med.address, *node_tls)
         wait_live(med.address, ["s0"], creds=client)
+        wait_placing(med.address, creds=client)  # a fresh -lease-file: no start-up grace
         # A streamer whose certificate comes from another CA: its registration never gets through.
         intruder = streamer(started, "intruder", tmp_path / "intruder", med.address,
                             "-ca", str(tls_files.other_ca), "-crt", str(tls_files.other_crt),
