@@ -70,16 +70,10 @@ def test_the_emulations_behave_like_the_original(tmp_path: Path) -> None:
                         codes[name] = "OK"
                     except grpc.aio.AioRpcError as exc:
                         codes[name] = exc.code().name
+                # Nothing sent: the server ends the call at once. (A client that sends first may see
+                # its failed send reported as INTERNAL instead: issue 7, item 7.)
                 stream = stub.LogStream(timeout=5)
-                try:
-                    await stream.write(pb.LogBatchRequest(chunks=[pb.LogChunk(filename="x", data=b"y\n")]))
-                    await stream.done_writing()
-                    await stream.read()
-                    codes["LogStream"] = "OK"
-                except grpc.aio.AioRpcError as exc:
-                    codes["LogStream"] = exc.code().name
-                except asyncio.InvalidStateError:
-                    codes["LogStream"] = (await stream.code()).name
+                codes["LogStream"] = (await stream.code()).name
                 return ping.res, codes
 
         res, codes = asyncio.run(direct())
