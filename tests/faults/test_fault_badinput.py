@@ -202,14 +202,16 @@ def test_bad_input_straight_and_through_the_mediator(tmp_path: Path) -> None:
     alone_root, cluster_root = tmp_path / "alone", tmp_path / "clustered"
     for root in (alone_root, cluster_root):
         plant_symlinks(root, outside)
-    before = snapshot(tmp_path, [alone_root, cluster_root])
+    state = tmp_path / "mediator-state"  # the mediator's own file, written as it runs: not checked
+    state.mkdir()
+    before = snapshot(tmp_path, [alone_root, cluster_root, state])
     rng = random.Random(SEED)
     limit = ["-max-line", str(MAX_LINE)]
     with procs() as started:
         alone = streamer(started, "alone", alone_root, None, *limit)
         # The default health interval: this scenario is about input, not fail-over, and a busy
         # machine answering a 150ms ping late would fail the streamer over.
-        med = mediator(started, *limit, "-lease-file", str(tmp_path / "mediator.lease"), interval="5s")
+        med = mediator(started, *limit, "-lease-file", str(state / "mediator.lease"), interval="5s")
         clustered = streamer(started, "c0", cluster_root, med.address, *limit)
         wait_live(med.address, ["c0"])
         wait_placing(med.address)  # a fresh -lease-file: no start-up grace; this checks it
@@ -243,7 +245,7 @@ def test_bad_input_straight_and_through_the_mediator(tmp_path: Path) -> None:
         framed_wrong = Counter(code for code in framed if code not in ("INVALID_ARGUMENT", "OK"))
         if framed_wrong:
             problems.append(f"{name}: undecodable bodies answered {dict(framed_wrong)} (want INVALID_ARGUMENT)")
-    changed = {path: (before.get(path), now) for path, now in snapshot(tmp_path, [alone_root, cluster_root]).items()
+    changed = {path: (before.get(path), now) for path, now in snapshot(tmp_path, [alone_root, cluster_root, state]).items()
                if before.get(path) != now}
     if changed:
         problems.append(f"files written outside the roots: {list(changed)[:5]}")
