@@ -121,15 +121,18 @@ def wait_live(target: str, ids: Sequence[str], timeout_s: float = 15.0,
     wait_until(f"streamers {sorted(ids)} live at {target}", lambda: set(ids) <= live_ids(target, creds), timeout_s)
 
 
+WARM_UP_PATH = "warm-up"  # where wait_placing writes; not part of any history
+
+
 def wait_placing(target: str, timeout_s: float = 20.0, creds: grpc.ChannelCredentials | None = None) -> float:
     """Wait until the mediator writes: a fresh one places no key until leases a predecessor may
     have granted are surely over (ping timeout + 1.1 x lease; 10s at the default interval).
-    A warm-up line goes to "warm/up"; the seconds it took."""
+    A warm-up line goes to WARM_UP_PATH; the seconds it took."""
 
     async def once() -> bool:
         send = Sender(target, 2.0, creds)
         try:
-            return await send("warm", "up", "warm-up") == "OK"
+            return await send(WARM_UP_PATH, "up", "warm-up") == "OK"
         finally:
             await send.close()
 
@@ -194,7 +197,8 @@ def load_with_fault(target: str, keys: Sequence[str], roots: dict[str, Path],
         asyncio.run(main())
     finally:
         sampler.stop()
-    return Run(driver, check(driver.ops, read_roots(roots, sampler)), sampler)
+    written = [w for w in read_roots(roots, sampler) if not w.file.startswith(WARM_UP_PATH + "/")]
+    return Run(driver, check(driver.ops, written), sampler)
 
 
 async def until(what: str, predicate: Callable[[], bool], timeout_s: float, period_s: float = 0.02) -> float:

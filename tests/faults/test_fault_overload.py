@@ -160,7 +160,7 @@ def test_32_clients_at_full_speed_for_20s(tmp_path: Path, figures: Figures) -> N
     on_disk: Counter[str] = Counter()
     partial = []
     for root in roots:
-        for path in (root / "load").glob("*.log"):  # not the warm-up line
+        for path in (root / "load").glob("*.log"):  # not wait_placing's line
             lines, whole = count_lines(path)
             on_disk[path.name[:-4]] += lines
             if not whole:
