@@ -4,7 +4,6 @@ FAILED_PRECONDITION and none reaches a file; the load through the mediator loses
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from pathlib import Path
 
