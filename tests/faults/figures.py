@@ -40,4 +40,13 @@ def table(rows: list[Row]) -> str:
     body = "".join(
         f"| {r.scenario} | {r.acknowledged:,} | {r.lost} | {r.duplicated} | {r.unacked_written} | {r.two_writer} "
         f"| {'-' if r.resume_s is None else f'{r.resume_s:.2f} s'} |\n" for r in rows)
-    return head + body
+    return head + body + RESUME_NOTE
+
+
+RESUME_NOTE = (
+    "\nResume: for a streamer fault (kill, pause, partition), seconds from the fault until every key the "
+    "streamer held was written again (by a write sent after the fault); for a mediator restart, from the "
+    "new mediator listening to its first acknowledged write; for a disk fault, from the root's return to "
+    "the first acknowledged write. Two-writer instants: writes that surely came after another streamer "
+    "had written a later line of the same key, plus writes by an outside client that reached a file.\n"
+)
