@@ -41,9 +41,11 @@ def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Seq
     return Built(server, bound, health, tuple(services))
 
 
-async def set_serving(built: Built) -> None:
+async def set_serving(built: Built, serving: bool = True) -> None:
+    """SERVING, or NOT_SERVING while background work of the node is down (logstream.tasks)."""
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", *built.services):
-        await built.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await built.health.set(name, status)
 
 
 async def stop_serving(built: Built, grace_s: float) -> None:
@@ -56,11 +58,24 @@ async def stop_serving(built: Built, grace_s: float) -> None:
 Serve = Callable[[asyncio.Event], Awaitable[None]]
 
 
-def run_until_signalled(serve: Serve, loop: str = "uvloop") -> None:
+def run_until_signalled(serve: Serve, loop: str = "uvloop") -> int:
     """Run `serve` on an event loop (uvloop when asked and installed) until SIGTERM or SIGINT.
 
     The handlers only set the stop event (uvicorn's should_exit); `serve` does the ordered shutdown.
+    The exit code: 0, or 1 when the node's background work could not be kept running
+    (`tasks.NodeFailed`), so that a process supervisor restarts it.
     """
+    from .tasks import NodeFailed
+
+    try:
+        _run(serve, loop)
+    except NodeFailed as exc:
+        logger.error("exiting with code 1: %s", exc)
+        return 1
+    return 0
+
+
+def _run(serve: Serve, loop: str) -> None:
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import socket
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from .. import node, tls
+from ..tasks import TaskSupervisor
 from ..node import Built
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
@@ -112,17 +112,24 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
     """The whole streamer: writer, server, registration, debug server; returns after a clean shutdown.
 
-    Start-up problems (bad certificate, port in use, debug port in use) raise UsageError.
+    Start-up problems (bad certificate, port in use, debug port in use) raise UsageError; background
+    work that could not be kept running raises tasks.NodeFailed after the shutdown.
     """
     from . import metrics
 
     writer = make_writer(settings)
     lease = Lease(required=settings.mediator is not None)
     core = StreamerCore(writer, lease)
-    tasks: list[asyncio.Task[None]] = []
     debug: DebugServer | None = None
     built: Built | None = None
     started = False
+
+    async def report_health(serving: bool) -> None:
+        if built is not None and started:
+            await node.set_serving(built, serving)
+
+    # Owns the background tasks; one that cannot be kept running stops the node (exit code 1).
+    tasks = TaskSupervisor(stop, on_health=report_health)
     unregister_metrics = metrics.register(metrics.StreamerCollector(writer, lease, lambda: core.node_id))
     try:
         built = build_server(core, settings.host, settings.port, tls.server_credentials(settings))
@@ -133,19 +140,20 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         if settings.pprof:  # before "listening on": a start-up error must come before that line
             from ..debug import start_debug_server
 
-            debug = start_debug_server(settings.phost, settings.pport, core.node_id, asyncio.get_running_loop())
+            debug = start_debug_server(settings.phost, settings.pport, core.node_id, asyncio.get_running_loop(),
+                                       health=tasks.problem)
         await built.server.start()
         started = True
-        await node.set_serving(built)
+        await node.set_serving(built, tasks.problem() is None)
         logger.info("listening on %s:%d (id %s, root %s, size %s, tls %s)", settings.host, built.port,
                     core.node_id, writer.root_real, format_size(settings.size), settings.tls_mode)
         fsync_interval = settings.fsync_interval if settings.fsync == "interval" else None
-        tasks.append(asyncio.create_task(_maintain(writer, settings.idle_close, fsync_interval)))
+        tasks.keep("maintenance", lambda: _maintain(writer, settings.idle_close, fsync_interval))
         if settings.mediator is not None:
             from .registration import keep_registered
 
-            tasks.append(asyncio.create_task(keep_registered(
-                settings.mediator, tls.node_channel_credentials(settings), core.node_id, address, lease)))
+            mediator, creds = settings.mediator, tls.node_channel_credentials(settings)
+            tasks.keep("registration", lambda: keep_registered(mediator, creds, core.node_id, address, lease))
         await stop.wait()
         logger.info("stopping: refusing new requests, letting in-flight ones finish (grace %ss)", settings.grace)
     finally:
@@ -153,11 +161,7 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
             await node.stop_serving(built, settings.grace)
         core.closing = True
         core.cancel_timers()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.close()
         closed = writer.open_files
         writer.close()
         if debug is not None:
@@ -166,3 +170,4 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         if started:
             logger.info("stopped: %d files flushed and closed; %d lines, %d bytes, %d rotations written",
                         closed, writer.stats.lines, writer.stats.bytes, writer.stats.rotations)
+    tasks.check()

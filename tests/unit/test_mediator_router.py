@@ -37,6 +37,7 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
     invalid_filename: str | None = None
     aborts_left: int = 0
     forwards: int = 0
+    probes: int = 0
     seqs: list[tuple[int, int]] = field(default_factory=list)  # (seq, acked_seq) of each ping
     server: grpc.aio.Server | None = None
     port: int = 0
@@ -60,6 +61,9 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
         if self.mode == "compat":
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        if not request.chunks:  # the mediator's capability probe: writes nothing
+            self.probes += 1
+            return pb.LogBatchResponse()
         self.forwards += 1
         if self.mode == "unavailable":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "no lease")
