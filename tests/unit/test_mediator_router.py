@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -38,6 +38,7 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
     aborts_left: int = 0
     forwards: int = 0
     probes: int = 0
+    hung_pings: int = 0
     seqs: list[tuple[int, int]] = field(default_factory=list)  # (seq, acked_seq) of each ping
     server: grpc.aio.Server | None = None
     port: int = 0
@@ -48,7 +49,10 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
 
     async def Ping(self, request: pb.PingRequest, context: grpc.aio.ServicerContext) -> pb.PingResponse:
         if self.mode == "hang":
+            self.hung_pings += 1
             await asyncio.sleep(3600)
+        if self.mode == "down":
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
         self.seqs.append((request.seq, request.acked_seq))
         return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self.id,
                                stats=pb.StreamerStats(id=self.id, lines=sum(d.count(b"\n") for *_, d in self.written)))
@@ -114,6 +118,7 @@ class Mediator:
     channel: grpc.aio.Channel
     stub: pb_grpc.LogStreamerStub
     register: pb_grpc.RegisterStub
+    health: asyncio.Task[None]
     fakes: list[FakeStreamer] = field(default_factory=list)
 
     async def join(self, fake: FakeStreamer) -> None:
@@ -139,12 +144,13 @@ async def mediator() -> AsyncIterator[Mediator]:
     stop = asyncio.Event()
     loop_task = asyncio.create_task(health_loop(router, INTERVAL, stop))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{built.port}")
-    med = Mediator(router, channel, pb_grpc.LogStreamerStub(channel), pb_grpc.RegisterStub(channel))
+    med = Mediator(router, channel, pb_grpc.LogStreamerStub(channel), pb_grpc.RegisterStub(channel), loop_task)
     try:
         yield med
     finally:
         stop.set()
-        await loop_task
+        if not loop_task.done():
+            await loop_task
         await channel.close()
         await built.server.stop(0)
         await router.close()
@@ -374,3 +380,71 @@ async def test_a_bad_request_ends_a_stream_with_its_status_after_the_good_ones(m
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "chunk 0: filename is empty" in (caught.value.details() or "")
     assert fake.lines_of("ok") == [b"1"]
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s}s"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_a_ping_cancelled_by_its_closed_channel_does_not_end_the_health_loop(mediator: Mediator) -> None:
+    """Closing a streamer's link (a failure, a re-registration) cancels the ping in flight on its
+    channel with CancelledError: that is a failed ping of that streamer, and pings go on."""
+    s1, s2 = await start_fake("s1"), await start_fake("s2")
+    await mediator.join(s1)
+    await mediator.join(s2)
+    s1.mode = "hang"
+    await wait_until(lambda: s1.hung_pings > 0, what="ping in flight to s1")
+    holder = next(h for h in mediator.router.state.live() if h.id == "s1")
+    mediator.router.fail(holder, "test: forward failed")  # closes s1's channel under its ping
+    await asyncio.sleep(0.05)
+    pinged = len(s2.seqs)
+    await asyncio.sleep(INTERVAL * 3)
+    assert not mediator.health.done(), "the health loop ended"
+    assert len(s2.seqs) >= pinged + 4, "nobody pings s2 any more"
+    await mediator.log(key_owned_by("s2", ["s2"]), "still served")
+
+
+@pytest.mark.asyncio
+async def test_a_removed_streamer_that_answers_again_is_readmitted_without_registering(mediator: Mediator) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    fake.mode = "down"
+    await wait_until(lambda: not mediator.router.state.live(), what="removal")
+    fake.mode = "ok"
+    await wait_until(lambda: [h.id for h in mediator.router.state.live()] == ["s1"], what="re-admission")
+    await mediator.log("back", "written")
+    assert fake.lines_of("back") == [b"written"]
+
+
+@pytest.mark.asyncio
+async def test_a_streamer_that_registers_before_it_listens_is_admitted(mediator: Mediator) -> None:
+    """The Go original calls Register before it starts listening: its first pings fail to connect."""
+    fake = FakeStreamer("go")
+    server = grpc.aio.server()
+    pb_grpc.add_PingerServicer_to_server(fake, server)
+    pb_grpc.add_LogStreamerServicer_to_server(fake, server)
+    fake.port = server.add_insecure_port("127.0.0.1:0")  # bound, not yet accepting
+    fake.server = server
+    mediator.fakes.append(fake)
+    await mediator.register.Register(pb.RegisterRequest(id="go", addr=fake.addr))
+    await asyncio.sleep(0.5)
+    await server.start()
+    await wait_until(lambda: [h.id for h in mediator.router.state.live()] == ["go"], what="admission")
+
+
+@pytest.mark.asyncio
+async def test_an_original_streamer_is_recognised_by_a_unary_probe_before_any_forward(
+        mediator: Mediator, caplog: pytest.LogCaptureFixture) -> None:
+    old = await start_fake("go")
+    old.mode = "compat"
+    await mediator.join(old)
+    link = mediator.router.links[mediator.router.state.live()[0]]
+    assert link.mode == "unary" and old.forwards == 0
+    warned = [r for r in caplog.records if "speaks only the original protocol" in r.getMessage()]
+    assert len(warned) == 1 and "one-writer" in warned[0].getMessage()
+    await mediator.log("x", "y")
+    assert old.lines_of("x") == [b"y"]
