@@ -511,7 +511,8 @@ class Router:
                 raise  # this ping itself was cancelled (shutdown)
             # grpc cancels a call whose channel is closed (the link was closed by a failure or a
             # re-registration): a failed ping of that streamer, and nothing more.
-            self.fail(holder, "ping cancelled: the channel to the streamer was closed")
+            logger.info("ping to %s cancelled: its channel was closed", holder)
+            self.fail(holder, "ping cancelled: its channel was closed")
             return None
         if reply.res != wrap_int32(a * b):
             self.fail(holder, f"ping answered {reply.res}, not {wrap_int32(a * b)}")
