@@ -80,6 +80,10 @@ class _Ended(grpc.aio.AioRpcError):  # type: ignore[misc]
         super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
 
 
+class _NotSent(_Ended):
+    """A forward stream that had ended before this request went out: nothing of it was written."""
+
+
 class _Deadline(_Ended):
     def __init__(self) -> None:
         super().__init__(grpc.StatusCode.DEADLINE_EXCEEDED, "forward deadline exceeded")
@@ -293,7 +297,16 @@ class StreamerLink:
 
     async def _send(self, request: pb.LogBatchRequest) -> None:
         if self.mode == "stream":
-            await self._send_on_stream(request)
+            try:
+                await self._send_on_stream(request)
+            except _NotSent as exc:
+                if exc.code() != grpc.StatusCode.INTERNAL:
+                    raise
+                # grpc reports a write on a call the server has just ended as INTERNAL ("Internal
+                # error from Core") and loses the server's status. Nothing was written: a unary
+                # call gets this forward's real outcome.
+                await self.log.LogBatch(request, timeout=self._config.forward_timeout_s,
+                                        metadata=self._router.metadata)
         elif self.mode == "batch":
             await self.log.LogBatch(request, timeout=self._config.forward_timeout_s,
                                     metadata=self._router.metadata)
@@ -315,11 +328,19 @@ class StreamerLink:
             call = self._stream = self.log.LogStream(metadata=self._router.metadata)
         try:
             async with asyncio.timeout(self._config.forward_timeout_s):
-                await call.write(request)
+                try:
+                    await call.write(request)
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    # The call ended before this request went out (the streamer refused the call,
+                    # or died): its final status, not the write's, says why.
+                    self._drop_stream()
+                    raise _NotSent(await call.code(), await call.details()) from None
                 reply = await call.read()
         except TimeoutError:
             self._drop_stream()
             raise _Deadline() from None
+        except _NotSent:
+            raise
         except BaseException:
             self._drop_stream()
             raise

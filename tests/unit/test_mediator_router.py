@@ -448,3 +448,64 @@ async def test_an_original_streamer_is_recognised_by_a_unary_probe_before_any_fo
     assert len(warned) == 1 and "one-writer" in warned[0].getMessage()
     await mediator.log("x", "y")
     assert old.lines_of("x") == [b"y"]
+
+
+class EndedStream:
+    """A LogStream call the streamer ended before the router's write went out, as grpc reports it:
+    the write fails (INTERNAL "Internal error from Core", or InvalidStateError once the call is done)."""
+
+    def __init__(self, write_error: BaseException, code: grpc.StatusCode) -> None:
+        self._write_error = write_error
+        self._code = code
+
+    async def write(self, request: pb.LogBatchRequest) -> None:
+        raise self._write_error
+
+    async def read(self) -> object:
+        return grpc.aio.EOF
+
+    async def code(self) -> grpc.StatusCode:
+        return self._code
+
+    async def details(self) -> str:
+        return "ended by the streamer"
+
+    def cancel(self) -> bool:
+        return False
+
+
+class EndedStreams:
+    """A streamer stub whose LogStream calls are all ended before the first write; unary calls are real."""
+
+    def __init__(self, real: pb_grpc.LogStreamerStub, write_error: BaseException, code: grpc.StatusCode) -> None:
+        self.Log, self.LogBatch = real.Log, real.LogBatch
+        self._write_error, self._code = write_error, code
+
+    def LogStream(self, metadata: object = None) -> EndedStream:  # noqa: N802 - the stub's name
+        return EndedStream(self._write_error, self._code)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("write_error", "final"), [
+    (grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                          "Internal error from Core"), grpc.StatusCode.INTERNAL),
+    (asyncio.InvalidStateError("RPC already finished."), grpc.StatusCode.INVALID_ARGUMENT),
+])
+async def test_a_refused_stream_write_acts_on_the_real_status(
+        mediator: Mediator, caplog: pytest.LogCaptureFixture, write_error: BaseException,
+        final: grpc.StatusCode) -> None:
+    """A failed write on a stream the streamer ended is neither a streamer failure nor a traceback:
+    the call's final status decides, and a status grpc masked as INTERNAL is learnt by a unary call."""
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    fake.invalid_filename = "evil"
+    link = mediator.router.links[mediator.router.state.live()[0]]
+    link.log = EndedStreams(link.log, write_error, final)  # type: ignore[assignment]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mediator.log("evil", "x")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    if final == grpc.StatusCode.INTERNAL:  # resent as LogBatch: the good lines are written once
+        await mediator.log("good", "y")
+        assert fake.lines_of("good") == [b"y"]
+    assert [h.id for h in mediator.router.state.live()] == ["s1"], "the streamer was removed"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
