@@ -58,6 +58,8 @@ REDISCOVER_AFTER_INTERVALS = 3
 REDISCOVER_MAX_DELAY_S = 30.0
 REDISCOVER_FOR_S = 3600.0
 
+LOCKED_LOGGED_MAX = 10_000  # keys remembered as "lock conflict logged" (then forgotten all at once)
+
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -434,6 +436,7 @@ class Router:
         self._admitting: set[Holder] = set()  # registered just now: retried pings, not the health loop's
         self._lost: dict[Holder, asyncio.Task[None]] = {}  # removed streamers pinged again with backoff
         self._link_closes: set[asyncio.Task[None]] = set()
+        self._locked_logged: set[FileKey] = set()  # keys whose lock conflict was logged
         self.closing = False
         self._ping_seq = 0
         self._lease_ms = int(config.lease_s * 1000)
@@ -686,9 +689,9 @@ class Router:
                     retry.append(chunk)
                     reason = target
             if groups:
-                submitted = [(self.links[holder].submit(group), group) for holder, group in groups.items()]
+                submitted = [(holder, self.links[holder].submit(group), group) for holder, group in groups.items()]
                 refused: Refused | None = None
-                for future, group in submitted:
+                for holder, future, group in submitted:
                     try:
                         await future
                     except OwnerFailed as exc:
@@ -696,6 +699,7 @@ class Router:
                         reason = exc
                     except Refused as exc:
                         if exc.code in RETRIED:
+                            self._note_locked(holder, group, exc)
                             retry.extend(group)
                             reason = exc
                         elif refused is None:
@@ -711,10 +715,24 @@ class Router:
                 waited_since = now
             remaining = waited_since + self.config.handoff_wait_s - now
             if remaining <= 0:
-                raise RouteError(grpc.StatusCode.UNAVAILABLE, f"no streamer could take {pending[0][0]} within "
+                # A file locked by another process is a definite refusal, not an outage: say so.
+                code = reason.code if isinstance(reason, Refused) else grpc.StatusCode.UNAVAILABLE
+                raise RouteError(code, f"no streamer could take {pending[0][0]} within "
                                  f"{self.config.handoff_wait_s:.1f}s: {_describe(reason)}")
             await self._wait_change(min(backoff_s, remaining))
             backoff_s = min(backoff_s * 2, 0.1)
+
+    def _note_locked(self, holder: Holder, chunks: list[Chunk], refusal: Refused) -> None:
+        """Log once per key that its owner cannot write it because another process holds the
+        file's lock (a direct writer, a second cluster on the same disk)."""
+        for key in {chunk[0] for chunk in chunks}:
+            if key in self._locked_logged:
+                continue
+            if len(self._locked_logged) >= LOCKED_LOGGED_MAX:
+                self._locked_logged.clear()
+            self._locked_logged.add(key)
+            logger.warning("streamer %s cannot write %s: %s; retrying for up to %.1fs, then the caller gets %s",
+                           holder, key, refusal.args[0], self.config.handoff_wait_s, refusal.code.name)
 
     async def _wait_change(self, timeout_s: float) -> None:
         event = self._changed

@@ -509,3 +509,19 @@ async def test_a_refused_stream_write_acts_on_the_real_status(
         assert fake.lines_of("good") == [b"y"]
     assert [h.id for h in mediator.router.state.live()] == ["s1"], "the streamer was removed"
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+@pytest.mark.asyncio
+async def test_a_file_locked_elsewhere_gives_aborted_within_the_handoff_wait_and_one_log_line(
+        mediator: Mediator, caplog: pytest.LogCaptureFixture) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    fake.aborts_left = 10**6  # another process holds the lock for good
+    started = time.monotonic()
+    results = await asyncio.gather(*(mediator.log("locked", f"x{i}") for i in range(3)), return_exceptions=True)
+    elapsed = time.monotonic() - started
+    assert all(isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.ABORTED for r in results), results
+    assert elapsed < mediator.router.config.handoff_wait_s + 1.0
+    lines = [r.getMessage() for r in caplog.records if "cannot write app/locked" in r.getMessage()]
+    assert len(lines) == 1 and fake.addr in lines[0] and "locked by another process" in lines[0], lines
+    assert [h.id for h in mediator.router.state.live()] == ["s1"]
