@@ -454,10 +454,17 @@ class Router:
             logger.warning("streamer %s replaced by %s (re-registered): its keys wait until its lease has "
                            "surely expired", old, outcome.holder)
             self._close_link(old)
+        for old in outcome.superseded:
+            logger.info("streamer %s never answered before %s registered", old, outcome.holder)
+            self._close_link(old)
+        if outcome.candidate:
+            logger.warning("streamer %s registers while another holder of its id or address is live: that one "
+                           "keeps its keys until %s answers a ping", outcome.holder, outcome.holder.addr)
         for lost in [h for h in self._lost if h.id == streamer_id or h.addr == addr]:
             self._lost.pop(lost).cancel()  # it is back (or its address is another's now)
         if outcome.new:
-            self.removed.pop(streamer_id, None)
+            if not outcome.candidate:
+                self.removed.pop(streamer_id, None)
             channel = tls.secure_or_insecure_channel(addr, self._creds)
             self.links[outcome.holder] = StreamerLink(outcome.holder, channel, self)
             logger.info("streamer %s registered; first ping now", outcome.holder)
@@ -499,6 +506,11 @@ class Router:
         reply = await self._ping_once(holder, link, tolerate)  # acks the first: the lease starts
         if reply is None:
             return False
+        for old in self.state.promote(holder):  # a candidate answered: now it replaces them
+            logger.warning("streamer %s replaced by %s (answered at its new address): its keys wait until "
+                           "its lease has surely expired", old, holder)
+            self.counters.removals += 1
+            self._close_link(old)
         if not link.probed:
             await link.probe()
         stats = reply.stats

@@ -26,6 +26,13 @@ class ClusterState:
             self.ownership.removed(old)
         return outcome
 
+    def promote(self, holder: Holder) -> tuple[Holder, ...]:
+        """A candidate answered a ping: it replaces the holders returned, whose keys are fenced."""
+        replaced = self.membership.promote(holder)
+        for old in replaced:
+            self.ownership.removed(old)
+        return replaced
+
     def ping_sent(self, holder: Holder, now: float) -> None:
         self.membership.ping_sent(holder, now)
 

@@ -178,13 +178,18 @@ class ClusterMachine(RuleBasedStateMachine):
 
     @rule(index=st.integers(0, N_STREAMERS - 1), delay=st.sampled_from([0.0, PING_TIMEOUT * 0.99]))
     def ping(self, index: int, delay: float = 0.0) -> None:
-        """One health check of one member (the real loop pings all every interval): a ping, then one
-        acking it, each received `delay` after it was sent (before its deadline) and answered."""
+        """One health check of one member and of any candidate under its id (the real loop pings all
+        every interval): a ping, then one acking it, each received `delay` after it was sent
+        (before its deadline) and answered."""
         streamer = self.streamers[index]
-        holder = self.state.membership.members.get(streamer.id)
-        if holder is None:
-            return
-        target = holder.holder
+        membership = self.state.membership
+        member = membership.members.get(streamer.id)
+        targets = [member.holder] if member is not None else []
+        targets += [holder for holder in membership.candidates if holder.id == streamer.id]
+        for target in targets:
+            self._ping_target(streamer, target, delay)
+
+    def _ping_target(self, streamer: Streamer, target: Holder, delay: float) -> None:
         for _ in range(2):
             seq, acked = self._send_ping(streamer, target)
             reached = streamer.alive and streamer.reachable and target.addr == streamer.addr
@@ -193,8 +198,30 @@ class ClusterMachine(RuleBasedStateMachine):
                 return
             self._receive_ping(streamer, seq, acked, self.mediator_id, self.now + delay)
             self.link_acked[target] = seq  # answered before its deadline
+        self.state.promote(target)  # a candidate that answered replaces the holders it displaces
         plans = self.state.ping_answered(target, self.now)
         self.pending_handoffs.extend(plans or [])
+
+    @rule(index=st.integers(0, N_STREAMERS - 1), same_address=st.booleans())
+    def forged_registration(self, index: int, same_address: bool) -> None:
+        """Register(id=s_i, addr=nobody's), or another id on s_i's address, while nobody new serves
+        there: a live s_i keeps its keys until that address answers a ping, and then it cannot."""
+        streamer = self.streamers[index]
+        live = self.state.membership.is_live(streamer.holder)
+        owned = {key for key, owner in self.state.ownership.owner.items() if owner == streamer.holder}
+        forged = (f"forger{index}", streamer.addr) if same_address else (streamer.id, "h:1")
+        outcome = self.state.register(*forged, self.now)
+        if live:
+            assert outcome.candidate and not outcome.replaced
+            assert self.state.membership.is_live(streamer.holder)
+            assert owned == {k for k, o in self.state.ownership.owner.items() if o == streamer.holder}
+        if outcome.new:
+            # Its ping fails: nobody serves "h:1", and at s_i's address s_i answers with its own id.
+            self.state.ping_sent(outcome.holder, self.now)
+            self.state.failed(outcome.holder)
+        if live:
+            assert self.state.membership.is_live(streamer.holder)
+            assert owned == {k for k, o in self.state.ownership.owner.items() if o == streamer.holder}
 
     @rule(index=st.integers(0, N_STREAMERS - 1), key=st.sampled_from(KEYS), with_forward=st.booleans())
     def ping_times_out(self, index: int, key: FileKey, with_forward: bool) -> None:

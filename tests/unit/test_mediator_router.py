@@ -525,3 +525,34 @@ async def test_a_file_locked_elsewhere_gives_aborted_within_the_handoff_wait_and
     lines = [r.getMessage() for r in caplog.records if "cannot write app/locked" in r.getMessage()]
     assert len(lines) == 1 and fake.addr in lines[0] and "locked by another process" in lines[0], lines
     assert [h.id for h in mediator.router.state.live()] == ["s1"]
+
+
+@pytest.mark.asyncio
+async def test_a_registration_under_a_live_id_from_elsewhere_removes_nothing_until_it_answers(
+        mediator: Mediator) -> None:
+    s1 = await start_fake("s1")
+    await mediator.join(s1)
+    await mediator.log("kept", "before")
+    silent = grpc.aio.server()  # bound, never started: nobody answers there
+    port = silent.add_insecure_port("127.0.0.1:0")
+    await mediator.register.Register(pb.RegisterRequest(id="s1", addr=f"127.0.0.1:{port}"))
+    await mediator.log("kept", "meanwhile")  # no fence: s1 is still the holder
+    await asyncio.sleep(mediator.router.config.admit_s + INTERVAL * 2)  # the impostor's admission runs out
+    assert [h.addr for h in mediator.router.state.live()] == [s1.addr]
+    await mediator.log("kept", "after")
+    assert s1.lines_of("kept") == [b"before", b"meanwhile", b"after"]
+    await silent.stop(0)
+
+
+@pytest.mark.asyncio
+async def test_a_streamer_restarted_on_a_new_address_replaces_its_old_self_once_it_answers(
+        mediator: Mediator) -> None:
+    old = await start_fake("s1")
+    await mediator.join(old)
+    new = await start_fake("s1")
+    await mediator.register.Register(pb.RegisterRequest(id="s1", addr=new.addr))
+    mediator.fakes.append(new)
+    # Live once it answered; the old holder is removed then, and its keys fenced.
+    await wait_until(lambda: [h.addr for h in mediator.router.state.live()] == [new.addr], what="replacement")
+    await mediator.log("moved", "x")
+    assert new.lines_of("moved") == [b"x"] and old.lines_of("moved") == []

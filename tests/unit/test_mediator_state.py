@@ -70,11 +70,31 @@ def test_a_streamer_back_on_a_new_address_is_a_new_holder_and_fences_the_old() -
     key = FileKey("", "a")
     assert state.route(key, 0.0) == s1
     outcome = state.register("s1", "127.0.0.1:9999", 1.0)
-    assert outcome.replaced == (s1,)
+    assert outcome.candidate and outcome.replaced == ()  # s1 is live: nothing changes before a ping
+    assert state.route(key, 1.0) == s1
     state.ping_sent(outcome.holder, 1.0)
+    assert state.promote(outcome.holder) == (s1,)  # the new address answered
     state.ping_answered(outcome.holder, 1.0)
     assert state.route(key, 1.0) is Wait.FENCED  # the old process may still hold the file
     assert state.route(key, 0.0 + BOUND) == outcome.holder
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1:1", "127.0.0.1:9000"])
+def test_a_registration_that_never_answers_cannot_remove_a_live_holder(addr: str) -> None:
+    """Register(id="s1", addr=elsewhere), or another id on s1's address: s1 keeps its keys until a
+    streamer answers there; when the ping fails, only the registration is forgotten."""
+    state = live_state("s1")
+    s1 = state.live()[0]
+    key = FileKey("", "a")
+    state.route(key, 0.0)
+    outcome = state.register("s1" if addr != s1.addr else "intruder", addr, 1.0)
+    assert outcome.candidate
+    assert state.route(key, 1.0) == s1 and state.live() == [s1]
+    assert outcome.holder in state.membership.holders()  # it gets pinged
+    state.ping_sent(outcome.holder, 1.0)
+    assert state.failed(outcome.holder) == []
+    assert state.route(key, 1.0) == s1 and state.live() == [s1]
+    assert outcome.holder not in state.membership.holders()
 
 
 def test_a_restarted_mediator_places_nothing_during_its_grace() -> None:
