@@ -106,12 +106,12 @@ class TaskSupervisor:
 
     def __init__(self, stop: asyncio.Event | None = None, *,
                  on_health: Callable[[bool], Coroutine[Any, Any, None]] | None = None,
-                 clock: Callable[[], float] = time.monotonic, max_ends: int = MAX_ENDS,
+                 clock: Callable[[], float] = time.monotonic, max_ends: int | None = None,
                  window_s: float = WINDOW_S, backoff_max_s: float = BACKOFF_MAX_S) -> None:
         self._stop = stop
         self._on_health = on_health
         self.clock = clock
-        self.max_ends = max_ends
+        self.max_ends = MAX_ENDS if max_ends is None else max_ends
         self.window_s = window_s
         self.backoff_max_s = backoff_max_s
         self.kept: set[Kept] = set()

@@ -130,3 +130,57 @@ async def test_one_shot_work_is_owned_and_its_failure_logged(caplog: pytest.LogC
     assert any(r.getMessage() == "task handoff-x failed" and r.exc_info for r in caplog.records)
     await supervisor.close()
     assert hanging.cancelled() and not supervisor.spawned
+
+
+async def _health(port: int) -> int:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    import grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        return int(reply.status)
+
+
+@pytest.mark.asyncio
+async def test_the_mediator_reports_not_serving_while_its_health_loop_is_down_then_exits_non_zero(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from grpc_health.v1 import health_pb2
+
+    from logstream.config.settings import MediatorSettings
+    from logstream.mediator import server
+
+    runs = 0
+    ended = asyncio.Event()
+
+    async def broken_loop(*args: object) -> None:
+        nonlocal runs
+        runs += 1
+        ended.set()
+        raise RuntimeError("health loop bug")
+
+    monkeypatch.setattr(server, "health_loop", broken_loop)
+    monkeypatch.setattr(tasks, "BACKOFF_FIRST_S", 0.3)
+    monkeypatch.setattr(tasks, "MAX_ENDS", 2)
+    bound: list[str] = []
+    stop = asyncio.Event()
+    settings = MediatorSettings(host="127.0.0.1", port=0)  # type: ignore[call-arg]
+    node = asyncio.create_task(server.run(settings, stop, bound.append))
+    await asyncio.wait_for(ended.wait(), 10)
+    port = int(bound[0].rpartition(":")[2])
+    assert await _health(port) == health_pb2.HealthCheckResponse.NOT_SERVING
+    with pytest.raises(NodeFailed, match="health-loop ended 3 times"):
+        await asyncio.wait_for(node, 30)
+    assert runs == 3
+
+
+def test_a_node_whose_work_failed_exits_with_code_1() -> None:
+    from logstream.node import run_until_signalled
+
+    async def serve(stop: asyncio.Event) -> None:
+        raise NodeFailed("background task health-loop ended 6 times in 60s")
+
+    async def clean(stop: asyncio.Event) -> None:
+        return None
+
+    assert run_until_signalled(serve, loop="asyncio") == 1
+    assert run_until_signalled(clean, loop="asyncio") == 0
