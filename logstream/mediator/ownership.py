@@ -72,6 +72,20 @@ class Ownership:
         self.owner[key] = live[chosen]
         return live[chosen]
 
+    def claimed(self, holder: Holder, keys: list[FileKey], now: float) -> list[FileKey]:
+        """During the start-up grace, keys a streamer had open under the previous mediator when it
+        switched to this one (it reports them in its first ping answer) stay with it at once:
+        under the previous mediator's one-writer rule nobody else can be writing them. A key
+        already owned, fenced or moving is left alone. The keys taken."""
+        if now >= self.grace_until:
+            return []  # every previous lease has surely expired: placement is free again
+        taken = []
+        for key in keys:
+            if key not in self.owner and key not in self.fenced and key not in self.handoff:
+                self.owner[key] = holder
+                taken.append(key)
+        return taken
+
     def joined(self, newcomer: Holder) -> list[Handoff]:
         """A streamer became live: give back keys fenced on it, and plan the hand-off of the keys
         that rendezvous hashing now gives it. Requests for those keys wait from now on."""

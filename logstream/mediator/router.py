@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from .. import auth, tls
+from ..streamer.paths import BadTarget, validate_target
 from ..tasks import TaskSupervisor
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
@@ -501,7 +502,8 @@ class Router:
         link = self.links.get(holder)
         if link is None or link.closed:
             return False
-        if await self._ping_once(holder, link, tolerate) is None:
+        first = await self._ping_once(holder, link, tolerate)
+        if first is None:
             return False
         reply = await self._ping_once(holder, link, tolerate)  # acks the first: the lease starts
         if reply is None:
@@ -514,9 +516,12 @@ class Router:
         if not link.probed:
             await link.probe()
         stats = reply.stats
-        plans = self.state.ping_answered(holder, self._clock(), stats.lines, stats.bytes, stats.open_files)
+        held = _held_keys(first.held or reply.held)
+        plans = self.state.ping_answered(holder, self._clock(), stats.lines, stats.bytes, stats.open_files, held)
         if plans is not None:
-            logger.info("streamer %s is live (%d live)", holder, len(self.state.live()))
+            kept = len(self.state.ownership.keys_of(holder)) if held else 0
+            logger.info("streamer %s is live (%d live)%s", holder, len(self.state.live()),
+                        f"; kept {kept} of the {len(held)} keys it held under the previous mediator" if held else "")
             for plan in plans:
                 self.counters.handoffs += 1
                 self.tasks.spawn(self._handoff(plan), f"handoff-{plan.source}")
@@ -564,7 +569,8 @@ class Router:
         if self._ledger is None:
             return
         try:
-            self._ledger.cover(self.state.membership.expiry_bound_s, self.config.health_interval_s)
+            self._ledger.cover(self.state.membership.expiry_bound_s, self.config.health_interval_s,
+                               self.state.membership.holders())
         except OSError as exc:
             logger.error("cannot record leases in %s: %s (a restarted mediator would wait too little)",
                          self._ledger.path, exc)
@@ -803,6 +809,18 @@ class Router:
             await asyncio.wait(list(self._link_closes))
         if self._own_tasks:
             await self.tasks.close()
+
+
+def _held_keys(keys: Sequence[pb.FileKey]) -> list[FileKey]:
+    """A streamer's report of the keys it held, in the mediator's normal form; invalid ones dropped."""
+    held = []
+    for key in keys:
+        try:
+            target = validate_target(key.path, key.filename)
+        except BadTarget:
+            continue
+        held.append(FileKey(target.path, target.stem))
+    return held
 
 
 def _describe(reason: object) -> str:

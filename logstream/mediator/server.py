@@ -113,6 +113,12 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
         logger.info("listening on %s:%d (mediator id %s, health interval %ss, lease %ss, ping timeout %ss, "
                     "tls %s)", settings.host, built.port, mediator_id, settings.health_interval, settings.lease,
                     settings.ping_timeout, settings.tls_mode)
+        if ledger is not None and ledger.previous_holders:
+            # Ping the previous run's streamers now rather than wait for them to register again:
+            # they answer with the keys they held, which stay with them (no start-up grace for those).
+            logger.info("pinging %d streamers known from the lease ledger", len(ledger.previous_holders))
+            for streamer_id, addr in ledger.previous_holders:
+                router.register(streamer_id, addr)
         if settings.pprof:
             from ..debug import start_debug_server
 

@@ -37,9 +37,13 @@ class ClusterState:
         self.membership.ping_sent(holder, now)
 
     def ping_answered(self, holder: Holder, now: float, lines: int = 0, nbytes: int = 0,
-                      open_files: int = 0) -> list[Handoff] | None:
-        """None when nothing changed; the hand-offs to run when the streamer just became live."""
+                      open_files: int = 0, held: list[FileKey] | None = None) -> list[Handoff] | None:
+        """None when nothing changed; the hand-offs to run when the streamer just became live.
+
+        `held`: keys it had open under the previous mediator (see `Ownership.claimed`)."""
         if self.membership.ping_ok(holder, now, lines, nbytes, open_files):
+            if held:
+                self.ownership.claimed(holder, held, now)
             return self.ownership.joined(holder)
         return None
 

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 # Before the first ping tells us the mediator's interval, re-register after this long unpinged.
 FIRST_PING_WAIT_S = 15.0
-UNPINGED_INTERVALS = 3
+# A ping missed by this many intervals: the mediator may have restarted and forgotten us; register
+# again at once (a restarted mediator then pings within a round trip, see registration.py).
+UNPINGED_INTERVALS = 1.2
+# Registration retries back off to at most this while the mediator was seen lately (it is
+# probably restarting: be back within a fraction of a second), and to REGISTER_BACKOFF_MAX_S after.
+REGISTER_BACKOFF_RECENT_S = 0.5
+RECENT_S = 60.0
 # Receipt times kept for pings not yet acknowledged (the mediator acks within a round or two).
 RECEIPTS_KEPT = 64
 
@@ -92,3 +98,9 @@ class Lease:
 
     def should_reregister(self) -> bool:
         return self.unpinged_s() > self.reregister_after_s()
+
+    def register_backoff_cap_s(self, cap_s: float) -> float:
+        """The longest wait between registration attempts: short while the mediator was lately
+        seen (a restart), `cap_s` otherwise."""
+        recent = self.last_ping is not None and self._clock() - self.last_ping < RECENT_S
+        return min(cap_s, REGISTER_BACKOFF_RECENT_S) if recent else cap_s

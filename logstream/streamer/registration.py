@@ -37,9 +37,10 @@ async def register_once(stub: pb_grpc.RegisterStub, streamer_id: str, addr: str)
         raise RuntimeError(f"mediator answered {reply.res!r}")
 
 
-async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, streamer_id: str, addr: str) -> None:
+async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, streamer_id: str, addr: str,
+                                 cap_s: float = BACKOFF_MAX_S) -> None:
     attempts = 0
-    for delay in backoff_delays():
+    for delay in backoff_delays(cap_s=cap_s):
         attempts += 1
         try:
             await register_once(stub, streamer_id, addr)
@@ -58,7 +59,8 @@ async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, stre
 
 async def keep_registered(mediator: str, creds: grpc.ChannelCredentials | None, streamer_id: str, addr: str,
                           lease: Lease) -> None:
-    """Register, then register again whenever the mediator has not pinged for three intervals.
+    """Register, then register again whenever the mediator missed a ping (1.2 intervals unpinged);
+    retries back off to at most 0.5 s while the mediator was seen in the last minute.
 
     Runs until cancelled.
     """
@@ -66,7 +68,8 @@ async def keep_registered(mediator: str, creds: grpc.ChannelCredentials | None, 
     try:
         stub = pb_grpc.RegisterStub(channel)  # type: ignore[no-untyped-call]
         while True:
-            await register_until_success(stub, mediator, streamer_id, addr)
+            await register_until_success(stub, mediator, streamer_id, addr,
+                                         lease.register_backoff_cap_s(BACKOFF_MAX_S))
             lease.registered()
             while not lease.should_reregister():
                 await asyncio.sleep(CHECK_EVERY_S)

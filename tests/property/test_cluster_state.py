@@ -41,6 +41,9 @@ class Streamer:
     seen_mediator: str | None = None
     held: set[FileKey] = field(default_factory=set)  # files open and locked
     receipts: dict[int, float] = field(default_factory=dict)  # ping seq -> receipt (mediator time)
+    # Keys open under the previous mediator when a new one first pinged: reported in ping answers
+    # until the new mediator grants a lease (a restarted mediator keeps them here at once).
+    reported: set[FileKey] = field(default_factory=set)
 
     @property
     def holder(self) -> Holder:
@@ -87,6 +90,8 @@ class ClusterMachine(RuleBasedStateMachine):
 
     def _receive_ping(self, streamer: Streamer, seq: int, acked_seq: int, mediator_id: str, at: float) -> None:
         if streamer.seen_mediator != mediator_id:
+            if streamer.seen_mediator is not None:  # what it held is reported to the new mediator
+                streamer.reported = set(streamer.held) if streamer.lease_live(at) else set()
             streamer.held.clear()  # a new mediator: release every key before answering
             streamer.receipts.clear()
             streamer.seen_mediator = mediator_id
@@ -94,6 +99,7 @@ class ClusterMachine(RuleBasedStateMachine):
         receipt = streamer.receipts.get(acked_seq)
         if receipt is not None:  # the lease runs from the acked ping's receipt, on the streamer's clock
             streamer.lease_until = max(streamer.lease_until, receipt + LEASE / streamer.rate)
+            streamer.reported = set()
 
     def _send_ping(self, streamer: Streamer, target: Holder) -> tuple[int, int]:
         self.seq += 1
@@ -190,6 +196,7 @@ class ClusterMachine(RuleBasedStateMachine):
             self._ping_target(streamer, target, delay)
 
     def _ping_target(self, streamer: Streamer, target: Holder, delay: float) -> None:
+        reported: set[FileKey] = set()
         for _ in range(2):
             seq, acked = self._send_ping(streamer, target)
             reached = streamer.alive and streamer.reachable and target.addr == streamer.addr
@@ -197,9 +204,10 @@ class ClusterMachine(RuleBasedStateMachine):
                 self.state.failed(target)
                 return
             self._receive_ping(streamer, seq, acked, self.mediator_id, self.now + delay)
+            reported |= streamer.reported  # in the answer (the first, before the lease is granted)
             self.link_acked[target] = seq  # answered before its deadline
         self.state.promote(target)  # a candidate that answered replaces the holders it displaces
-        plans = self.state.ping_answered(target, self.now)
+        plans = self.state.ping_answered(target, self.now, held=sorted(reported))
         self.pending_handoffs.extend(plans or [])
 
     @rule(index=st.integers(0, N_STREAMERS - 1), same_address=st.booleans())
@@ -359,3 +367,22 @@ def test_a_held_up_ping_and_forward_cannot_make_a_second_writer() -> None:
         machine.deliver_held_up(_Always(0))  # type: ignore[arg-type]  # s0's queue
         machine.one_writer_per_key()
     assert [writer for _, writer in machine.disk[key]] == ["s0", "s1"]
+
+
+def test_a_restarted_mediator_routes_a_reported_key_at_once_and_keeps_one_writer() -> None:
+    machine = ClusterMachine()
+    key = KEYS[0]
+    machine.setup(rates=[1.0] * N_STREAMERS, shared_locks=False)
+    machine.bring_up(0, 0.0)
+    machine.bring_up(1, 0.0)
+    machine.route(key, reply_lost=False)
+    owner = machine.state.ownership.owner[key]
+    machine.restart_mediator()
+    for index in (0, 1):  # both answer the new mediator; only the key's writer reports it
+        machine.start_and_register(index)
+        machine.ping(index, 0.0)
+    assert machine.state.route(key, machine.now) == owner  # within the start-up grace
+    assert machine.state.route(KEYS[1], machine.now) is Wait.GRACE
+    machine.route(key, reply_lost=False)
+    machine.one_writer_per_key()
+    assert [writer for _, writer in machine.disk[key]] == [owner.id, owner.id]

@@ -132,3 +132,26 @@ def test_join_hands_keys_off_only_after_release_or_lease_expiry(released: bool) 
         assert state.live() == [s2]
         assert state.route(some, 1.0 + BOUND - 0.01) is Wait.FENCED
         assert state.route(some, 1.0 + BOUND) == s2
+
+
+def test_a_restarted_mediator_keeps_reported_keys_with_their_holder_and_waits_for_the_rest() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 100.0)  # in its start-up grace
+    s1 = state.register("s1", "h:1", 100.0).holder
+    s2 = state.register("s2", "h:2", 100.0).holder
+    held = next(k for k in (FileKey("app", f"h{i}") for i in range(100)) if place(k, ["s1", "s2"]) == "s1")
+    other = FileKey("app", "other")
+    state.ping_sent(s1, 100.0)
+    state.ping_answered(s1, 100.0, held=[held])
+    state.ping_sent(s2, 100.0)
+    state.ping_answered(s2, 100.0, held=[held])  # a second claim cannot take it away
+    assert state.route(held, 100.0) == s1  # at once: nobody else can be writing it
+    assert state.route(other, 100.0) is Wait.GRACE  # its writer may not have come back yet
+    assert isinstance(state.route(other, 100.0 + BOUND), Holder)
+
+
+def test_reports_after_the_grace_change_nothing() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 100.0)
+    s1 = state.register("s1", "h:1", 100.0 + BOUND).holder
+    state.ping_sent(s1, 100.0 + BOUND)
+    state.ping_answered(s1, 100.0 + BOUND, held=[FileKey("app", "k")])
+    assert state.ownership.owner == {}
