@@ -8,6 +8,7 @@ import random
 from collections.abc import Iterator
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .. import tls
 from .._proto import logstream_pb2 as pb
@@ -57,22 +58,48 @@ async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, stre
         await asyncio.sleep(delay)
 
 
+async def mediator_gone(health: health_pb2_grpc.HealthStub) -> None:
+    """Return when the mediator goes away: its health Watch stream ends or breaks (a stop, a
+    crash). A restarted mediator is then registered with at once, not after a missed ping. A
+    stream that never delivered an answer (the Go original has no health service) tells nothing."""
+    watching = False
+    try:
+        async for _reply in health.Watch(health_pb2.HealthCheckRequest(service="")):
+            watching = True  # NOT_SERVING (a task restarting, a graceful stop) is not gone yet
+    except grpc.aio.AioRpcError:
+        pass
+    if not watching:  # no health service, or it refuses us: only missed pings will tell
+        await asyncio.Event().wait()
+
+
 async def keep_registered(mediator: str, creds: grpc.ChannelCredentials | None, streamer_id: str, addr: str,
                           lease: Lease) -> None:
-    """Register, then register again whenever the mediator missed a ping (1.2 intervals unpinged);
-    retries back off to at most 0.5 s while the mediator was seen in the last minute.
+    """Register, then register again whenever the mediator missed a ping (1.2 intervals unpinged)
+    or its connection ended; retries back off to at most 0.5 s while the mediator was seen in the
+    last minute.
 
     Runs until cancelled.
     """
     channel = tls.secure_or_insecure_channel(mediator, creds)
     try:
         stub = pb_grpc.RegisterStub(channel)  # type: ignore[no-untyped-call]
+        health = health_pb2_grpc.HealthStub(channel)
         while True:
             await register_until_success(stub, mediator, streamer_id, addr,
                                          lease.register_backoff_cap_s(BACKOFF_MAX_S))
             lease.registered()
-            while not lease.should_reregister():
-                await asyncio.sleep(CHECK_EVERY_S)
-            logger.warning("not pinged by mediator %s for %.1fs: registering again", mediator, lease.unpinged_s())
+            # Owned by this task: cancelled and awaited below, whatever happens.
+            gone = asyncio.create_task(mediator_gone(health), name="mediator-watch")
+            try:
+                while not lease.should_reregister() and not gone.done():
+                    await asyncio.sleep(CHECK_EVERY_S)
+            finally:
+                gone.cancel()
+                await asyncio.wait({gone})
+            if gone.cancelled() or gone.exception() is not None:
+                logger.warning("not pinged by mediator %s for %.1fs: registering again", mediator,
+                               lease.unpinged_s())
+            else:
+                logger.warning("connection to mediator %s ended: registering again", mediator)
     finally:
         await channel.close()
