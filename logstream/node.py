@@ -21,6 +21,30 @@ logger = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
+class HealthServicer(health_aio.HealthServicer):  # type: ignore[misc]
+    """grpc's health service, but every Watch stream ends once graceful shutdown begins: a watcher
+    (a streamer watching its mediator) must not hold the server's grace, and the end tells it at
+    once that this node is going away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stopping = asyncio.Event()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+        watch = asyncio.ensure_future(super().Watch(request, context))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({watch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watch, stopping):
+                task.cancel()
+            await asyncio.gather(watch, stopping, return_exceptions=True)
+
+    async def enter_graceful_shutdown(self) -> None:
+        await super().enter_graceful_shutdown()
+        self._stopping.set()
+
+
 @dataclass
 class Built:
     server: grpc.aio.Server
@@ -34,7 +58,7 @@ def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Seq
     """A grpc.aio server with the role's servicers, grpc health and reflection, bound to host:port."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
     add_servicers(server)
-    health = health_aio.HealthServicer()
+    health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((*services, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
     bound = tls.add_port(server, listen_address(host, port), creds)

@@ -170,3 +170,33 @@ def test_the_go_streamer_registering_before_it_listens_is_admitted_and_written_t
         assert len(warnings) == 1 and "one-writer" in warnings[0]
         assert mediator.stop() == 0
     assert {p.stem: p.read_text() for p in (root / "app").glob("*.log")} == {f: f"line {run}\n" for f in files}
+
+
+@pytest.mark.parametrize("ledger", [False, True], ids=["no-ledger", "lease-file"])
+def test_a_restarted_mediator_writes_existing_keys_within_one_health_interval(tmp_path: Path, ledger: bool) -> None:
+    """Streamers report the keys they held to the new mediator, which keeps them there instead of
+    waiting out its start-up grace (10.25s at these settings without -lease-file)."""
+    root = tmp_path / "logs"
+    files = [f"k{i}" for i in range(8)]
+    extra = ["-lease-file", str(tmp_path / "m.lease")] if ledger else []
+    args = ["mediator", "-host", "127.0.0.1", "-health-interval", "5s", *extra]
+    with start_node([*args, "-port", "0"]) as first:
+        streamers = [start_streamer(f"s{i}", root, first.address) for i in range(2)]
+        try:
+            first.wait_for(r"is live \(2 live\)")
+            assert not asyncio.run(write_all(first.address, files, "before"))
+            assert first.stop() == 0  # what `logstream restart` does
+            with start_node([*args, "-port", str(first.port)], wait=False) as second:
+                second.wait_for(r"(?<!debug server )listening on")
+                started = time.monotonic()
+                errors = asyncio.run(write_all(first.address, files, "after", timeout_s=30.0))
+                elapsed = time.monotonic() - started
+                assert not errors, f"{errors}\n{second.stderr}"
+                assert elapsed < 5.0, f"{elapsed:.2f}s to write again\n{second.stderr}"
+                assert "kept" in second.stderr, second.stderr
+                assert second.stop() == 0
+        finally:
+            for node in streamers:
+                node.__exit__()
+    on_disk = {p.stem: p.read_text().splitlines() for p in (root / "app").glob("*.log")}
+    assert all(on_disk[f] == ["before", "after"] for f in files), on_disk
