@@ -55,6 +55,7 @@ class Kept:
         while True:
             # The work runs in a task of its own: whatever ends it (even a CancelledError raised
             # inside it by a closed channel) is its outcome, never this watcher's.
+            started = supervisor.clock()
             child = self._child = asyncio.create_task(_as_coroutine(self._factory()), name=self.name)
             try:
                 await asyncio.wait({child})
@@ -65,6 +66,8 @@ class Kept:
             if self.stopping:
                 return
             now = supervisor.clock()
+            if now - started > supervisor.window_s:  # it had run well for a while: start over
+                delay_s = BACKOFF_FIRST_S
             self._ends.append(now)
             while self._ends and self._ends[0] < now - supervisor.window_s:
                 self._ends.popleft()

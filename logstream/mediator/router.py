@@ -597,7 +597,8 @@ class Router:
         logger.warning("streamer %s removed (was %s): %s; %d keys wait %.1fs for its lease to lapse; %d live",
                        holder, was, reason, len(fenced), wait_s, len(self.state.live()))
         self._close_link(holder)
-        if not self.closing and holder not in self._lost:
+        # A failed candidate (a registration that never answered where it said) is not looked for.
+        if member is not None and not self.closing and holder not in self._lost:
             self._lost[holder] = self.tasks.spawn(self._rediscover(holder), f"rediscover-{holder}")
         self._notify()
 
