@@ -538,6 +538,7 @@ async def test_a_registration_under_a_live_id_from_elsewhere_removes_nothing_unt
     await mediator.log("kept", "meanwhile")  # no fence: s1 is still the holder
     await asyncio.sleep(mediator.router.config.admit_s + INTERVAL * 2)  # the impostor's admission runs out
     assert [h.addr for h in mediator.router.state.live()] == [s1.addr]
+    assert not mediator.router._lost, "a registration that never answered is looked for again"
     await mediator.log("kept", "after")
     assert s1.lines_of("kept") == [b"before", b"meanwhile", b"after"]
     await silent.stop(0)
