@@ -59,6 +59,8 @@ REDISCOVER_AFTER_INTERVALS = 3
 REDISCOVER_MAX_DELAY_S = 30.0
 REDISCOVER_FOR_S = 3600.0
 
+# A wait ends this long (at most a tenth of the time left) before the caller's deadline.
+DEADLINE_MARGIN_S = 0.25
 LOCKED_LOGGED_MAX = 10_000  # keys remembered as "lock conflict logged" (then forgotten all at once)
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -679,10 +681,18 @@ class Router:
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def write(self, chunks: list[Chunk]) -> None:
-        """Return once every chunk was written by its key's owner; RouteError otherwise."""
+    async def write(self, chunks: list[Chunk], time_left_s: float | None = None) -> None:
+        """Return once every chunk was written by its key's owner; RouteError otherwise.
+
+        Waiting (for a key's owner, or for a lock held elsewhere) lasts at most -handoff-wait, and
+        ends a little before the caller's deadline (`time_left_s`), so that the caller gets the
+        reason (`ABORTED`, `UNAVAILABLE`) rather than `DEADLINE_EXCEEDED`.
+        """
         pending = chunks
         waited_since: float | None = None
+        wait_s = self.config.handoff_wait_s
+        if time_left_s is not None:
+            wait_s = min(wait_s, time_left_s - min(DEADLINE_MARGIN_S, time_left_s / 10))
         backoff_s = 0.005
         while True:
             if self.closing:
@@ -732,12 +742,12 @@ class Router:
             now = self._clock()
             if waited_since is None:
                 waited_since = now
-            remaining = waited_since + self.config.handoff_wait_s - now
+            remaining = waited_since + wait_s - now
             if remaining <= 0:
                 # A file locked by another process is a definite refusal, not an outage: say so.
                 code = reason.code if isinstance(reason, Refused) else grpc.StatusCode.UNAVAILABLE
                 raise RouteError(code, f"no streamer could take {pending[0][0]} within "
-                                 f"{self.config.handoff_wait_s:.1f}s: {_describe(reason)}")
+                                 f"{max(wait_s, 0.0):.1f}s: {_describe(reason)}")
             await self._wait_change(min(backoff_s, remaining))
             backoff_s = min(backoff_s * 2, 0.1)
 

@@ -556,3 +556,17 @@ async def test_a_streamer_restarted_on_a_new_address_replaces_its_old_self_once_
     await wait_until(lambda: [h.addr for h in mediator.router.state.live()] == [new.addr], what="replacement")
     await mediator.log("moved", "x")
     assert new.lines_of("moved") == [b"x"] and old.lines_of("moved") == []
+
+
+@pytest.mark.asyncio
+async def test_a_caller_deadline_shorter_than_the_handoff_wait_still_gets_the_reason(mediator: Mediator) -> None:
+    """`logstream send` waits 10s per call by default, less than -handoff-wait at default settings
+    (16s): the mediator answers ABORTED before the caller's deadline, not DEADLINE_EXCEEDED."""
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    fake.aborts_left = 10**6
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mediator.stub.Log(pb.LogRequest(path="app", filename="locked", line="x"), timeout=1.0)
+    assert caught.value.code() == grpc.StatusCode.ABORTED, caught.value
+    assert time.monotonic() - started < 1.0
