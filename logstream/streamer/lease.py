@@ -20,7 +20,7 @@ FIRST_PING_WAIT_S = 15.0
 # again at once (a restarted mediator then pings within a round trip, see registration.py).
 UNPINGED_INTERVALS = 1.2
 # Registration retries back off to at most this while the mediator was seen lately (it is
-# probably restarting: be back within a fraction of a second), and to REGISTER_BACKOFF_MAX_S after.
+# probably restarting: be back within a fraction of a second), and to registration's usual cap after.
 REGISTER_BACKOFF_RECENT_S = 0.5
 RECENT_S = 60.0
 # Receipt times kept for pings not yet acknowledged (the mediator acks within a round or two).
