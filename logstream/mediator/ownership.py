@@ -24,6 +24,7 @@ class Wait(enum.Enum):
     HANDOFF = "in hand-off to a new streamer"
     FENCED = "its streamer failed; waiting until that streamer's lease has surely expired"
     GRACE = "the mediator just started; waiting until leases granted by a previous mediator have surely expired"
+    ADMITTING = "no streamer is live yet; waiting for registered ones to answer a health check"
 
 
 class NoStreamers(enum.Enum):
@@ -68,7 +69,9 @@ class Ownership:
         live = self.membership.live_by_id()
         chosen = place(key, live)
         if chosen is None:
-            return NoStreamers.NONE
+            # Registered streamers (a restarted mediator's, from its ledger or re-registering) are
+            # worth waiting for; with none at all the caller learns at once.
+            return Wait.ADMITTING if self.membership.members or self.membership.candidates else NoStreamers.NONE
         self.owner[key] = live[chosen]
         return live[chosen]
 

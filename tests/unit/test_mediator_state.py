@@ -31,7 +31,7 @@ def test_no_streamer_is_a_clear_answer_not_a_crash() -> None:
     state = ClusterState(LEASE, TIMEOUT, 0.0, restart_grace_s=0.0)
     assert state.route(FileKey("", "a"), 1.0) is NoStreamers.NONE
     registered = state.register("s1", "h:1", 1.0)
-    assert state.route(FileKey("", "a"), 1.0) is NoStreamers.NONE  # registered, never answered a ping
+    assert state.route(FileKey("", "a"), 1.0) is Wait.ADMITTING  # registered, not yet answered: worth a wait
     state.ping_sent(registered.holder, 1.0)
     state.ping_answered(registered.holder, 1.1)
     assert state.route(FileKey("", "a"), 1.1) == registered.holder
