@@ -1,4 +1,5 @@
-"""Routing lines to their owners: per-streamer batching queues, forwards, retries, pings, hand-offs.
+"""Routing lines to their owners: per-streamer batching queues, forwards, retries, pings (admission
+of new registrations, rediscovery of removed streamers), hand-offs.
 
 All decisions come from `ClusterState` (pure); this module does the I/O and reports back what
 happened. One `StreamerLink` per streamer: a FIFO queue that one sender task drains into `LogBatch`
