@@ -520,7 +520,13 @@ class Router:
             await link.probe()
         stats = reply.stats
         held = _held_keys(first.held or reply.held)
-        plans = self.state.ping_answered(holder, self._clock(), stats.lines, stats.bytes, stats.open_files, held)
+        grace_until = self.state.ownership.grace_until
+        plans = self.state.ping_answered(holder, self._clock(), stats.lines, stats.bytes, stats.open_files, held,
+                                         max(first.held_lease_ms, reply.held_lease_ms) / 1000)
+        if self.state.ownership.grace_until < grace_until:
+            logger.info("every streamer of the previous run has answered: placing keys in %.1fs, not %.1fs",
+                        max(0.0, self.state.ownership.grace_until - self._clock()),
+                        max(0.0, grace_until - self._clock()))
         if plans is not None:
             kept = len(self.state.ownership.keys_of(holder)) if held else 0
             logger.info("streamer %s is live (%d live)%s", holder, len(self.state.live()),
@@ -572,8 +578,13 @@ class Router:
         if self._ledger is None:
             return
         try:
-            self._ledger.cover(self.state.membership.expiry_bound_s, self.config.health_interval_s,
-                               self.state.membership.holders())
+            # Every streamer that may hold a lease: members, candidates, and removed ones whose
+            # lease may not have expired yet (a restarted mediator waits for all of them).
+            membership, now = self.state.membership, self._clock()
+            maybe_leased = [h for h, sent in membership.last_ping_sent.items()
+                            if sent + membership.expiry_bound_s > now]
+            self._ledger.cover(membership.expiry_bound_s, self.config.health_interval_s,
+                               [*membership.holders(), *maybe_leased])
         except OSError as exc:
             logger.error("cannot record leases in %s: %s (a restarted mediator would wait too little)",
                          self._ledger.path, exc)

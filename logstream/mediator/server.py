@@ -20,6 +20,7 @@ from ..net import listen_address
 from ..config.flags import UsageError
 from .health import health_loop
 from .ledger import LeaseLedger
+from .membership import Holder
 from .router import Router, RouterConfig
 from .service import ClusterStatusServicer, LogStreamerServicer, RegisterServicer, Validator
 
@@ -119,6 +120,8 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
             logger.info("pinging %d streamers known from the lease ledger", len(ledger.previous_holders))
             for streamer_id, addr in ledger.previous_holders:
                 router.register(streamer_id, addr)
+            # Once each has said how long its previous lease still runs, the grace may end sooner.
+            router.state.expect(Holder(streamer_id, addr) for streamer_id, addr in ledger.previous_holders)
         if settings.pprof:
             from ..debug import start_debug_server
 

@@ -55,6 +55,10 @@ class Lease:
     def remaining_s(self) -> float:
         return self.until - self._clock()
 
+    def left_s(self, until: float) -> float:
+        """Seconds from now until `until` (a past value of `self.until`), at least 0."""
+        return max(0.0, until - self._clock())
+
     def on_ping(self, lease_ms: int, mediator_id: str, interval_ms: int, seq: int = 0,
                 acked_seq: int = 0, in_time: bool = True) -> PingEffect:
         """Note a ping. `in_time` False (handled after its deadline) records no receipt: the

@@ -44,6 +44,7 @@ class Streamer:
     # Keys open under the previous mediator when a new one first pinged: reported in ping answers
     # until the new mediator grants a lease (a restarted mediator keeps them here at once).
     reported: set[FileKey] = field(default_factory=set)
+    switch_until: float = float("-inf")  # its lease's end when it last switched mediator (mediator time)
 
     @property
     def holder(self) -> Holder:
@@ -69,6 +70,7 @@ class ClusterMachine(RuleBasedStateMachine):
         self.port = 9000
         self.seq = 0  # ping numbers, unique per mediator incarnation
         self.link_acked: dict[Holder, int] = {}  # the mediator's last acked ping per link
+        self.prior_listed: tuple[set[Holder], float] = (set(), float("-inf"))  # the ledger's holders
         # Messages held up in the network on the way to each streamer, in send order (one connection).
         self.held_up: dict[int, list[tuple[str, int, int, str, FileKey | None]]] = {}
 
@@ -92,6 +94,7 @@ class ClusterMachine(RuleBasedStateMachine):
         if streamer.seen_mediator != mediator_id:
             if streamer.seen_mediator is not None:  # what it held is reported to the new mediator
                 streamer.reported = set(streamer.held) if streamer.lease_live(at) else set()
+                streamer.switch_until = streamer.lease_until
             streamer.held.clear()  # a new mediator: release every key before answering
             streamer.receipts.clear()
             streamer.seen_mediator = mediator_id
@@ -126,7 +129,7 @@ class ClusterMachine(RuleBasedStateMachine):
         if not streamer.alive:
             streamer.alive, streamer.reachable = True, True
             streamer.lease_until, streamer.seen_mediator, streamer.held = float("-inf"), None, set()
-            streamer.receipts = {}
+            streamer.receipts, streamer.reported, streamer.switch_until = {}, set(), float("-inf")
             self.held_up.pop(index, None)  # a new process: the old connection's bytes are gone
         if streamer.reachable:
             self.state.register(streamer.id, streamer.addr, self.now)
@@ -174,11 +177,22 @@ class ClusterMachine(RuleBasedStateMachine):
             self.now = end
             self._lapse()
 
-    @rule()
-    def restart_mediator(self) -> None:
+    @rule(ledger=st.booleans())
+    def restart_mediator(self, ledger: bool = False) -> None:
+        # The ledger lists what the router records before every ping: members, candidates and
+        # removed holders whose lease may still live.
+        # The previous run's own list stays in it while that run's leases may live.
+        old = self.state.membership
+        listed = {*old.holders(), *(h for h, sent in old.last_ping_sent.items() if sent + old.expiry_bound_s > self.now)}
+        prior, prior_until = self.prior_listed
+        if self.now < prior_until:
+            listed |= prior
+        self.prior_listed = (listed, self.now + old.expiry_bound_s)
         self.incarnation += 1
         self.mediator_id = f"m{self.incarnation}"
         self.state = ClusterState(LEASE, PING_TIMEOUT, self.now)
+        if ledger:
+            self.state.expect(listed)
         self.pending_handoffs = []
         self.link_acked = {}
 
@@ -207,7 +221,9 @@ class ClusterMachine(RuleBasedStateMachine):
             reported |= streamer.reported  # in the answer (the first, before the lease is granted)
             self.link_acked[target] = seq  # answered before its deadline
         self.state.promote(target)  # a candidate that answered replaces the holders it displaces
-        plans = self.state.ping_answered(target, self.now, held=sorted(reported))
+        # What is left of the lease it held when it switched, on its own clock.
+        lease_left_s = max(0.0, streamer.switch_until - self.now) * streamer.rate
+        plans = self.state.ping_answered(target, self.now, held=sorted(reported), held_lease_s=lease_left_s)
         self.pending_handoffs.extend(plans or [])
 
     @rule(index=st.integers(0, N_STREAMERS - 1), same_address=st.booleans())

@@ -155,3 +155,28 @@ def test_reports_after_the_grace_change_nothing() -> None:
     state.ping_sent(s1, 100.0 + BOUND)
     state.ping_answered(s1, 100.0 + BOUND, held=[FileKey("app", "k")])
     assert state.ownership.owner == {}
+
+
+def test_with_the_ledger_the_grace_ends_when_every_previous_streamer_said_its_lease_is_over() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 100.0)  # grace until 100 + BOUND
+    s1, s2 = Holder("s1", "h:1"), Holder("s2", "h:2")
+    state.expect([s1, s2])
+    for holder, answered_at, lease_left_s in ((s1, 100.1, 0.5), (s2, 100.2, 0.0)):
+        state.register(holder.id, holder.addr, answered_at)
+        state.ping_sent(holder, answered_at)
+        assert state.route(FileKey("app", "new"), answered_at) is Wait.GRACE  # s2 not heard from yet
+        state.ping_answered(holder, answered_at, held_lease_s=lease_left_s)
+    # s1's previous lease may run 0.5s on its clock (10% slower than ours at worst).
+    assert state.route(FileKey("app", "new"), 100.1 + 0.5 * 1.1 - 0.01) is Wait.GRACE
+    assert isinstance(state.route(FileKey("app", "new"), 100.1 + 0.5 * 1.1), Holder)
+    assert 100.1 + 0.5 * 1.1 < 100.0 + BOUND
+
+
+def test_a_previous_streamer_that_never_answers_keeps_the_whole_grace() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 100.0)
+    s1 = Holder("s1", "h:1")
+    state.expect([s1, Holder("s2", "h:2")])  # s2 is gone (or partitioned, lease still running)
+    state.register("s1", "h:1", 100.0)
+    state.ping_sent(s1, 100.0)
+    state.ping_answered(s1, 100.0, held_lease_s=0.0)
+    assert state.route(FileKey("app", "new"), 100.0 + BOUND - 0.01) is Wait.GRACE
