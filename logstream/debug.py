@@ -45,7 +45,7 @@ ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("/debug/profile?seconds=30", "a sampling CPU profile of all threads, as a top of functions "
                                   "(&format=collapsed: folded stacks for flamegraph tools; "
                                   "&mode=wall: count waiting threads too; &top=N rows)"),
-    ("/healthz", "ok when this server answers"),
+    ("/healthz", "ok while every background task of the node runs (503 and the reason otherwise)"),
 )
 
 
@@ -344,6 +344,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 Route = Callable[["_DebugHTTPServer", str], tuple[HTTPStatus, str, "str | bytes"]]
+# None when the node is healthy, else the reason (called from the server's threads).
+Health = Callable[[], "str | None"]
 
 
 def _index(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str | bytes]:
@@ -357,6 +359,9 @@ def _index(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str | b
 
 def _healthz(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str | bytes]:
     parse_query(raw, set())
+    problem = server.health()
+    if problem is not None:
+        return HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", f"not serving: {problem}\n"
     return HTTPStatus.OK, "text/plain; charset=utf-8", "ok\n"
 
 
@@ -401,9 +406,11 @@ ROUTES: dict[str, Route] = {
 class _DebugHTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a slow profile download must never keep the process alive
 
-    def __init__(self, address: tuple[str, int], node: str, loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(self, address: tuple[str, int], node: str, loop: asyncio.AbstractEventLoop | None,
+                 health: Health = lambda: None) -> None:
         self.node = node
         self.loop = loop
+        self.health = health
         self.routes = ROUTES
         self.profiling = threading.Lock()
         self.stopping = threading.Event()
@@ -453,14 +460,15 @@ def _current_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def start_debug_server(host: str, port: int, node: str,
-                       loop: asyncio.AbstractEventLoop | None = None) -> DebugServer:
+                       loop: asyncio.AbstractEventLoop | None = None, health: Health = lambda: None) -> DebugServer:
     """Listen on host:port (0: any free port) and serve in a daemon thread.
 
-    `loop` is the event loop whose tasks /debug/stacks shows (default: the running loop, if any).
+    `loop` is the event loop whose tasks /debug/stacks shows (default: the running loop, if any);
+    `health` says what /healthz answers (e.g. `TaskSupervisor.problem`).
     """
     server_class = _DebugHTTPServer6 if ":" in host.strip("[]") else _DebugHTTPServer
     try:
-        httpd = server_class((host.strip("[]"), port), node, loop or _current_loop())
+        httpd = server_class((host.strip("[]"), port), node, loop or _current_loop(), health)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise UsageError(f"-pport {port}: address in use") from None

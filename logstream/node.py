@@ -22,6 +22,30 @@ logger = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
+class HealthServicer(health_aio.HealthServicer):  # type: ignore[misc]
+    """grpc's health service, but every Watch stream ends once graceful shutdown begins: a watcher
+    (a streamer watching its mediator) must not hold the server's grace, and the end tells it at
+    once that this node is going away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stopping = asyncio.Event()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+        watch = asyncio.ensure_future(super().Watch(request, context))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({watch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watch, stopping):
+                task.cancel()
+            await asyncio.gather(watch, stopping, return_exceptions=True)
+
+    async def enter_graceful_shutdown(self) -> None:
+        await super().enter_graceful_shutdown()
+        self._stopping.set()
+
+
 @dataclass
 class Built:
     server: grpc.aio.Server
@@ -37,7 +61,7 @@ def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Seq
     # Undecodable bodies get INVALID_ARGUMENT and a rate-limited line (decoding.py).
     checked = CheckedServer(server)
     add_servicers(checked)
-    health = health_aio.HealthServicer()
+    health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, checked)
     # Reflection picks its asyncio servicer only for a real grpc.aio.Server: it gets the server itself.
     reflection.enable_server_reflection((*services, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
@@ -45,9 +69,11 @@ def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Seq
     return Built(server, bound, health, tuple(services))
 
 
-async def set_serving(built: Built) -> None:
+async def set_serving(built: Built, serving: bool = True) -> None:
+    """SERVING, or NOT_SERVING while background work of the node is down (logstream.tasks)."""
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", *built.services):
-        await built.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await built.health.set(name, status)
 
 
 async def stop_serving(built: Built, grace_s: float) -> None:
@@ -60,11 +86,24 @@ async def stop_serving(built: Built, grace_s: float) -> None:
 Serve = Callable[[asyncio.Event], Awaitable[None]]
 
 
-def run_until_signalled(serve: Serve, loop: str = "uvloop") -> None:
+def run_until_signalled(serve: Serve, loop: str = "uvloop") -> int:
     """Run `serve` on an event loop (uvloop when asked and installed) until SIGTERM or SIGINT.
 
     The handlers only set the stop event (uvicorn's should_exit); `serve` does the ordered shutdown.
+    The exit code: 0, or 1 when the node's background work could not be kept running
+    (`tasks.NodeFailed`), so that a process supervisor restarts it.
     """
+    from .tasks import NodeFailed
+
+    try:
+        _run(serve, loop)
+    except NodeFailed as exc:
+        logger.error("exiting with code 1: %s", exc)
+        return 1
+    return 0
+
+
+def _run(serve: Serve, loop: str) -> None:
 
     async def main() -> None:
         stop = asyncio.Event()

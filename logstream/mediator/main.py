@@ -1,4 +1,4 @@
-"""`logstream mediator`: load settings, run the server until SIGTERM/SIGINT, exit 0."""
+"""`logstream mediator`: load settings, run the server until SIGTERM/SIGINT; exit 1 if its background work failed."""
 
 from __future__ import annotations
 
@@ -23,5 +23,4 @@ def main(argv: list[str]) -> int:
     def on_bound(node_id: str) -> None:
         setup_logging("mediator", node_id, settings.log_level)
 
-    run_until_signalled(lambda stop: run(settings, stop, on_bound))
-    return 0
+    return run_until_signalled(lambda stop: run(settings, stop, on_bound))

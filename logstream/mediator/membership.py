@@ -42,11 +42,17 @@ class Member:
 
 @dataclass(frozen=True)
 class Registered:
-    """What `register` did: `member` is new or refreshed; `replaced` lost its address or id."""
+    """What `register` did: `holder` is new or refreshed; `replaced` lost its address or id.
+
+    `candidate`: the registration would replace a live holder, so it waits as a candidate until
+    its address answers a ping (`promote`); `superseded`: an earlier candidate it replaces.
+    """
 
     holder: Holder
     new: bool
     replaced: tuple[Holder, ...] = ()
+    candidate: bool = False
+    superseded: tuple[Holder, ...] = ()
 
 
 @dataclass
@@ -61,6 +67,8 @@ class Membership:
     lease_s: float
     ping_timeout_s: float
     members: dict[str, Member] = field(default_factory=dict)  # by streamer id
+    # Registrations that would replace a live holder: not members until they answer a ping.
+    candidates: dict[Holder, Member] = field(default_factory=dict)
     # Kept for removed holders too, until their lease has surely expired.
     last_ping_sent: dict[Holder, float] = field(default_factory=dict)
 
@@ -68,21 +76,41 @@ class Membership:
     def expiry_bound_s(self) -> float:
         return self.ping_timeout_s + self.lease_s * 1.1
 
+    def _displaced_by(self, holder: Holder) -> list[Member]:
+        """Members that `holder` would replace: its id elsewhere, or another id on its address
+        (two processes cannot serve one address, so that one is gone)."""
+        return [m for m in self.members.values()
+                if m.holder != holder and (m.holder.id == holder.id or m.holder.addr == holder.addr)]
+
     def register(self, streamer_id: str, addr: str, now: float) -> Registered:
         holder = Holder(streamer_id, addr)
         existing = self.members.get(streamer_id)
-        if existing is not None and existing.holder == holder:
+        if (existing is not None and existing.holder == holder) or holder in self.candidates:
             return Registered(holder, new=False)
-        replaced: list[Holder] = []
-        if existing is not None:  # same id, new address: the old process is gone or going
-            replaced.append(existing.holder)
-            del self.members[streamer_id]
-        for other in list(self.members.values()):  # another id on this address: that process is gone
-            if other.holder.addr == addr:
-                replaced.append(other.holder)
-                del self.members[other.holder.id]
+        superseded = tuple(h for h in self.candidates if h.id == streamer_id or h.addr == addr)
+        for old in superseded:
+            del self.candidates[old]
+        displaced = self._displaced_by(holder)
+        if any(m.state is State.LIVE for m in displaced):
+            # A live holder is removed only once the new address proves a streamer answers there
+            # under this id: a registration alone (a mistake, a forgery) cannot fence its keys.
+            self.candidates[holder] = Member(holder, State.PENDING, registered_at=now)
+            return Registered(holder, new=True, candidate=True, superseded=superseded)
+        for member in displaced:
+            del self.members[member.holder.id]
         self.members[streamer_id] = Member(holder, State.PENDING, registered_at=now)
-        return Registered(holder, new=True, replaced=tuple(replaced))
+        return Registered(holder, new=True, replaced=tuple(m.holder for m in displaced), superseded=superseded)
+
+    def promote(self, holder: Holder) -> tuple[Holder, ...]:
+        """A candidate answered a ping: it becomes a (pending) member; the holders it replaces."""
+        candidate = self.candidates.pop(holder, None)
+        if candidate is None:
+            return ()
+        displaced = self._displaced_by(holder)
+        for member in displaced:
+            del self.members[member.holder.id]
+        self.members[holder.id] = candidate
+        return tuple(m.holder for m in displaced)
 
     def member(self, holder: Holder) -> Member | None:
         member = self.members.get(holder.id)
@@ -99,11 +127,12 @@ class Membership:
         return {m.holder.id: m.holder for m in self.members.values() if m.state is State.LIVE}
 
     def holders(self) -> list[Holder]:
-        """Every member, live or pending: the ones to ping."""
-        return sorted(m.holder for m in self.members.values())
+        """Every member, live or pending, and every candidate: the ones to ping."""
+        return sorted([*(m.holder for m in self.members.values()), *self.candidates])
 
     def ping_sent(self, holder: Holder, now: float) -> None:
-        if self.member(holder) is not None:
+        # A candidate's pings count too: promoted, it holds the lease they granted.
+        if self.member(holder) is not None or holder in self.candidates:
             previous = self.last_ping_sent.get(holder, now)
             self.last_ping_sent[holder] = max(previous, now)
 
@@ -120,11 +149,12 @@ class Membership:
         return False
 
     def remove(self, holder: Holder) -> Member | None:
-        """Forget a member (its lease bookkeeping stays until surely expired)."""
+        """Forget a member or candidate (its lease bookkeeping stays until surely expired)."""
         member = self.member(holder)
         if member is not None:
             del self.members[holder.id]
-        return member
+            return member
+        return self.candidates.pop(holder, None)
 
     def surely_expired_at(self, holder: Holder) -> float:
         sent = self.last_ping_sent.get(holder)

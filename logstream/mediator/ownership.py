@@ -24,6 +24,7 @@ class Wait(enum.Enum):
     HANDOFF = "in hand-off to a new streamer"
     FENCED = "its streamer failed; waiting until that streamer's lease has surely expired"
     GRACE = "the mediator just started; waiting until leases granted by a previous mediator have surely expired"
+    ADMITTING = "no streamer is live yet; waiting for registered ones to answer a health check"
 
 
 class NoStreamers(enum.Enum):
@@ -68,9 +69,25 @@ class Ownership:
         live = self.membership.live_by_id()
         chosen = place(key, live)
         if chosen is None:
-            return NoStreamers.NONE
+            # Registered streamers (a restarted mediator's, from its ledger or re-registering) are
+            # worth waiting for; with none at all the caller learns at once.
+            return Wait.ADMITTING if self.membership.members or self.membership.candidates else NoStreamers.NONE
         self.owner[key] = live[chosen]
         return live[chosen]
+
+    def claimed(self, holder: Holder, keys: list[FileKey], now: float) -> list[FileKey]:
+        """During the start-up grace, keys a streamer had open under the previous mediator when it
+        switched to this one (it reports them in its first ping answer) stay with it at once:
+        under the previous mediator's one-writer rule nobody else can be writing them. A key
+        already owned, fenced or moving is left alone. The keys taken."""
+        if now >= self.grace_until:
+            return []  # every previous lease has surely expired: placement is free again
+        taken = []
+        for key in keys:
+            if key not in self.owner and key not in self.fenced and key not in self.handoff:
+                self.owner[key] = holder
+                taken.append(key)
+        return taken
 
     def joined(self, newcomer: Holder) -> list[Handoff]:
         """A streamer became live: give back keys fenced on it, and plan the hand-off of the keys

@@ -1,4 +1,5 @@
-"""Routing lines to their owners: per-streamer batching queues, forwards, retries, pings, hand-offs.
+"""Routing lines to their owners: per-streamer batching queues, forwards, retries, pings (admission
+of new registrations, rediscovery of removed streamers), hand-offs.
 
 All decisions come from `ClusterState` (pure); this module does the I/O and reports back what
 happened. One `StreamerLink` per streamer: a FIFO queue that one sender task drains into `LogBatch`
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from .. import auth, tls
+from ..streamer.paths import BadTarget, validate_target
+from ..tasks import TaskSupervisor
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
 from .ledger import LeaseLedger
@@ -49,6 +52,18 @@ RETRIED = frozenset({grpc.StatusCode.ABORTED})  # a file lock held elsewhere: wa
 # Lingering for fuller forwards pays off for small requests only.
 LINGER_BELOW_BYTES = 64 * 1024
 
+# A new registration's first health checks are retried for -admit-wait, starting this often.
+ADMIT_FIRST_RETRY_S = 0.05
+ADMIT_MAX_RETRY_S = 1.0
+# A removed streamer's address is pinged again with backoff up to this delay, for this long.
+REDISCOVER_AFTER_INTERVALS = 3
+REDISCOVER_MAX_DELAY_S = 30.0
+REDISCOVER_FOR_S = 3600.0
+
+# A wait ends this long (at most a tenth of the time left) before the caller's deadline.
+DEADLINE_MARGIN_S = 0.25
+LOCKED_LOGGED_MAX = 10_000  # keys remembered as "lock conflict logged" (then forgotten all at once)
+
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -69,6 +84,10 @@ class _Ended(grpc.aio.AioRpcError):  # type: ignore[misc]
 
     def __init__(self, code: grpc.StatusCode, details: str | None) -> None:
         super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+class _NotSent(_Ended):
+    """A forward stream that had ended before this request went out: nothing of it was written."""
 
 
 class _Deadline(_Ended):
@@ -94,6 +113,7 @@ class RouterConfig:
     lease_s: float = 7.5
     handoff_wait_s: float = 16.0
     restart_grace_s: float | None = None
+    admit_s: float = 5.0
     forward_timeout_s: float = 5.0
     batch_lines: int = 20_000
     batch_bytes: int = 4_000_000
@@ -172,12 +192,13 @@ class StreamerLink:
         self._queued_bytes = 0
         # How forwards travel: "stream" (LogStream), "batch" (LogBatch) or "unary" (Log, compat).
         self.mode = "stream" if self._config.stream_forwards else "batch"
+        self.probed = False
         self.closed = False
         # Ping numbering (docs/cluster-protocol.md): the streamer's lease runs from its receipt of
         # ping `acked_seq`, the last one answered before its deadline.
         self.ping_seq = 0
         self.acked_seq = 0
-        self._task = asyncio.create_task(self._run(), name=f"forward-{holder}")
+        self._forwarder = router.tasks.keep(f"forward-{holder}", self._run)
 
     def submit(self, chunks: list[Chunk]) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -282,7 +303,16 @@ class StreamerLink:
 
     async def _send(self, request: pb.LogBatchRequest) -> None:
         if self.mode == "stream":
-            await self._send_on_stream(request)
+            try:
+                await self._send_on_stream(request)
+            except _NotSent as exc:
+                if exc.code() != grpc.StatusCode.INTERNAL:
+                    raise
+                # grpc reports a write on a call the server has just ended as INTERNAL ("Internal
+                # error from Core") and loses the server's status. Nothing was written: a unary
+                # call gets this forward's real outcome.
+                await self.log.LogBatch(request, timeout=self._config.forward_timeout_s,
+                                        metadata=self._router.metadata)
         elif self.mode == "batch":
             await self.log.LogBatch(request, timeout=self._config.forward_timeout_s,
                                     metadata=self._router.metadata)
@@ -304,11 +334,19 @@ class StreamerLink:
             call = self._stream = self.log.LogStream(metadata=self._router.metadata)
         try:
             async with asyncio.timeout(self._config.forward_timeout_s):
-                await call.write(request)
+                try:
+                    await call.write(request)
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    # The call ended before this request went out (the streamer refused the call,
+                    # or died): its final status, not the write's, says why.
+                    self._drop_stream()
+                    raise _NotSent(await call.code(), await call.details()) from None
                 reply = await call.read()
         except TimeoutError:
             self._drop_stream()
             raise _Deadline() from None
+        except _NotSent:
+            raise
         except BaseException:
             self._drop_stream()
             raise
@@ -345,16 +383,28 @@ class StreamerLink:
         for event in waiters:
             event.set()
 
+    async def probe(self) -> None:
+        """Learn which forwards the streamer serves with one unary call, before its first forward:
+        an empty LogBatch writes nothing, and UNIMPLEMENTED (a clean status, unlike a streaming
+        call's) means the original's protocol, Log only."""
+        try:
+            await self.log.LogBatch(pb.LogBatchRequest(), timeout=self._config.ping_timeout_s,
+                                    metadata=self._router.metadata)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                self.mode = "unary"
+                logger.warning(
+                    "streamer %s speaks only the original protocol (no LogBatch, leases or Release): "
+                    "forwarding one Log call per line; it holds no lease, so for its files the one-writer "
+                    "promise rests on its file locks alone", self.holder)
+            # Any other status (no lease yet, not its mediator, unreachable): the method exists,
+            # or a forward will find out; keep the default.
+        self.probed = True
+
     async def close(self) -> None:
         """Stop forwarding: queued lines fail over (OwnerFailed), then the channel closes."""
         self.closed = True
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # pragma: no cover - _run handles its own errors
-            logger.exception("forwarding task of %s failed", self.holder)
+        await self._forwarder.stop()
         self._drop_stream()
         gone = OwnerFailed(f"streamer {self.holder} was removed")
         self._done(self._inflight, gone)
@@ -369,8 +419,13 @@ class Router:
 
     def __init__(self, config: RouterConfig, creds: grpc.ChannelCredentials | None = None,
                  mediator_id: str = "", clock: Callable[[], float] = time.monotonic,
-                 ledger: LeaseLedger | None = None, token: str | None = None) -> None:
+                 ledger: LeaseLedger | None = None, token: str | None = None,
+                 tasks: TaskSupervisor | None = None) -> None:
         self.config = config
+        # Every background task (forwarders, pings, hand-offs, link closes) belongs to the node's
+        # supervisor; a router built alone (tests) owns one.
+        self.tasks = TaskSupervisor() if tasks is None else tasks
+        self._own_tasks = tasks is None
         # Attached to every call to a streamer: it writes only what its current mediator sends.
         self.metadata = auth.call_metadata(mediator_id, token)
         self._ledger = ledger
@@ -382,23 +437,16 @@ class Router:
         self.counters = Counters()
         self.removed: dict[str, tuple[Holder, float]] = {}  # id -> (holder, when), for status
         self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[object]] = set()
+        self._admitting: set[Holder] = set()  # registered just now: retried pings, not the health loop's
+        self._lost: dict[Holder, asyncio.Task[None]] = {}  # removed streamers pinged again with backoff
+        self._link_closes: set[asyncio.Task[None]] = set()
+        self._locked_logged: set[FileKey] = set()  # keys whose lock conflict was logged
         self.closing = False
         self._ping_seq = 0
         self._lease_ms = int(config.lease_s * 1000)
         self._interval_ms = int(config.health_interval_s * 1000)
 
     # -- membership ---------------------------------------------------------------------------
-
-    def _spawn(self, coro: object, name: str) -> None:
-        task: asyncio.Task[object] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[object]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("task %s failed: %r", task.get_name(), task.exception())
 
     def _notify(self) -> None:
         self._changed.set()
@@ -410,19 +458,45 @@ class Router:
             logger.warning("streamer %s replaced by %s (re-registered): its keys wait until its lease has "
                            "surely expired", old, outcome.holder)
             self._close_link(old)
+        for old in outcome.superseded:
+            logger.info("streamer %s never answered before %s registered", old, outcome.holder)
+            self._close_link(old)
+        if outcome.candidate:
+            logger.warning("streamer %s registers while another holder of its id or address is live: that one "
+                           "keeps its keys until %s answers a ping", outcome.holder, outcome.holder.addr)
+        for lost in [h for h in self._lost if h.id == streamer_id or h.addr == addr]:
+            self._lost.pop(lost).cancel()  # it is back (or its address is another's now)
         if outcome.new:
-            self.removed.pop(streamer_id, None)
+            if not outcome.candidate:
+                self.removed.pop(streamer_id, None)
             channel = tls.secure_or_insecure_channel(addr, self._creds)
             self.links[outcome.holder] = StreamerLink(outcome.holder, channel, self)
             logger.info("streamer %s registered; first ping now", outcome.holder)
-            self._spawn(self.ping(outcome.holder), f"ping-{outcome.holder}")
+            self._admitting.add(outcome.holder)
+            self.tasks.spawn(self._admit(outcome.holder), f"admit-{outcome.holder}")
         else:
             logger.info("streamer %s registered again (already known)", outcome.holder)
         self._notify()
         return outcome.holder
 
-    async def ping(self, holder: Holder) -> bool:
-        """One health check and lease renewal; a failure removes the streamer.
+    async def _admit(self, holder: Holder) -> None:
+        """The first health checks of a new registration, retried with backoff for `admit_s`
+        before a failure counts: the Go original registers before it listens."""
+        try:
+            deadline = self._clock() + self.config.admit_s
+            delay_s = ADMIT_FIRST_RETRY_S
+            while holder in self.links:
+                last = self._clock() + delay_s >= deadline
+                if await self.ping(holder, tolerate=not last) or last:
+                    return
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, ADMIT_MAX_RETRY_S)
+        finally:
+            self._admitting.discard(holder)
+
+    async def ping(self, holder: Holder, tolerate: bool = False) -> bool:
+        """One health check and lease renewal; a failure removes the streamer (unless `tolerate`:
+        a streamer being admitted, which is not live and holds nothing).
 
         Two numbered pings: the first checks health and is answered in time; the second acks it,
         which starts the streamer's lease from the first one's receipt. The streamer counts as
@@ -431,22 +505,39 @@ class Router:
         link = self.links.get(holder)
         if link is None or link.closed:
             return False
-        if await self._ping_once(holder, link) is None:
+        first = await self._ping_once(holder, link, tolerate)
+        if first is None:
             return False
-        reply = await self._ping_once(holder, link)  # acks the first: the lease starts
+        reply = await self._ping_once(holder, link, tolerate)  # acks the first: the lease starts
         if reply is None:
             return False
+        for old in self.state.promote(holder):  # a candidate answered: now it replaces them
+            logger.warning("streamer %s replaced by %s (answered at its new address): its keys wait until "
+                           "its lease has surely expired", old, holder)
+            self.counters.removals += 1
+            self._close_link(old)
+        if not link.probed:
+            await link.probe()
         stats = reply.stats
-        plans = self.state.ping_answered(holder, self._clock(), stats.lines, stats.bytes, stats.open_files)
+        held = _held_keys(first.held or reply.held)
+        grace_until = self.state.ownership.grace_until
+        plans = self.state.ping_answered(holder, self._clock(), stats.lines, stats.bytes, stats.open_files, held,
+                                         max(first.held_lease_ms, reply.held_lease_ms) / 1000)
+        if self.state.ownership.grace_until < grace_until:
+            logger.info("every streamer of the previous run has answered: placing keys in %.1fs, not %.1fs",
+                        max(0.0, self.state.ownership.grace_until - self._clock()),
+                        max(0.0, grace_until - self._clock()))
         if plans is not None:
-            logger.info("streamer %s is live (%d live)", holder, len(self.state.live()))
+            kept = len(self.state.ownership.keys_of(holder)) if held else 0
+            logger.info("streamer %s is live (%d live)%s", holder, len(self.state.live()),
+                        f"; kept {kept} of the {len(held)} keys it held under the previous mediator" if held else "")
             for plan in plans:
                 self.counters.handoffs += 1
-                self._spawn(self._handoff(plan), f"handoff-{plan.source}")
+                self.tasks.spawn(self._handoff(plan), f"handoff-{plan.source}")
             self._notify()
         return True
 
-    async def _ping_once(self, holder: Holder, link: StreamerLink) -> pb.PingResponse | None:
+    async def _ping_once(self, holder: Holder, link: StreamerLink, tolerate: bool = False) -> pb.PingResponse | None:
         a, b = random.randint(-(2**31), 2**31 - 1), random.randint(-(2**31), 2**31 - 1)
         # Numbered across all links of this mediator, not per link: a streamer that re-registers
         # gets a new link, and a late ping of its old link must not reuse a number the new link
@@ -461,7 +552,17 @@ class Router:
         try:
             reply = await link.pinger.Ping(request, timeout=self.config.ping_timeout_s, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
-            self.fail(holder, f"ping failed: {exc.code().name}: {exc.details()}")
+            if not tolerate:
+                self.fail(holder, f"ping failed: {exc.code().name}: {exc.details()}")
+            return None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this ping itself was cancelled (shutdown)
+            # grpc cancels a call whose channel is closed (the link was closed by a failure or a
+            # re-registration): a failed ping of that streamer, and nothing more.
+            logger.info("ping to %s cancelled: its channel was closed", holder)
+            self.fail(holder, "ping cancelled: its channel was closed")
             return None
         if reply.res != wrap_int32(a * b):
             self.fail(holder, f"ping answered {reply.res}, not {wrap_int32(a * b)}")
@@ -477,13 +578,25 @@ class Router:
         if self._ledger is None:
             return
         try:
-            self._ledger.cover(self.state.membership.expiry_bound_s, self.config.health_interval_s)
+            # Every streamer that may hold a lease: members, candidates, and removed ones whose
+            # lease may not have expired yet (a restarted mediator waits for all of them).
+            membership, now = self.state.membership, self._clock()
+            maybe_leased = [h for h, sent in membership.last_ping_sent.items()
+                            if sent + membership.expiry_bound_s > now]
+            self._ledger.cover(membership.expiry_bound_s, self.config.health_interval_s,
+                               [*membership.holders(), *maybe_leased])
         except OSError as exc:
             logger.error("cannot record leases in %s: %s (a restarted mediator would wait too little)",
                          self._ledger.path, exc)
 
     async def ping_all(self) -> None:
-        await asyncio.gather(*(self.ping(holder) for holder in self.state.membership.holders()))
+        """Ping every member (but those being admitted), each in a task of its own: one ping's
+        failure, even a CancelledError from a channel closed under it, is that ping's outcome and
+        never the health loop's."""
+        pings = [self.tasks.spawn(self.ping(holder), f"ping-{holder}")
+                 for holder in self.state.membership.holders() if holder not in self._admitting]
+        if pings:
+            await asyncio.wait(pings)
 
     def fail(self, holder: Holder, reason: str) -> None:
         """Remove a streamer: fence its keys until its lease has surely expired."""
@@ -498,13 +611,55 @@ class Router:
         logger.warning("streamer %s removed (was %s): %s; %d keys wait %.1fs for its lease to lapse; %d live",
                        holder, was, reason, len(fenced), wait_s, len(self.state.live()))
         self._close_link(holder)
+        # A failed candidate (a registration that never answered where it said) is not looked for.
+        if member is not None and not self.closing and holder not in self._lost:
+            self._lost[holder] = self.tasks.spawn(self._rediscover(holder), f"rediscover-{holder}")
         self._notify()
+
+    async def _rediscover(self, holder: Holder) -> None:
+        """Ping a removed streamer's address with backoff and re-admit it once it answers, through
+        the normal pending -> live path: a streamer that never registers again (the Go original
+        registers only at start) still comes back. These pings carry no lease and no number, so
+        they grant nothing and the fence on its keys still ends when the mediator expects."""
+        channel = tls.secure_or_insecure_channel(holder.addr, self._creds)
+        pinger = pb_grpc.PingerStub(channel)  # type: ignore[no-untyped-call]
+        # First after its keys may be placed anew (their fence ends) and no sooner than a streamer
+        # re-registers by itself: one that answers pings but fails forwards flaps no faster than
+        # it would without this search.
+        delay_s = max(REDISCOVER_AFTER_INTERVALS * self.config.health_interval_s,
+                      self.state.membership.expiry_bound_s)
+        give_up = self._clock() + REDISCOVER_FOR_S
+        try:
+            while self._clock() < give_up:
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, REDISCOVER_MAX_DELAY_S)
+                a, b = random.randint(-(2**31), 2**31 - 1), random.randint(-(2**31), 2**31 - 1)
+                try:
+                    reply = await pinger.Ping(pb.PingRequest(a=a, b=b, streamerId=holder.id),
+                                              timeout=self.config.ping_timeout_s, metadata=self.metadata)
+                except grpc.aio.AioRpcError:
+                    continue
+                if reply.res != wrap_int32(a * b) or reply.streamer_id not in ("", holder.id):
+                    continue  # someone else answers there
+                if self.closing:
+                    return
+                logger.info("removed streamer %s answers again: admitting it anew", holder)
+                del self._lost[holder]  # before register(), which stops the search for this id
+                self.register(holder.id, holder.addr)
+                return
+            logger.info("stopped looking for removed streamer %s after %.0fs", holder, REDISCOVER_FOR_S)
+        finally:
+            if self._lost.get(holder) is asyncio.current_task():
+                del self._lost[holder]
+            await channel.close()
 
     def _close_link(self, holder: Holder) -> None:
         link = self.links.pop(holder, None)
         if link is not None:
             link.closed = True
-            self._spawn(link.close(), f"close-{holder}")
+            task = self.tasks.spawn(link.close(), f"close-{holder}")
+            self._link_closes.add(task)
+            task.add_done_callback(self._link_closes.discard)
 
     async def _handoff(self, plan: Handoff) -> None:
         link = self.links.get(plan.source)
@@ -538,10 +693,18 @@ class Router:
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def write(self, chunks: list[Chunk]) -> None:
-        """Return once every chunk was written by its key's owner; RouteError otherwise."""
+    async def write(self, chunks: list[Chunk], time_left_s: float | None = None) -> None:
+        """Return once every chunk was written by its key's owner; RouteError otherwise.
+
+        Waiting (for a key's owner, or for a lock held elsewhere) lasts at most -handoff-wait, and
+        ends a little before the caller's deadline (`time_left_s`), so that the caller gets the
+        reason (`ABORTED`, `UNAVAILABLE`) rather than `DEADLINE_EXCEEDED`.
+        """
         pending = chunks
         waited_since: float | None = None
+        wait_s = self.config.handoff_wait_s
+        if time_left_s is not None:
+            wait_s = min(wait_s, time_left_s - min(DEADLINE_MARGIN_S, time_left_s / 10))
         backoff_s = 0.005
         while True:
             if self.closing:
@@ -567,9 +730,9 @@ class Router:
                     retry.append(chunk)
                     reason = target
             if groups:
-                submitted = [(self.links[holder].submit(group), group) for holder, group in groups.items()]
+                submitted = [(holder, self.links[holder].submit(group), group) for holder, group in groups.items()]
                 refused: Refused | None = None
-                for future, group in submitted:
+                for holder, future, group in submitted:
                     try:
                         await future
                     except OwnerFailed as exc:
@@ -577,6 +740,7 @@ class Router:
                         reason = exc
                     except Refused as exc:
                         if exc.code in RETRIED:
+                            self._note_locked(holder, group, exc)
                             retry.extend(group)
                             reason = exc
                         elif refused is None:
@@ -590,12 +754,26 @@ class Router:
             now = self._clock()
             if waited_since is None:
                 waited_since = now
-            remaining = waited_since + self.config.handoff_wait_s - now
+            remaining = waited_since + wait_s - now
             if remaining <= 0:
-                raise RouteError(grpc.StatusCode.UNAVAILABLE, f"no streamer could take {pending[0][0]} within "
-                                 f"{self.config.handoff_wait_s:.1f}s: {_describe(reason)}")
+                # A file locked by another process is a definite refusal, not an outage: say so.
+                code = reason.code if isinstance(reason, Refused) else grpc.StatusCode.UNAVAILABLE
+                raise RouteError(code, f"no streamer could take {pending[0][0]} within "
+                                 f"{max(wait_s, 0.0):.1f}s: {_describe(reason)}")
             await self._wait_change(min(backoff_s, remaining))
             backoff_s = min(backoff_s * 2, 0.1)
+
+    def _note_locked(self, holder: Holder, chunks: list[Chunk], refusal: Refused) -> None:
+        """Log once per key that its owner cannot write it because another process holds the
+        file's lock (a direct writer, a second cluster on the same disk)."""
+        for key in {chunk[0] for chunk in chunks}:
+            if key in self._locked_logged:
+                continue
+            if len(self._locked_logged) >= LOCKED_LOGGED_MAX:
+                self._locked_logged.clear()
+            self._locked_logged.add(key)
+            logger.warning("streamer %s cannot write %s: %s; retrying for up to %.1fs, then the caller gets %s",
+                           holder, key, refusal.args[0], self.config.handoff_wait_s, refusal.code.name)
 
     async def _wait_change(self, timeout_s: float) -> None:
         event = self._changed
@@ -643,13 +821,29 @@ class Router:
 
     async def close(self) -> None:
         self.closing = True
-        for task in list(self._tasks):
+        for task in self._lost.values():
             task.cancel()
-        for holder in list(self.links):
-            self._close_link(holder)
-        tasks = list(self._tasks)
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        links = list(self.links.values())
+        self.links.clear()
+        for link in links:
+            link.closed = True
+        await asyncio.gather(*(link.close() for link in links))
+        if self._link_closes:  # links closed earlier: let them finish closing their channels
+            await asyncio.wait(list(self._link_closes))
+        if self._own_tasks:
+            await self.tasks.close()
+
+
+def _held_keys(keys: Sequence[pb.FileKey]) -> list[FileKey]:
+    """A streamer's report of the keys it held, in the mediator's normal form; invalid ones dropped."""
+    held = []
+    for key in keys:
+        try:
+            target = validate_target(key.path, key.filename)
+        except BadTarget:
+            continue
+        held.append(FileKey(target.path, target.stem))
+    return held
 
 
 def _describe(reason: object) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from .. import node, tls
+from ..tasks import Kept, TaskSupervisor
 from ..node import Built
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
@@ -22,6 +22,7 @@ from ..auth import Guard
 from ..token_file import guard_for
 from .health import health_loop
 from .ledger import LeaseLedger
+from .membership import Holder
 from .router import Router, RouterConfig
 from .service import ClusterStatusServicer, LogStreamerServicer, RegisterServicer, Validator
 
@@ -81,7 +82,8 @@ def build_server(router: Router, validator: Validator, host: str, port: int,
 
 async def run(settings: MediatorSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
-    """The whole mediator; returns after a clean shutdown. Start-up problems raise UsageError."""
+    """The whole mediator; returns after a clean shutdown. Start-up problems raise UsageError;
+    background work that could not be kept running raises tasks.NodeFailed after the shutdown."""
     from . import metrics
 
     mediator_id = uuid.uuid4().hex[:12]
@@ -90,14 +92,21 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
     if ledger is not None:
         logger.info("lease ledger %s: placing keys after %.1fs", ledger.path, config.restart_grace_s or 0.0)
     guard = guard_for(settings, "mediator")
-    router = Router(config, tls.node_channel_credentials(settings), mediator_id, ledger=ledger, token=guard.token)
+    built: Built | None = None
+
+    async def report_health(serving: bool) -> None:
+        if built is not None:
+            await node.set_serving(built, serving)
+
+    # Owns every background task; one that cannot be kept running stops the node (exit code 1).
+    tasks = TaskSupervisor(stop, on_health=report_health)
+    router = Router(config, tls.node_channel_credentials(settings), mediator_id, ledger=ledger, tasks=tasks,
+                    token=guard.token)
     node_id = [settings.id or mediator_id]
     unregister_metrics = metrics.register(metrics.MediatorCollector(router, lambda: node_id[0]))
-    built: Built | None = None
     debug: DebugServer | None = None
-    health_task: asyncio.Task[None] | None = None
-    # The health loop outlives the server's grace: in-flight requests need their owners' leases.
-    health_stop = asyncio.Event()
+    health: Kept | None = None
+    health_stop = asyncio.Event()  # never set: the loop is stopped by its owner
     try:
         built = build_server(router, Validator(settings.max_line), settings.host, settings.port,
                              tls.server_credentials(settings), guard)
@@ -105,26 +114,34 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
         if on_bound is not None:
             on_bound(node_id[0])
         await built.server.start()
-        await node.set_serving(built)
+        await node.set_serving(built, tasks.problem() is None)
         logger.info("listening on %s:%d (mediator id %s, health interval %ss, lease %ss, ping timeout %ss, "
                     "tls %s)", settings.host, built.port, mediator_id, settings.health_interval, settings.lease,
                     settings.ping_timeout, settings.tls_mode)
+        if ledger is not None and ledger.previous_holders:
+            # Ping the previous run's streamers now rather than wait for them to register again:
+            # they answer with the keys they held, which stay with them (no start-up grace for those).
+            logger.info("pinging %d streamers known from the lease ledger", len(ledger.previous_holders))
+            for streamer_id, addr in ledger.previous_holders:
+                router.register(streamer_id, addr)
+            # Once each has said how long its previous lease still runs, the grace may end sooner.
+            router.state.expect(Holder(streamer_id, addr) for streamer_id, addr in ledger.previous_holders)
         if settings.pprof:
             from ..debug import start_debug_server
 
-            debug = start_debug_server(settings.phost, settings.pport, node_id[0], asyncio.get_running_loop())
-        health_task = asyncio.create_task(health_loop(router, settings.health_interval, health_stop))
+            debug = start_debug_server(settings.phost, settings.pport, node_id[0], asyncio.get_running_loop(),
+                                       health=tasks.problem)
+        # The health loop outlives the server's grace: in-flight requests need their owners' leases.
+        health = tasks.keep("health-loop", lambda: health_loop(router, settings.health_interval, health_stop))
         await stop.wait()
         logger.info("stopping: refusing new requests, letting in-flight ones finish (grace %ss)", settings.grace)
     finally:
         if built is not None:
             await node.stop_serving(built, settings.grace)
-        health_stop.set()
-        if health_task is not None:
-            health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await health_task
+        if health is not None:
+            await health.stop()
         await router.close()
+        await tasks.close()
         if debug is not None:
             debug.close()
         unregister_metrics()
@@ -132,3 +149,4 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
             counters = router.counters
             logger.info("stopped: %d requests, %d lines acknowledged, %d forwards",
                         sum(counters.requests.values()), counters.lines, counters.forwards)
+    tasks.check()

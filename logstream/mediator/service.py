@@ -91,11 +91,12 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
         self._validator = validator
         self._counters = router.counters
 
-    async def _write(self, rpc: str, chunks: list[Chunk]) -> tuple[int, int]:
+    async def _write(self, rpc: str, chunks: list[Chunk], context: grpc.aio.ServicerContext) -> tuple[int, int]:
         counters = self._counters
         counters.requests[rpc] += 1
         started = time.perf_counter()
-        await self._router.write(chunks)
+        # The caller's deadline bounds the wait too: it gets a definite status, not a timeout.
+        await self._router.write(chunks, context.time_remaining())
         lines = sum(chunk[2] for chunk in chunks)
         nbytes = sum(len(chunk[1]) for chunk in chunks)
         counters.lines += lines
@@ -117,14 +118,14 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
     async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
         try:
             chunk = self._validator.chunk(request.path, request.filename, request.line.encode() or b"\n")
-            await self._write("Log", [chunk] if chunk is not None else [])
+            await self._write("Log", [chunk] if chunk is not None else [], context)
         except (BadInput, RouteError) as exc:
             await self._abort(context, exc)
         return _SUCCESS_LOG
 
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
         try:
-            lines, nbytes = await self._write("LogBatch", self._validator.batch(request))
+            lines, nbytes = await self._write("LogBatch", self._validator.batch(request), context)
         except (BadInput, RouteError) as exc:
             await self._abort(context, exc)
             raise  # unreachable: abort raises
@@ -141,7 +142,7 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
             try:
                 async for request in request_iterator:
                     chunks = self._validator.batch(request)
-                    task = asyncio.create_task(self._write("LogStream", chunks))
+                    task = asyncio.create_task(self._write("LogStream", chunks, context))
                     task.add_done_callback(_retrieve)  # a failure after the stream ended is not news
                     await window.put(task)
             except Exception as exc:  # bad input, an undecodable request (aborted), a cancelled call

@@ -7,6 +7,8 @@ object with a fake clock beside a model of the streamers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .membership import Holder, Membership, Registered
 from .ownership import Handoff, Ownership, Route
 from .placement import FileKey
@@ -19,6 +21,29 @@ class ClusterState:
         # expired; by default the bound this mediator uses itself (same settings assumed).
         grace = self.membership.expiry_bound_s if restart_grace_s is None else restart_grace_s
         self.ownership = Ownership(self.membership, grace_until=now + grace)
+        # Every streamer that may still hold a previous mediator's lease (from the ledger), and
+        # when that lease surely ends by its own report (None: not answered yet).
+        self.awaited: dict[Holder, float | None] = {}
+
+    def expect(self, holders: Iterable[Holder]) -> None:
+        """The previous run's streamers, from its ledger: all that may hold one of its leases."""
+        self.awaited = {holder: None for holder in holders}
+
+    def _lease_reported(self, holder: Holder, now: float, lease_left_s: float) -> bool:
+        """An awaited streamer reported how long the previous mediator's lease still ran when it
+        switched (`lease_left_s`, on its clock, hence the 10%). Once all have, the grace ends when
+        the last of those leases does: no other streamer can hold one. True if it was shortened."""
+        if self.awaited.get(holder, 0.0) is not None:
+            return False
+        self.awaited[holder] = now + max(0.0, lease_left_s) * 1.1
+        ends = list(self.awaited.values())
+        if any(end is None for end in ends):
+            return False
+        last = max(end for end in ends if end is not None)
+        if last >= self.ownership.grace_until:
+            return False
+        self.ownership.grace_until = last
+        return True
 
     def register(self, streamer_id: str, addr: str, now: float) -> Registered:
         outcome = self.membership.register(streamer_id, addr, now)
@@ -26,13 +51,28 @@ class ClusterState:
             self.ownership.removed(old)
         return outcome
 
+    def promote(self, holder: Holder) -> tuple[Holder, ...]:
+        """A candidate answered a ping: it replaces the holders returned, whose keys are fenced."""
+        replaced = self.membership.promote(holder)
+        for old in replaced:
+            self.ownership.removed(old)
+        return replaced
+
     def ping_sent(self, holder: Holder, now: float) -> None:
         self.membership.ping_sent(holder, now)
 
     def ping_answered(self, holder: Holder, now: float, lines: int = 0, nbytes: int = 0,
-                      open_files: int = 0) -> list[Handoff] | None:
-        """None when nothing changed; the hand-offs to run when the streamer just became live."""
+                      open_files: int = 0, held: list[FileKey] | None = None,
+                      held_lease_s: float = 0.0) -> list[Handoff] | None:
+        """None when nothing changed; the hand-offs to run when the streamer just became live.
+
+        `held`: keys it had open under the previous mediator (see `Ownership.claimed`);
+        `held_lease_s`: what was left of that mediator's lease then (see `expect`)."""
+        if self.membership.member(holder) is not None:
+            self._lease_reported(holder, now, held_lease_s)
         if self.membership.ping_ok(holder, now, lines, nbytes, open_files):
+            if held:
+                self.ownership.claimed(holder, held, now)
             return self.ownership.joined(holder)
         return None
 

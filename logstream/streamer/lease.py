@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 # Before the first ping tells us the mediator's interval, re-register after this long unpinged.
 FIRST_PING_WAIT_S = 15.0
-UNPINGED_INTERVALS = 3
+# A ping missed by this many intervals: the mediator may have restarted and forgotten us; register
+# again at once (a restarted mediator then pings within a round trip, see registration.py).
+UNPINGED_INTERVALS = 1.2
+# Registration retries back off to at most this while the mediator was seen lately (it is
+# probably restarting: be back within a fraction of a second), and to registration's usual cap after.
+REGISTER_BACKOFF_RECENT_S = 0.5
+RECENT_S = 60.0
 # Receipt times kept for pings not yet acknowledged (the mediator acks within a round or two).
 RECEIPTS_KEPT = 64
 
@@ -51,6 +57,10 @@ class Lease:
 
     def remaining_s(self) -> float:
         return self.until - self._clock()
+
+    def left_s(self, until: float) -> float:
+        """Seconds from now until `until` (a past value of `self.until`), at least 0."""
+        return max(0.0, until - self._clock())
 
     def on_ping(self, lease_ms: int, mediator_id: str, interval_ms: int, seq: int = 0,
                 acked_seq: int = 0, in_time: bool = True) -> PingEffect:
@@ -95,3 +105,9 @@ class Lease:
 
     def should_reregister(self) -> bool:
         return self.unpinged_s() > self.reregister_after_s()
+
+    def register_backoff_cap_s(self, cap_s: float) -> float:
+        """The longest wait between registration attempts: short while the mediator was lately
+        seen (a restart), `cap_s` otherwise."""
+        recent = self.last_ping is not None and self._clock() - self.last_ping < RECENT_S
+        return min(cap_s, REGISTER_BACKOFF_RECENT_S) if recent else cap_s

@@ -70,5 +70,4 @@ def main(argv: list[str]) -> int:
     def on_bound(node_id: str) -> None:
         setup_logging("streamer", node_id, settings.log_level)
 
-    run_until_signalled(lambda stop: run(settings, stop, on_bound), settings.loop)
-    return 0
+    return run_until_signalled(lambda stop: run(settings, stop, on_bound), settings.loop)

@@ -8,6 +8,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterator
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .. import tls
 from ..auth import Metadata
@@ -40,9 +41,9 @@ async def register_once(stub: pb_grpc.RegisterStub, streamer_id: str, addr: str,
 
 
 async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, streamer_id: str, addr: str,
-                                 metadata: Metadata = ()) -> None:
+                                 metadata: Metadata = (), cap_s: float = BACKOFF_MAX_S) -> None:
     attempts = 0
-    for delay in backoff_delays():
+    for delay in backoff_delays(cap_s=cap_s):
         attempts += 1
         try:
             await register_once(stub, streamer_id, addr, metadata)
@@ -59,24 +60,52 @@ async def register_until_success(stub: pb_grpc.RegisterStub, mediator: str, stre
         await asyncio.sleep(delay)
 
 
+async def mediator_gone(health: health_pb2_grpc.HealthStub) -> None:
+    """Return when the mediator goes away: its health Watch stream ends or breaks (a stop, a
+    crash). A restarted mediator is then registered with at once, not after a missed ping. A
+    stream that never delivered an answer (the Go original has no health service) tells nothing."""
+    watching = False
+    try:
+        async for _reply in health.Watch(health_pb2.HealthCheckRequest(service="")):
+            watching = True  # NOT_SERVING (a task restarting, a graceful stop) is not gone yet
+    except grpc.aio.AioRpcError:
+        pass
+    if not watching:  # no health service, or it refuses us: only missed pings will tell
+        await asyncio.Event().wait()
+
+
 async def keep_registered(mediator: str, creds: grpc.ChannelCredentials | None, streamer_id: str, addr: str,
                           lease: Lease, metadata: Metadata = (),
                           on_registered: Callable[[grpc.aio.Channel], Awaitable[None]] | None = None) -> None:
     """Register (the calls carry `metadata`: the cluster token), then register again whenever the
-    mediator has not pinged for three intervals; `on_registered(channel)` after each success.
+    mediator missed a ping (1.2 intervals unpinged) or its connection ended; retries back off to at
+    most 0.5 s while the mediator was seen in the last minute. `on_registered(channel)` runs after
+    each success.
 
     Runs until cancelled.
     """
     channel = tls.secure_or_insecure_channel(mediator, creds)
     try:
         stub = pb_grpc.RegisterStub(channel)  # type: ignore[no-untyped-call]
+        health = health_pb2_grpc.HealthStub(channel)
         while True:
-            await register_until_success(stub, mediator, streamer_id, addr, metadata)
+            await register_until_success(stub, mediator, streamer_id, addr, metadata,
+                                         lease.register_backoff_cap_s(BACKOFF_MAX_S))
             lease.registered()
             if on_registered is not None:
                 await on_registered(channel)
-            while not lease.should_reregister():
-                await asyncio.sleep(CHECK_EVERY_S)
-            logger.warning("not pinged by mediator %s for %.1fs: registering again", mediator, lease.unpinged_s())
+            # Owned by this task: cancelled and awaited below, whatever happens.
+            gone = asyncio.create_task(mediator_gone(health), name="mediator-watch")
+            try:
+                while not lease.should_reregister() and not gone.done():
+                    await asyncio.sleep(CHECK_EVERY_S)
+            finally:
+                gone.cancel()
+                await asyncio.wait({gone})
+            if gone.cancelled() or gone.exception() is not None:
+                logger.warning("not pinged by mediator %s for %.1fs: registering again", mediator,
+                               lease.unpinged_s())
+            else:
+                logger.warning("connection to mediator %s ended: registering again", mediator)
     finally:
         await channel.close()

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health_pb2
 
 from .. import node, tls
 from ..auth import call_metadata
 from ..token_file import guard_for
+from ..tasks import TaskSupervisor
 from ..node import Built
 from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
@@ -97,29 +96,23 @@ def make_writer(settings: StreamerSettings) -> Writer:
                   max_open_files=settings.max_open_files, fsync=settings.fsync, keep=settings.keep, echo=echo)
 
 
-async def _set_health(built: Built, serving: bool) -> None:
-    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    for name in ("", *built.services):
-        await built.health.set(name, status)
-
-
 async def _maintain(writer: Writer, idle_close_s: float, fsync_interval_s: float | None,
-                    built: Built | None = None) -> None:
+                    on_root_change: Callable[[], Awaitable[None]]) -> None:
     """Close idle files; with -fsync interval, fsync written files every interval; re-create a
-    deleted root, answering NOT_SERVING to health checks while it cannot be."""
+    deleted root, calling `on_root_change` when it becomes unusable or usable again (health)."""
     tick = min(MAINTENANCE_TICK_S, idle_close_s / 4, fsync_interval_s or MAINTENANCE_TICK_S)
     next_sync = time.monotonic() + (fsync_interval_s or 0)
-    serving = True
+    root_ok = writer.root_ok
     while True:
         await asyncio.sleep(tick)
         try:
             writer.check_root()
         except RootUnusable:
             pass
-        if built is not None and writer.root_ok != serving:
-            serving = writer.root_ok
-            await _set_health(built, serving)
-            if serving:
+        if writer.root_ok != root_ok:
+            root_ok = writer.root_ok
+            await on_root_change()
+            if root_ok:
                 logger.info("root %s is back: serving again", writer.root)
         closed = writer.close_idle(idle_close_s)
         if closed:
@@ -133,7 +126,8 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
     """The whole streamer: writer, server, registration, debug server; returns after a clean shutdown.
 
-    Start-up problems (bad certificate, port in use, debug port in use) raise UsageError.
+    Start-up problems (bad certificate, port in use, debug port in use) raise UsageError; background
+    work that could not be kept running raises tasks.NodeFailed after the shutdown.
     """
     from . import metrics
 
@@ -141,10 +135,22 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
     lease = Lease(required=settings.mediator is not None)
     core = StreamerCore(writer, lease, guard=guard_for(settings, "streamer", warn=settings.mediator is not None),
                         mediator_addr=settings.mediator)
-    tasks: list[asyncio.Task[None]] = []
     debug: DebugServer | None = None
     built: Built | None = None
     started = False
+
+    def problem() -> str | None:
+        """Why this streamer cannot serve now (None: it can): /healthz and the grpc health service."""
+        if not writer.root_ok:
+            return f"root {writer.root} is gone or not writable"
+        return tasks.problem()
+
+    async def report_health(_tasks_ok: bool = True) -> None:
+        if built is not None and started:
+            await node.set_serving(built, problem() is None)
+
+    # Owns the background tasks; one that cannot be kept running stops the node (exit code 1).
+    tasks = TaskSupervisor(stop, on_health=report_health)
     unregister_metrics = metrics.register(metrics.StreamerCollector(writer, lease, lambda: core.node_id))
     try:
         built = build_server(core, settings.host, settings.port, tls.server_credentials(settings))
@@ -155,14 +161,16 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         if settings.pprof:  # before "listening on": a start-up error must come before that line
             from ..debug import start_debug_server
 
-            debug = start_debug_server(settings.phost, settings.pport, core.node_id, asyncio.get_running_loop())
+            debug = start_debug_server(settings.phost, settings.pport, core.node_id, asyncio.get_running_loop(),
+                                       health=problem)
         await built.server.start()
         started = True
-        await node.set_serving(built)
+        await node.set_serving(built, problem() is None)
         logger.info("listening on %s:%d (id %s, root %s, size %s, tls %s)", settings.host, built.port,
                     core.node_id, writer.root_real, format_size(settings.size), settings.tls_mode)
         fsync_interval = settings.fsync_interval if settings.fsync == "interval" else None
-        tasks.append(asyncio.create_task(_maintain(writer, settings.idle_close, fsync_interval, built)))
+        tasks.keep("maintenance", lambda: _maintain(writer, settings.idle_close, fsync_interval,
+                                                    report_health))
         if settings.mediator is not None:
             from . import legacy
             from .registration import keep_registered
@@ -173,9 +181,9 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
             async def learn_mode(channel: grpc.aio.Channel) -> None:
                 legacy.apply(lease, await legacy.probe(channel, metadata), mediator)
 
-            tasks.append(asyncio.create_task(keep_registered(
-                mediator, tls.node_channel_credentials(settings), core.node_id, address, lease, metadata,
-                learn_mode)))
+            creds = tls.node_channel_credentials(settings)
+            tasks.keep("registration", lambda: keep_registered(mediator, creds, core.node_id, address, lease,
+                                                               metadata, learn_mode))
         await stop.wait()
         logger.info("stopping: refusing new requests, letting in-flight ones finish (grace %ss)", settings.grace)
     finally:
@@ -184,11 +192,7 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         core.closing = True
         core.cancel_timers()
         core.refusals.flush()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.close()
         closed = writer.open_files
         writer.close()
         if debug is not None:
@@ -197,3 +201,4 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         if started:
             logger.info("stopped: %d files flushed and closed; %d lines, %d bytes, %d rotations written",
                         closed, writer.stats.lines, writer.stats.bytes, writer.stats.rotations)
+    tasks.check()

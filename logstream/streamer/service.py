@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import NoReturn
 
@@ -104,6 +105,10 @@ class StreamerCore:
         self.closing = False
         self._lease_timer: asyncio.TimerHandle | None = None
         self._leased = False
+        # Keys open under the previous mediator when a new one first pinged (reported in ping
+        # answers until the new mediator grants a lease), and when the lease held then ends.
+        self.held: list[tuple[str, str]] = []
+        self.held_lease_until = float("-inf")
 
     def caller(self, context: grpc.aio.ServicerContext) -> Peer | None:
         """Who sent a write call, when it matters (a clustered streamer); read once per call."""
@@ -158,10 +163,15 @@ class StreamerCore:
         effect = self.lease.on_ping(request.lease_ms, request.mediator_id, request.interval_ms,
                                     request.seq, request.acked_seq, in_time)
         if effect.release_all:
+            # Captured before the release: no other streamer can be writing these keys, so the
+            # new mediator may keep them here rather than wait out its start-up grace.
+            self.held = self.writer.open_keys() if self.lease.remaining_s() > 0 else []
+            self.held_lease_until = self.lease.until
             closed = self.writer.close_all()
             logger.warning("mediator changed from %s to %s: released every key (%d files closed)",
                            effect.previous_mediator, request.mediator_id, closed)
         if effect.granted:
+            self.held = []
             if not self._leased:
                 self._leased = True
                 logger.info("lease granted by mediator %s for %dms", request.mediator_id or "?",
@@ -249,8 +259,10 @@ class PingerServicer(pb_grpc.PingerServicer):
             return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self._core.node_id)
         remaining = context.time_remaining()
         self._core.on_ping(request, in_time=remaining is None or remaining > 0)
-        return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self._core.node_id,
-                               stats=self._core.stats())
+        core = self._core
+        return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=core.node_id,
+                               stats=core.stats(), held=[pb.FileKey(path=p, filename=f) for p, f in core.held],
+                               held_lease_ms=math.ceil(core.lease.left_s(core.held_lease_until) * 1000))
 
 
 class StreamerControlServicer(pb_grpc.StreamerControlServicer):

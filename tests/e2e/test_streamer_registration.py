@@ -79,9 +79,9 @@ def test_register_lease_and_register_again(tmp_path: Path) -> None:
                 ping(pb.PingRequest(lease_ms=2000, mediator_id="m1", interval_ms=300, seq=2, acked_seq=1))
                 log(pb.LogRequest(filename="f", line="leased"), metadata=FROM_M1)
                 registered_at = time.monotonic()
-                # No more pings: after three intervals (0.9s) the streamer registers again.
+                # No more pings: once it missed one (1.2 intervals, 0.36s) the streamer registers again.
                 again = mediator.wait_calls(4, 10)[-1][0]
-                assert again - registered_at >= 0.8
+                assert again - registered_at >= 0.3
                 node.wait_for("registering again")
                 assert node.stop() == 0
         assert (tmp_path / "logs/f.log").read_text() == "leased\n"

@@ -41,6 +41,10 @@ class Streamer:
     seen_mediator: str | None = None
     held: set[FileKey] = field(default_factory=set)  # files open and locked
     receipts: dict[int, float] = field(default_factory=dict)  # ping seq -> receipt (mediator time)
+    # Keys open under the previous mediator when a new one first pinged: reported in ping answers
+    # until the new mediator grants a lease (a restarted mediator keeps them here at once).
+    reported: set[FileKey] = field(default_factory=set)
+    switch_until: float = float("-inf")  # its lease's end when it last switched mediator (mediator time)
 
     @property
     def holder(self) -> Holder:
@@ -66,6 +70,7 @@ class ClusterMachine(RuleBasedStateMachine):
         self.port = 9000
         self.seq = 0  # ping numbers, unique per mediator incarnation
         self.link_acked: dict[Holder, int] = {}  # the mediator's last acked ping per link
+        self.prior_listed: tuple[set[Holder], float] = (set(), float("-inf"))  # the ledger's holders
         # Messages held up in the network on the way to each streamer, in send order (one connection).
         self.held_up: dict[int, list[tuple[str, int, int, str, FileKey | None]]] = {}
 
@@ -87,6 +92,9 @@ class ClusterMachine(RuleBasedStateMachine):
 
     def _receive_ping(self, streamer: Streamer, seq: int, acked_seq: int, mediator_id: str, at: float) -> None:
         if streamer.seen_mediator != mediator_id:
+            if streamer.seen_mediator is not None:  # what it held is reported to the new mediator
+                streamer.reported = set(streamer.held) if streamer.lease_live(at) else set()
+                streamer.switch_until = streamer.lease_until
             streamer.held.clear()  # a new mediator: release every key before answering
             streamer.receipts.clear()
             streamer.seen_mediator = mediator_id
@@ -94,6 +102,7 @@ class ClusterMachine(RuleBasedStateMachine):
         receipt = streamer.receipts.get(acked_seq)
         if receipt is not None:  # the lease runs from the acked ping's receipt, on the streamer's clock
             streamer.lease_until = max(streamer.lease_until, receipt + LEASE / streamer.rate)
+            streamer.reported = set()
 
     def _send_ping(self, streamer: Streamer, target: Holder) -> tuple[int, int]:
         self.seq += 1
@@ -120,7 +129,7 @@ class ClusterMachine(RuleBasedStateMachine):
         if not streamer.alive:
             streamer.alive, streamer.reachable = True, True
             streamer.lease_until, streamer.seen_mediator, streamer.held = float("-inf"), None, set()
-            streamer.receipts = {}
+            streamer.receipts, streamer.reported, streamer.switch_until = {}, set(), float("-inf")
             self.held_up.pop(index, None)  # a new process: the old connection's bytes are gone
         if streamer.reachable:
             self.state.register(streamer.id, streamer.addr, self.now)
@@ -168,23 +177,40 @@ class ClusterMachine(RuleBasedStateMachine):
             self.now = end
             self._lapse()
 
-    @rule()
-    def restart_mediator(self) -> None:
+    @rule(ledger=st.booleans())
+    def restart_mediator(self, ledger: bool = False) -> None:
+        # The ledger lists what the router records before every ping: members, candidates and
+        # removed holders whose lease may still live.
+        # The previous run's own list stays in it while that run's leases may live.
+        old = self.state.membership
+        listed = {*old.holders(), *(h for h, sent in old.last_ping_sent.items() if sent + old.expiry_bound_s > self.now)}
+        prior, prior_until = self.prior_listed
+        if self.now < prior_until:
+            listed |= prior
+        self.prior_listed = (listed, self.now + old.expiry_bound_s)
         self.incarnation += 1
         self.mediator_id = f"m{self.incarnation}"
         self.state = ClusterState(LEASE, PING_TIMEOUT, self.now)
+        if ledger:
+            self.state.expect(listed)
         self.pending_handoffs = []
         self.link_acked = {}
 
     @rule(index=st.integers(0, N_STREAMERS - 1), delay=st.sampled_from([0.0, PING_TIMEOUT * 0.99]))
     def ping(self, index: int, delay: float = 0.0) -> None:
-        """One health check of one member (the real loop pings all every interval): a ping, then one
-        acking it, each received `delay` after it was sent (before its deadline) and answered."""
+        """One health check of one member and of any candidate under its id (the real loop pings all
+        every interval): a ping, then one acking it, each received `delay` after it was sent
+        (before its deadline) and answered."""
         streamer = self.streamers[index]
-        holder = self.state.membership.members.get(streamer.id)
-        if holder is None:
-            return
-        target = holder.holder
+        membership = self.state.membership
+        member = membership.members.get(streamer.id)
+        targets = [member.holder] if member is not None else []
+        targets += [holder for holder in membership.candidates if holder.id == streamer.id]
+        for target in targets:
+            self._ping_target(streamer, target, delay)
+
+    def _ping_target(self, streamer: Streamer, target: Holder, delay: float) -> None:
+        reported: set[FileKey] = set()
         for _ in range(2):
             seq, acked = self._send_ping(streamer, target)
             reached = streamer.alive and streamer.reachable and target.addr == streamer.addr
@@ -192,9 +218,34 @@ class ClusterMachine(RuleBasedStateMachine):
                 self.state.failed(target)
                 return
             self._receive_ping(streamer, seq, acked, self.mediator_id, self.now + delay)
+            reported |= streamer.reported  # in the answer (the first, before the lease is granted)
             self.link_acked[target] = seq  # answered before its deadline
-        plans = self.state.ping_answered(target, self.now)
+        self.state.promote(target)  # a candidate that answered replaces the holders it displaces
+        # What is left of the lease it held when it switched, on its own clock.
+        lease_left_s = max(0.0, streamer.switch_until - self.now) * streamer.rate
+        plans = self.state.ping_answered(target, self.now, held=sorted(reported), held_lease_s=lease_left_s)
         self.pending_handoffs.extend(plans or [])
+
+    @rule(index=st.integers(0, N_STREAMERS - 1), same_address=st.booleans())
+    def forged_registration(self, index: int, same_address: bool) -> None:
+        """Register(id=s_i, addr=nobody's), or another id on s_i's address, while nobody new serves
+        there: a live s_i keeps its keys until that address answers a ping, and then it cannot."""
+        streamer = self.streamers[index]
+        live = self.state.membership.is_live(streamer.holder)
+        owned = {key for key, owner in self.state.ownership.owner.items() if owner == streamer.holder}
+        forged = (f"forger{index}", streamer.addr) if same_address else (streamer.id, "h:1")
+        outcome = self.state.register(*forged, self.now)
+        if live:
+            assert outcome.candidate and not outcome.replaced
+            assert self.state.membership.is_live(streamer.holder)
+            assert owned == {k for k, o in self.state.ownership.owner.items() if o == streamer.holder}
+        if outcome.new:
+            # Its ping fails: nobody serves "h:1", and at s_i's address s_i answers with its own id.
+            self.state.ping_sent(outcome.holder, self.now)
+            self.state.failed(outcome.holder)
+        if live:
+            assert self.state.membership.is_live(streamer.holder)
+            assert owned == {k for k, o in self.state.ownership.owner.items() if o == streamer.holder}
 
     @rule(index=st.integers(0, N_STREAMERS - 1), key=st.sampled_from(KEYS), with_forward=st.booleans())
     def ping_times_out(self, index: int, key: FileKey, with_forward: bool) -> None:
@@ -332,3 +383,22 @@ def test_a_held_up_ping_and_forward_cannot_make_a_second_writer() -> None:
         machine.deliver_held_up(_Always(0))  # type: ignore[arg-type]  # s0's queue
         machine.one_writer_per_key()
     assert [writer for _, writer in machine.disk[key]] == ["s0", "s1"]
+
+
+def test_a_restarted_mediator_routes_a_reported_key_at_once_and_keeps_one_writer() -> None:
+    machine = ClusterMachine()
+    key = KEYS[0]
+    machine.setup(rates=[1.0] * N_STREAMERS, shared_locks=False)
+    machine.bring_up(0, 0.0)
+    machine.bring_up(1, 0.0)
+    machine.route(key, reply_lost=False)
+    owner = machine.state.ownership.owner[key]
+    machine.restart_mediator()
+    for index in (0, 1):  # both answer the new mediator; only the key's writer reports it
+        machine.start_and_register(index)
+        machine.ping(index, 0.0)
+    assert machine.state.route(key, machine.now) == owner  # within the start-up grace
+    assert machine.state.route(KEYS[1], machine.now) is Wait.GRACE
+    machine.route(key, reply_lost=False)
+    machine.one_writer_per_key()
+    assert [writer for _, writer in machine.disk[key]] == [owner.id, owner.id]

@@ -193,3 +193,13 @@ def test_profile_tables_are_computed_from_stacks() -> None:
     assert rows[0] == "title" and rows[1].startswith("4 stack samples in 4 rounds")
     assert rows[4].split() == ["2", "50.0%", "50.0%", "4", "100.0%", "main"]
     assert rows[5].split() == ["2", "50.0%", "100.0%", "2", "50.0%", "work"]
+
+
+def test_healthz_says_not_serving_and_why_while_background_work_is_down() -> None:
+    problem: list[str] = []
+    with debug.start_debug_server("127.0.0.1", 0, "test-node",
+                                  health=lambda: problem[0] if problem else None) as running:
+        assert _get(running.url + "/healthz")[0] == 200
+        problem.append("background task down: health-loop")
+        status, _kind, body = _get(running.url + "/healthz")
+        assert status == 503 and body == "not serving: background task down: health-loop\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -37,6 +37,8 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
     invalid_filename: str | None = None
     aborts_left: int = 0
     forwards: int = 0
+    probes: int = 0
+    hung_pings: int = 0
     seqs: list[tuple[int, int]] = field(default_factory=list)  # (seq, acked_seq) of each ping
     server: grpc.aio.Server | None = None
     port: int = 0
@@ -47,7 +49,10 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
 
     async def Ping(self, request: pb.PingRequest, context: grpc.aio.ServicerContext) -> pb.PingResponse:
         if self.mode == "hang":
+            self.hung_pings += 1
             await asyncio.sleep(3600)
+        if self.mode == "down":
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
         self.seqs.append((request.seq, request.acked_seq))
         return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self.id,
                                stats=pb.StreamerStats(id=self.id, lines=sum(d.count(b"\n") for *_, d in self.written)))
@@ -60,6 +65,9 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
         if self.mode == "compat":
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        if not request.chunks:  # the mediator's capability probe: writes nothing
+            self.probes += 1
+            return pb.LogBatchResponse()
         self.forwards += 1
         if self.mode == "unavailable":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "no lease")
@@ -110,6 +118,7 @@ class Mediator:
     channel: grpc.aio.Channel
     stub: pb_grpc.LogStreamerStub
     register: pb_grpc.RegisterStub
+    health: asyncio.Task[None]
     fakes: list[FakeStreamer] = field(default_factory=list)
 
     async def join(self, fake: FakeStreamer) -> None:
@@ -135,12 +144,13 @@ async def mediator() -> AsyncIterator[Mediator]:
     stop = asyncio.Event()
     loop_task = asyncio.create_task(health_loop(router, INTERVAL, stop))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{built.port}")
-    med = Mediator(router, channel, pb_grpc.LogStreamerStub(channel), pb_grpc.RegisterStub(channel))
+    med = Mediator(router, channel, pb_grpc.LogStreamerStub(channel), pb_grpc.RegisterStub(channel), loop_task)
     try:
         yield med
     finally:
         stop.set()
-        await loop_task
+        if not loop_task.done():
+            await loop_task
         await channel.close()
         await built.server.stop(0)
         await router.close()
@@ -370,3 +380,193 @@ async def test_a_bad_request_ends_a_stream_with_its_status_after_the_good_ones(m
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "chunk 0: filename is empty" in (caught.value.details() or "")
     assert fake.lines_of("ok") == [b"1"]
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s}s"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_a_ping_cancelled_by_its_closed_channel_does_not_end_the_health_loop(mediator: Mediator) -> None:
+    """Closing a streamer's link (a failure, a re-registration) cancels the ping in flight on its
+    channel with CancelledError: that is a failed ping of that streamer, and pings go on."""
+    s1, s2 = await start_fake("s1"), await start_fake("s2")
+    await mediator.join(s1)
+    await mediator.join(s2)
+    s1.mode = "hang"
+    await wait_until(lambda: s1.hung_pings > 0, what="ping in flight to s1")
+    holder = next(h for h in mediator.router.state.live() if h.id == "s1")
+    mediator.router.fail(holder, "test: forward failed")  # closes s1's channel under its ping
+    await asyncio.sleep(0.05)
+    pinged = len(s2.seqs)
+    await wait_until(lambda: len(s2.seqs) >= pinged + 4, what="pings to s2")
+    assert not mediator.health.done(), "the health loop ended"
+    await mediator.log(key_owned_by("s2", ["s2"]), "still served")
+
+
+@pytest.mark.asyncio
+async def test_a_removed_streamer_that_answers_again_is_readmitted_without_registering(mediator: Mediator) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    fake.mode = "down"
+    await wait_until(lambda: not mediator.router.state.live(), what="removal")
+    fake.mode = "ok"
+    await wait_until(lambda: [h.id for h in mediator.router.state.live()] == ["s1"], what="re-admission")
+    await mediator.log("back", "written")
+    assert fake.lines_of("back") == [b"written"]
+
+
+@pytest.mark.asyncio
+async def test_a_streamer_that_registers_before_it_listens_is_admitted(mediator: Mediator) -> None:
+    """The Go original calls Register before it starts listening: its first pings fail to connect."""
+    fake = FakeStreamer("go")
+    server = grpc.aio.server()
+    pb_grpc.add_PingerServicer_to_server(fake, server)
+    pb_grpc.add_LogStreamerServicer_to_server(fake, server)
+    fake.port = server.add_insecure_port("127.0.0.1:0")  # bound, not yet accepting
+    fake.server = server
+    mediator.fakes.append(fake)
+    await mediator.register.Register(pb.RegisterRequest(id="go", addr=fake.addr))
+    await asyncio.sleep(0.5)
+    await server.start()
+    await wait_until(lambda: [h.id for h in mediator.router.state.live()] == ["go"], what="admission")
+
+
+@pytest.mark.asyncio
+async def test_an_original_streamer_is_recognised_by_a_unary_probe_before_any_forward(
+        mediator: Mediator, caplog: pytest.LogCaptureFixture) -> None:
+    old = await start_fake("go")
+    old.mode = "compat"
+    await mediator.join(old)
+    link = mediator.router.links[mediator.router.state.live()[0]]
+    assert link.mode == "unary" and old.forwards == 0
+    warned = [r for r in caplog.records if "speaks only the original protocol" in r.getMessage()]
+    assert len(warned) == 1 and "one-writer" in warned[0].getMessage()
+    await mediator.log("x", "y")
+    assert old.lines_of("x") == [b"y"]
+
+
+class EndedStream:
+    """A LogStream call the streamer ended before the router's write went out, as grpc reports it:
+    the write fails (INTERNAL "Internal error from Core", or InvalidStateError once the call is done)."""
+
+    def __init__(self, write_error: BaseException, code: grpc.StatusCode) -> None:
+        self._write_error = write_error
+        self._code = code
+
+    async def write(self, request: pb.LogBatchRequest) -> None:
+        raise self._write_error
+
+    async def read(self) -> object:
+        return grpc.aio.EOF
+
+    async def code(self) -> grpc.StatusCode:
+        return self._code
+
+    async def details(self) -> str:
+        return "ended by the streamer"
+
+    def cancel(self) -> bool:
+        return False
+
+
+class EndedStreams:
+    """A streamer stub whose LogStream calls are all ended before the first write; unary calls are real."""
+
+    def __init__(self, real: pb_grpc.LogStreamerStub, write_error: BaseException, code: grpc.StatusCode) -> None:
+        self.Log, self.LogBatch = real.Log, real.LogBatch
+        self._write_error, self._code = write_error, code
+
+    def LogStream(self, metadata: object = None) -> EndedStream:  # noqa: N802 - the stub's name
+        return EndedStream(self._write_error, self._code)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("write_error", "final"), [
+    (grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                          "Internal error from Core"), grpc.StatusCode.INTERNAL),
+    (asyncio.InvalidStateError("RPC already finished."), grpc.StatusCode.INVALID_ARGUMENT),
+])
+async def test_a_refused_stream_write_acts_on_the_real_status(
+        mediator: Mediator, caplog: pytest.LogCaptureFixture, write_error: BaseException,
+        final: grpc.StatusCode) -> None:
+    """A failed write on a stream the streamer ended is neither a streamer failure nor a traceback:
+    the call's final status decides, and a status grpc masked as INTERNAL is learnt by a unary call."""
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    fake.invalid_filename = "evil"
+    link = mediator.router.links[mediator.router.state.live()[0]]
+    link.log = EndedStreams(link.log, write_error, final)  # type: ignore[assignment]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mediator.log("evil", "x")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    if final == grpc.StatusCode.INTERNAL:  # resent as LogBatch: the good lines are written once
+        await mediator.log("good", "y")
+        assert fake.lines_of("good") == [b"y"]
+    assert [h.id for h in mediator.router.state.live()] == ["s1"], "the streamer was removed"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+@pytest.mark.asyncio
+async def test_a_file_locked_elsewhere_gives_aborted_within_the_handoff_wait_and_one_log_line(
+        mediator: Mediator, caplog: pytest.LogCaptureFixture) -> None:
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    fake.aborts_left = 10**6  # another process holds the lock for good
+    started = time.monotonic()
+    results = await asyncio.gather(*(mediator.log("locked", f"x{i}") for i in range(3)), return_exceptions=True)
+    elapsed = time.monotonic() - started
+    assert all(isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.ABORTED for r in results), results
+    assert elapsed < mediator.router.config.handoff_wait_s + 1.0
+    lines = [r.getMessage() for r in caplog.records if "cannot write app/locked" in r.getMessage()]
+    assert len(lines) == 1 and fake.addr in lines[0] and "locked by another process" in lines[0], lines
+    assert [h.id for h in mediator.router.state.live()] == ["s1"]
+
+
+@pytest.mark.asyncio
+async def test_a_registration_under_a_live_id_from_elsewhere_removes_nothing_until_it_answers(
+        mediator: Mediator) -> None:
+    s1 = await start_fake("s1")
+    await mediator.join(s1)
+    await mediator.log("kept", "before")
+    silent = grpc.aio.server()  # bound, never started: nobody answers there
+    port = silent.add_insecure_port("127.0.0.1:0")
+    await mediator.register.Register(pb.RegisterRequest(id="s1", addr=f"127.0.0.1:{port}"))
+    await mediator.log("kept", "meanwhile")  # no fence: s1 is still the holder
+    await asyncio.sleep(mediator.router.config.admit_s + INTERVAL * 2)  # the impostor's admission runs out
+    assert [h.addr for h in mediator.router.state.live()] == [s1.addr]
+    assert not mediator.router._lost, "a registration that never answered is looked for again"
+    await mediator.log("kept", "after")
+    assert s1.lines_of("kept") == [b"before", b"meanwhile", b"after"]
+    await silent.stop(0)
+
+
+@pytest.mark.asyncio
+async def test_a_streamer_restarted_on_a_new_address_replaces_its_old_self_once_it_answers(
+        mediator: Mediator) -> None:
+    old = await start_fake("s1")
+    await mediator.join(old)
+    new = await start_fake("s1")
+    await mediator.register.Register(pb.RegisterRequest(id="s1", addr=new.addr))
+    mediator.fakes.append(new)
+    # Live once it answered; the old holder is removed then, and its keys fenced.
+    await wait_until(lambda: [h.addr for h in mediator.router.state.live()] == [new.addr], what="replacement")
+    await mediator.log("moved", "x")
+    assert new.lines_of("moved") == [b"x"] and old.lines_of("moved") == []
+
+
+@pytest.mark.asyncio
+async def test_a_caller_deadline_shorter_than_the_handoff_wait_still_gets_the_reason(mediator: Mediator) -> None:
+    """`logstream send` waits 10s per call by default, less than -handoff-wait at default settings
+    (16s): the mediator answers ABORTED before the caller's deadline, not DEADLINE_EXCEEDED."""
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    fake.aborts_left = 10**6
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mediator.stub.Log(pb.LogRequest(path="app", filename="locked", line="x"), timeout=1.0)
+    assert caught.value.code() == grpc.StatusCode.ABORTED, caught.value
+    assert time.monotonic() - started < 1.0

@@ -31,7 +31,7 @@ def test_no_streamer_is_a_clear_answer_not_a_crash() -> None:
     state = ClusterState(LEASE, TIMEOUT, 0.0, restart_grace_s=0.0)
     assert state.route(FileKey("", "a"), 1.0) is NoStreamers.NONE
     registered = state.register("s1", "h:1", 1.0)
-    assert state.route(FileKey("", "a"), 1.0) is NoStreamers.NONE  # registered, never answered a ping
+    assert state.route(FileKey("", "a"), 1.0) is Wait.ADMITTING  # registered, not yet answered: worth a wait
     state.ping_sent(registered.holder, 1.0)
     state.ping_answered(registered.holder, 1.1)
     assert state.route(FileKey("", "a"), 1.1) == registered.holder
@@ -70,11 +70,31 @@ def test_a_streamer_back_on_a_new_address_is_a_new_holder_and_fences_the_old() -
     key = FileKey("", "a")
     assert state.route(key, 0.0) == s1
     outcome = state.register("s1", "127.0.0.1:9999", 1.0)
-    assert outcome.replaced == (s1,)
+    assert outcome.candidate and outcome.replaced == ()  # s1 is live: nothing changes before a ping
+    assert state.route(key, 1.0) == s1
     state.ping_sent(outcome.holder, 1.0)
+    assert state.promote(outcome.holder) == (s1,)  # the new address answered
     state.ping_answered(outcome.holder, 1.0)
     assert state.route(key, 1.0) is Wait.FENCED  # the old process may still hold the file
     assert state.route(key, 0.0 + BOUND) == outcome.holder
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1:1", "127.0.0.1:9000"])
+def test_a_registration_that_never_answers_cannot_remove_a_live_holder(addr: str) -> None:
+    """Register(id="s1", addr=elsewhere), or another id on s1's address: s1 keeps its keys until a
+    streamer answers there; when the ping fails, only the registration is forgotten."""
+    state = live_state("s1")
+    s1 = state.live()[0]
+    key = FileKey("", "a")
+    state.route(key, 0.0)
+    outcome = state.register("s1" if addr != s1.addr else "intruder", addr, 1.0)
+    assert outcome.candidate
+    assert state.route(key, 1.0) == s1 and state.live() == [s1]
+    assert outcome.holder in state.membership.holders()  # it gets pinged
+    state.ping_sent(outcome.holder, 1.0)
+    assert state.failed(outcome.holder) == []
+    assert state.route(key, 1.0) == s1 and state.live() == [s1]
+    assert outcome.holder not in state.membership.holders()
 
 
 def test_a_restarted_mediator_places_nothing_during_its_grace() -> None:
@@ -112,3 +132,51 @@ def test_join_hands_keys_off_only_after_release_or_lease_expiry(released: bool) 
         assert state.live() == [s2]
         assert state.route(some, 1.0 + BOUND - 0.01) is Wait.FENCED
         assert state.route(some, 1.0 + BOUND) == s2
+
+
+def test_a_restarted_mediator_keeps_reported_keys_with_their_holder_and_waits_for_the_rest() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 100.0)  # in its start-up grace
+    s1 = state.register("s1", "h:1", 100.0).holder
+    s2 = state.register("s2", "h:2", 100.0).holder
+    held = next(k for k in (FileKey("app", f"h{i}") for i in range(100)) if place(k, ["s1", "s2"]) == "s1")
+    other = FileKey("app", "other")
+    state.ping_sent(s1, 100.0)
+    state.ping_answered(s1, 100.0, held=[held])
+    state.ping_sent(s2, 100.0)
+    state.ping_answered(s2, 100.0, held=[held])  # a second claim cannot take it away
+    assert state.route(held, 100.0) == s1  # at once: nobody else can be writing it
+    assert state.route(other, 100.0) is Wait.GRACE  # its writer may not have come back yet
+    assert isinstance(state.route(other, 100.0 + BOUND), Holder)
+
+
+def test_reports_after_the_grace_change_nothing() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 100.0)
+    s1 = state.register("s1", "h:1", 100.0 + BOUND).holder
+    state.ping_sent(s1, 100.0 + BOUND)
+    state.ping_answered(s1, 100.0 + BOUND, held=[FileKey("app", "k")])
+    assert state.ownership.owner == {}
+
+
+def test_with_the_ledger_the_grace_ends_when_every_previous_streamer_said_its_lease_is_over() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 100.0)  # grace until 100 + BOUND
+    s1, s2 = Holder("s1", "h:1"), Holder("s2", "h:2")
+    state.expect([s1, s2])
+    for holder, answered_at, lease_left_s in ((s1, 100.1, 0.5), (s2, 100.2, 0.0)):
+        state.register(holder.id, holder.addr, answered_at)
+        state.ping_sent(holder, answered_at)
+        assert state.route(FileKey("app", "new"), answered_at) is Wait.GRACE  # s2 not heard from yet
+        state.ping_answered(holder, answered_at, held_lease_s=lease_left_s)
+    # s1's previous lease may run 0.5s on its clock (10% slower than ours at worst).
+    assert state.route(FileKey("app", "new"), 100.1 + 0.5 * 1.1 - 0.01) is Wait.GRACE
+    assert isinstance(state.route(FileKey("app", "new"), 100.1 + 0.5 * 1.1), Holder)
+    assert 100.1 + 0.5 * 1.1 < 100.0 + BOUND
+
+
+def test_a_previous_streamer_that_never_answers_keeps_the_whole_grace() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 100.0)
+    s1 = Holder("s1", "h:1")
+    state.expect([s1, Holder("s2", "h:2")])  # s2 is gone (or partitioned, lease still running)
+    state.register("s1", "h:1", 100.0)
+    state.ping_sent(s1, 100.0)
+    state.ping_answered(s1, 100.0, held_lease_s=0.0)
+    assert state.route(FileKey("app", "new"), 100.0 + BOUND - 0.01) is Wait.GRACE

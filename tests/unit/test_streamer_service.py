@@ -175,6 +175,23 @@ async def test_a_new_mediator_incarnation_releases_every_key(leased: Running) ->
     assert leased.core.writer.open_files == 0
 
 
+@pytest.mark.asyncio
+async def test_a_new_mediator_learns_the_keys_held_under_the_previous_one_until_it_grants_a_lease(
+        leased: Running) -> None:
+    await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=1))
+    first = await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=2, acked_seq=1))
+    assert list(first.held) == []  # no mediator change: nothing to report
+    await leased.log.Log(pb.LogRequest(path="a", filename="f", line="x"), metadata=FROM_M1)
+    switched = await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m2", seq=1))
+    assert [(k.path, k.filename) for k in switched.held] == [("a", "f")]
+    assert 4000 < switched.held_lease_ms <= 5000
+    again = await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m2", seq=2))  # not acked yet
+    assert [(k.path, k.filename) for k in again.held] == [("a", "f")]
+    granted = await leased.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m2", seq=3, acked_seq=2))
+    assert list(granted.held) == []
+    assert 0 < granted.held_lease_ms <= switched.held_lease_ms  # m1's lease still runs: still said
+
+
 def test_the_lease_is_never_shortened() -> None:
     now = [100.0]
     lease = Lease(required=True, clock=lambda: now[0])
@@ -186,7 +203,10 @@ def test_the_lease_is_never_shortened() -> None:
     assert lease.may_write()
     now[0] = 110.0
     assert not lease.may_write()
-    assert lease.reregister_after_s() == 3.0 and lease.should_reregister()
+    assert lease.reregister_after_s() == 1.2 and lease.should_reregister()
+    assert lease.register_backoff_cap_s(5.0) == 0.5  # the mediator was seen lately: retry quickly
+    now[0] = 200.0
+    assert lease.register_backoff_cap_s(5.0) == 5.0
 
 
 @pytest.mark.asyncio
