@@ -61,10 +61,12 @@ class Validator:
         self._keys[(path, filename)] = key
         return key
 
-    def chunk(self, path: str, filename: str, data: bytes) -> Chunk | None:
+    def chunk(self, path: str, filename: str, data: bytes) -> Chunk:
         key = self.key(path, filename)
         if not data:
-            return None
+            # Forwarded all the same: only the owner can tell whether the path passes through a
+            # symlink in its root (an empty chunk is refused there as any other would be).
+            return (key, data, 0)
         if data[-1] != 10:
             data += b"\n"
         if longest_line_over(data, self.max_line) is not None:
@@ -78,8 +80,7 @@ class Validator:
                 checked = self.chunk(chunk.path, chunk.filename, chunk.data)
             except BadInput as exc:
                 raise BadInput(f"chunk {index}: {exc}") from None
-            if checked is not None:
-                chunks.append(checked)
+            chunks.append(checked)
         return chunks
 
 
@@ -118,7 +119,7 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
     async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
         try:
             chunk = self._validator.chunk(request.path, request.filename, request.line.encode() or b"\n")
-            await self._write("Log", [chunk] if chunk is not None else [], context)
+            await self._write("Log", [chunk], context)
         except (BadInput, RouteError) as exc:
             await self._abort(context, exc)
         return _SUCCESS_LOG

@@ -30,7 +30,7 @@ def test_equivalent_paths_are_one_key_so_one_owner() -> None:
 def test_chunks_are_newline_terminated_and_counted() -> None:
     validator = Validator(max_line=10)
     assert validator.chunk("p", "f", b"a\nb") == (FileKey("p", "f"), b"a\nb\n", 2)
-    assert validator.chunk("p", "f", b"") is None
+    assert validator.chunk("p", "f", b"") == (FileKey("p", "f"), b"", 0)  # forwarded: the owner checks its path
     with pytest.raises(BadInput, match="longer than the limit of 10"):
         validator.chunk("p", "f", b"short\n" + b"x" * 11 + b"\n")
     request = pb.LogBatchRequest(chunks=[pb.LogChunk(filename="ok", data=b"1\n"), pb.LogChunk(filename="", data=b"x")])
