@@ -298,7 +298,10 @@ def _flags(values: Mapping[str, Any]) -> list[str]:
 
 
 def _absolute(path: Path, cwd: Path) -> Path:
-    path = path.expanduser()
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # "~name" with no user "name": taken literally, as a shell does
+        pass
     return path if path.is_absolute() else cwd / path
 
 

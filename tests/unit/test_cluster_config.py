@@ -303,3 +303,10 @@ def test_certificates_are_read_before_anything_starts(tmp_path: Path, tls_files:
     mismatched = load_cluster(None, [good[0], f"tls.crt={files.other_crt}", good[2]], environ={})  # type: ignore[attr-defined]
     [line] = check_files(mismatched, tmp_path)
     assert line.startswith("tls.pk: ") and "key does not match the certificate in tls.crt" in line
+
+
+def test_a_tilde_path_naming_no_user_is_taken_literally(tmp_path: Path) -> None:
+    config = load_cluster(None, ["streamers.path=~no-such-user-here/logs", "streamers.count=1"], environ={})
+    (streamer,) = [node for node in plan_nodes(config, tmp_path) if node.role == "streamer"]
+    argv = streamer.argv("python")
+    assert f"-path={tmp_path / '~no-such-user-here/logs'}" in argv
