@@ -6,6 +6,7 @@ cluster nodes, legacy mode, undecodable bodies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -39,32 +40,34 @@ class Running:
         self.control = pb_grpc.StreamerControlStub(channel)
 
 
-async def _start(tmp_path: Path, required: bool = False, **writer_args: object) -> tuple[Running, grpc.aio.Server]:
+@contextlib.asynccontextmanager
+async def _started(tmp_path: Path, required: bool = False, **writer_args: object) -> AsyncIterator[Running]:
+    """A streamer servicer on a real server at 127.0.0.1:0, and a channel to it; all closed after."""
     writer = Writer(tmp_path / "root", **writer_args)  # type: ignore[arg-type]
     core = StreamerCore(writer, Lease(required=required), node_id="s1")
     built = build_server(core, "127.0.0.1", 0)
     await built.server.start()
     await set_serving(built)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{built.port}")
-    return Running(core, channel), built.server
+    running = Running(core, grpc.aio.insecure_channel(f"127.0.0.1:{built.port}"))
+    try:
+        yield running
+    finally:
+        core.cancel_timers()
+        await running.channel.close()
+        await built.server.stop(None)
+        writer.close()
 
 
 @pytest_asyncio.fixture
 async def streamer(tmp_path: Path) -> AsyncIterator[Running]:
-    running, server = await _start(tmp_path, limit=1000)
-    yield running
-    await running.channel.close()
-    await server.stop(None)
-    running.core.writer.close()
+    async with _started(tmp_path, limit=1000) as running:
+        yield running
 
 
 @pytest_asyncio.fixture
 async def leased(tmp_path: Path) -> AsyncIterator[Running]:
-    running, server = await _start(tmp_path, required=True)
-    yield running
-    running.core.cancel_timers()
-    await running.channel.close()
-    await server.stop(None)
+    async with _started(tmp_path, required=True) as running:
+        yield running
     running.core.writer.close()
 
 
@@ -99,8 +102,7 @@ async def test_batch_and_stream_write_every_chunk(streamer: Running, tmp_path: P
 @pytest.mark.asyncio
 async def test_bad_input_is_invalid_argument_and_nothing_is_written(
         tmp_path: Path, path: str, filename: str, line: str, needle: str) -> None:
-    running, server = await _start(tmp_path, max_line=1000)
-    try:
+    async with _started(tmp_path, max_line=1000) as running:
         batch = pb.LogBatchRequest(chunks=[pb.LogChunk(path="ok", filename="ok", data=b"fine\n"),
                                            pb.LogChunk(path=path, filename=filename, data=line.encode())])
         for call in (running.log.Log(pb.LogRequest(path=path, filename=filename, line=line)),
@@ -111,10 +113,6 @@ async def test_bad_input_is_invalid_argument_and_nothing_is_written(
             assert needle in (caught.value.details() or "")
         assert not (tmp_path / "root/ok/ok.log").exists()
         await running.log.Log(pb.LogRequest(path="ok", filename="after", line="still serving"))
-    finally:
-        await running.channel.close()
-        await server.stop(None)
-        running.core.writer.close()
 
 
 @pytest.mark.asyncio
@@ -288,9 +286,8 @@ async def _code(call: object) -> grpc.StatusCode:
 
 @pytest.mark.asyncio
 async def test_a_clustered_streamer_refuses_writes_its_mediator_did_not_forward(tmp_path: Path) -> None:
-    running, server = await _start(tmp_path, required=True)
-    running.core.mediator_addr = "10.0.0.1:8000"
-    try:
+    async with _started(tmp_path, required=True) as running:
+        running.core.mediator_addr = "10.0.0.1:8000"
         await _lease_from(running, "m1")
         batch = pb.LogBatchRequest(chunks=[pb.LogChunk(filename="f", data=b"direct\n")])
         for metadata in ((), call_metadata("m2")):
@@ -306,19 +303,13 @@ async def test_a_clustered_streamer_refuses_writes_its_mediator_did_not_forward(
         assert not (tmp_path / "root/f.log").exists()
         await running.log.Log(pb.LogRequest(filename="f", line="forwarded"), metadata=FROM_M1)
         assert (tmp_path / "root/f.log").read_bytes() == b"forwarded\n"
-    finally:
-        running.core.cancel_timers()
-        await running.channel.close()
-        await server.stop(None)
-        running.core.writer.close()
 
 
 @pytest.mark.asyncio
 async def test_with_a_token_forged_pings_and_releases_change_nothing(tmp_path: Path) -> None:
-    running, server = await _start(tmp_path, required=True)
-    running.core.guard = Guard("s3cret")
-    token = call_metadata(token="s3cret")
-    try:
+    async with _started(tmp_path, required=True) as running:
+        running.core.guard = Guard("s3cret")
+        token = call_metadata(token="s3cret")
         await _lease_from(running, "m1", token)
         await running.log.Log(pb.LogRequest(filename="f", line="x"), metadata=call_metadata("m1", "s3cret"))
         assert running.core.writer.open_files == 1
@@ -339,11 +330,6 @@ async def test_with_a_token_forged_pings_and_releases_change_nothing(tmp_path: P
         stats = await running.control.Stats(pb.StatsRequest())  # anyone may ask for status
         assert stats.mode == "cluster"
         assert (tmp_path / "root/f.log").read_bytes() == b"x\n"
-    finally:
-        running.core.cancel_timers()
-        await running.channel.close()
-        await server.stop(None)
-        running.core.writer.close()
 
 
 @pytest.mark.asyncio
