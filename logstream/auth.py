@@ -20,6 +20,9 @@ from typing import Literal
 # Metadata keys (lower case, as gRPC requires).
 MEDIATOR_HEADER = "x-logstream-mediator"  # the calling mediator's incarnation id
 TOKEN_HEADER = "x-logstream-token"  # the cluster token, when the cluster has one
+# The mediator's connection (link) to this streamer, numbered within its incarnation: a new link
+# after every registration that starts one. Forwards sent on an earlier link are refused.
+LINK_HEADER = "x-logstream-link"
 
 Metadata = tuple[tuple[str, str], ...]
 # The kind of certificate a TLS peer presented: "none" without (mutual) TLS.
@@ -58,6 +61,7 @@ class Peer:
     mediator_id: str = ""
     token: str = ""
     cert: CertKind = "none"
+    link: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,10 @@ class Guard:
         return None
 
 
-def forward_refusal(guard: Guard, peer: Peer, mediator_id: str | None) -> str | None:
-    """Why a clustered streamer whose current mediator is `mediator_id` (None: not pinged yet)
-    must not write what `peer` sent (None: it came from that mediator, or claims to be the first)."""
+def forward_refusal(guard: Guard, peer: Peer, mediator_id: str | None, link: int = 0) -> str | None:
+    """Why a clustered streamer whose current mediator is `mediator_id` (None: not pinged yet),
+    pinged last on link `link` (0: none named), must not write what `peer` sent (None: it came from
+    that mediator on that link, or claims to be the first)."""
     problem = guard.refusal(peer)
     if problem is not None:
         return problem
@@ -92,4 +97,8 @@ def forward_refusal(guard: Guard, peer: Peer, mediator_id: str | None) -> str | 
     # No mediator yet: nothing is leased either, so the lease check refuses (UNAVAILABLE, retried).
     if mediator_id is not None and peer.mediator_id != mediator_id:
         return f"from mediator {peer.mediator_id}, not from the current one ({mediator_id})"
+    # A forward held up in the network (a partition) and delivered after this streamer registered
+    # again: its link has ended, and the key may have another owner by now.
+    if link and peer.link != link:
+        return f"sent on an earlier connection of the mediator (link {peer.link}, now {link})"
     return None

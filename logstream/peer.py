@@ -6,7 +6,7 @@ import grpc
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .auth import MEDIATOR_HEADER, TOKEN_HEADER, CertKind, Peer
+from .auth import LINK_HEADER, MEDIATOR_HEADER, TOKEN_HEADER, CertKind, Peer
 
 _CACHE_MAX = 1024
 
@@ -39,11 +39,14 @@ class PeerReader:
 
     def __call__(self, context: grpc.aio.ServicerContext) -> Peer:
         mediator_id = token = ""
+        link = 0
         for key, value in context.invocation_metadata() or ():
             if key == MEDIATOR_HEADER and isinstance(value, str):
                 mediator_id = value
             elif key == TOKEN_HEADER and isinstance(value, str):
                 token = value
+            elif key == LINK_HEADER and isinstance(value, str) and value.isdigit():
+                link = int(value)
         certs = context.auth_context().get("x509_pem_cert")
         cert: CertKind = self.kind(certs[0]) if certs else "none"
-        return Peer(mediator_id, token, cert)
+        return Peer(mediator_id, token, cert, link)

@@ -198,6 +198,9 @@ class StreamerLink:
         # ping `acked_seq`, the last one answered before its deadline.
         self.ping_seq = 0
         self.acked_seq = 0
+        # Every call on this link names it: the streamer then refuses forwards of an earlier link
+        # that a partition held up until after it registered again (docs/cluster-protocol.md).
+        self.metadata = router.metadata + ((auth.LINK_HEADER, str(router.new_link_number())),)
         self._forwarder = router.tasks.keep(f"forward-{holder}", self._run)
 
     def submit(self, chunks: list[Chunk]) -> asyncio.Future[None]:
@@ -312,10 +315,10 @@ class StreamerLink:
                 # error from Core") and loses the server's status. Nothing was written: a unary
                 # call gets this forward's real outcome.
                 await self.log.LogBatch(request, timeout=self._config.forward_timeout_s,
-                                        metadata=self._router.metadata)
+                                        metadata=self.metadata)
         elif self.mode == "batch":
             await self.log.LogBatch(request, timeout=self._config.forward_timeout_s,
-                                    metadata=self._router.metadata)
+                                    metadata=self.metadata)
         else:
             async with asyncio.timeout(self._config.forward_timeout_s * 4):
                 for chunk in request.chunks:
@@ -323,7 +326,7 @@ class StreamerLink:
                         await self.log.Log(pb.LogRequest(path=chunk.path, filename=chunk.filename,
                                                          line=line.decode("utf-8", "replace")),
                                            timeout=self._config.forward_timeout_s,
-                                           metadata=self._router.metadata)
+                                           metadata=self.metadata)
 
     async def _send_on_stream(self, request: pb.LogBatchRequest) -> None:
         """One forward over a long-lived LogStream call (much cheaper per forward than a unary
@@ -331,7 +334,7 @@ class StreamerLink:
         call and the next forward opens a new one."""
         call = self._stream
         if call is None:
-            call = self._stream = self.log.LogStream(metadata=self._router.metadata)
+            call = self._stream = self.log.LogStream(metadata=self.metadata)
         try:
             async with asyncio.timeout(self._config.forward_timeout_s):
                 try:
@@ -389,7 +392,7 @@ class StreamerLink:
         call's) means the original's protocol, Log only."""
         try:
             await self.log.LogBatch(pb.LogBatchRequest(), timeout=self._config.ping_timeout_s,
-                                    metadata=self._router.metadata)
+                                    metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 self.mode = "unary"
@@ -443,6 +446,7 @@ class Router:
         self._locked_logged: set[FileKey] = set()  # keys whose lock conflict was logged
         self.closing = False
         self._ping_seq = 0
+        self._link_number = 0
         self._lease_ms = int(config.lease_s * 1000)
         self._interval_ms = int(config.health_interval_s * 1000)
 
@@ -451,6 +455,11 @@ class Router:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def new_link_number(self) -> int:
+        """The next link's number: they only grow within this mediator's incarnation."""
+        self._link_number += 1
+        return self._link_number
 
     def register(self, streamer_id: str, addr: str) -> Holder:
         outcome = self.state.register(streamer_id, addr, self._clock())
@@ -550,7 +559,7 @@ class Router:
         self._record_lease_horizon()
         self.state.ping_sent(holder, self._clock())
         try:
-            reply = await link.pinger.Ping(request, timeout=self.config.ping_timeout_s, metadata=self.metadata)
+            reply = await link.pinger.Ping(request, timeout=self.config.ping_timeout_s, metadata=link.metadata)
         except grpc.aio.AioRpcError as exc:
             if not tolerate:
                 self.fail(holder, f"ping failed: {exc.code().name}: {exc.details()}")
@@ -671,7 +680,7 @@ class Router:
                     await link.control.Release(
                         pb.ReleaseRequest(keys=[pb.FileKey(path=k.path, filename=k.filename) for k in plan.keys],
                                           mediator_id=self.mediator_id),
-                        timeout=self.config.ping_timeout_s, metadata=self.metadata,
+                        timeout=self.config.ping_timeout_s, metadata=link.metadata,
                     )
                 released = True
             except grpc.aio.AioRpcError as exc:
@@ -789,7 +798,7 @@ class Router:
 
         async def ask(holder: Holder, link: StreamerLink) -> None:
             try:
-                stats = await link.control.Stats(pb.StatsRequest(), timeout=timeout_s, metadata=self.metadata)
+                stats = await link.control.Stats(pb.StatsRequest(), timeout=timeout_s, metadata=link.metadata)
             except grpc.aio.AioRpcError:
                 return
             member = self.state.membership.member(holder)

@@ -44,6 +44,7 @@ class Lease:
         self._clock = clock
         self.until = float("-inf")
         self.mediator_id: str | None = None
+        self.link = 0  # the newest link of that mediator a ping came on (auth.LINK_HEADER)
         self.interval_s: float | None = None
         self.last_ping: float | None = None
         self.since = clock()  # when the unpinged time started counting (start or last Register)
@@ -63,9 +64,10 @@ class Lease:
         return max(0.0, until - self._clock())
 
     def on_ping(self, lease_ms: int, mediator_id: str, interval_ms: int, seq: int = 0,
-                acked_seq: int = 0, in_time: bool = True) -> PingEffect:
+                acked_seq: int = 0, in_time: bool = True, link: int = 0) -> PingEffect:
         """Note a ping. `in_time` False (handled after its deadline) records no receipt: the
-        mediator never acks such a ping, and must not be able to grant from it."""
+        mediator never acks such a ping, and must not be able to grant from it. `link` is the
+        mediator's connection it came on: forwards must come on the newest one seen."""
         now = self._clock()
         self.last_ping = now
         if interval_ms > 0:
@@ -75,7 +77,10 @@ class Lease:
         if mediator_id:
             if mediator_id != previous:
                 self._receipts.clear()  # another mediator's numbering
+                self.link = 0
             self.mediator_id = mediator_id
+            if in_time:  # links only grow: a late ping of an earlier link changes nothing
+                self.link = max(self.link, link)
         if seq > 0 and in_time:
             self._receipts[seq] = now
             if len(self._receipts) > RECEIPTS_KEPT:

@@ -121,7 +121,7 @@ class StreamerCore:
         if self.closing:
             raise Unavailable("streamer is shutting down", "shutting down")
         if self.lease.required and not self.lease.legacy:
-            problem = forward_refusal(self.guard, caller or Peer(), self.lease.mediator_id)
+            problem = forward_refusal(self.guard, caller or Peer(), self.lease.mediator_id, self.lease.link)
             if problem is not None:
                 raise NotFromMediator(
                     f"this streamer writes only what its mediator forwards ({problem}): send to the mediator "
@@ -129,12 +129,14 @@ class StreamerCore:
         if not self.lease.may_write():
             raise Unavailable("no lease: this streamer is not (or no longer) leased by a mediator", "no lease")
 
-    def admit_control(self, context: grpc.aio.ServicerContext, what: str) -> None:
-        """Raise NotClusterPeer unless the caller is a node of this cluster (token, node certificate)."""
-        problem = self.guard.refusal(self.peer(context))
+    def admit_control(self, context: grpc.aio.ServicerContext, what: str) -> Peer:
+        """The caller, if it is a node of this cluster (token, node certificate); else NotClusterPeer."""
+        peer = self.peer(context)
+        problem = self.guard.refusal(peer)
         if problem is not None:
             raise NotClusterPeer(f"{what} must come from a node of the cluster: {problem}",
                                  f"{what} from outside the cluster")
+        return peer
 
     def mode(self) -> str:
         """standalone (no -mediator), cluster (leased by a mediator), legacy (a mediator without leases)."""
@@ -154,14 +156,14 @@ class StreamerCore:
             mode=self.mode(),
         )
 
-    def on_ping(self, request: pb.PingRequest, in_time: bool = True) -> None:
+    def on_ping(self, request: pb.PingRequest, in_time: bool = True, link: int = 0) -> None:
         """Renew the lease (docs/cluster-protocol.md); a ping handled after its deadline
         (`in_time` False) is never counted as the start of a lease."""
         if not in_time and request.lease_ms > 0:
             logger.warning("ping %d from mediator %s handled after its deadline: not counted for a lease",
                            request.seq, request.mediator_id or "?")
         effect = self.lease.on_ping(request.lease_ms, request.mediator_id, request.interval_ms,
-                                    request.seq, request.acked_seq, in_time)
+                                    request.seq, request.acked_seq, in_time, link)
         if effect.release_all:
             # Captured before the release: no other streamer can be writing these keys, so the
             # new mediator may keep them here rather than wait out its start-up grace.
@@ -247,7 +249,7 @@ class PingerServicer(pb_grpc.PingerServicer):
 
     async def Ping(self, request: pb.PingRequest, context: grpc.aio.ServicerContext) -> pb.PingResponse:
         try:
-            self._core.admit_control(context, "a lease-granting ping")
+            peer = self._core.admit_control(context, "a lease-granting ping")
         except NotClusterPeer as exc:
             if request.lease_ms > 0:
                 await abort_with(context, exc, self._core.refusals)
@@ -258,7 +260,7 @@ class PingerServicer(pb_grpc.PingerServicer):
                 self._core.lease.on_ping(0, "", 0)
             return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self._core.node_id)
         remaining = context.time_remaining()
-        self._core.on_ping(request, in_time=remaining is None or remaining > 0)
+        self._core.on_ping(request, in_time=remaining is None or remaining > 0, link=peer.link)
         core = self._core
         return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=core.node_id,
                                stats=core.stats(), held=[pb.FileKey(path=p, filename=f) for p, f in core.held],

@@ -39,6 +39,12 @@ def test_a_clustered_streamer_writes_only_its_current_mediators_forwards(
     assert (refusal is None) == ok
 
 
+@given(st.integers(0, 3), st.integers(0, 3))
+def test_a_forward_must_come_on_the_newest_link_the_streamer_was_pinged_on(current: int, sent: int) -> None:
+    refusal = forward_refusal(Guard(), Peer("m1", link=sent), "m1", current)
+    assert (refusal is None) == (current == 0 or sent == current)
+
+
 def test_without_a_guard_only_the_mediator_id_decides() -> None:
     assert forward_refusal(Guard(), Peer("m1"), "m1") is None
     assert forward_refusal(Guard(), Peer(""), "m1") == "not forwarded by a mediator"

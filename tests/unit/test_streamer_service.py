@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
-from logstream.auth import Guard, call_metadata
+from logstream.auth import LINK_HEADER, Guard, call_metadata
 from logstream.streamer.lease import Lease
 from logstream.node import set_serving
 from logstream.streamer.server import build_server
@@ -282,6 +282,34 @@ async def _code(call: object) -> grpc.StatusCode:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call  # type: ignore[misc]
     return caught.value.code()
+
+
+def test_links_only_grow_within_one_mediator() -> None:
+    lease = Lease(required=True)
+    lease.on_ping(1000, "m1", 1000, seq=1, link=2)
+    lease.on_ping(1000, "m1", 1000, seq=2, link=1)  # a late ping of an earlier link
+    lease.on_ping(1000, "m1", 1000, seq=3, link=3, in_time=False)  # handled after its deadline
+    assert lease.link == 2
+    lease.on_ping(1000, "m2", 1000, seq=1, link=1)  # another mediator: its own numbering
+    assert lease.link == 1
+
+
+@pytest.mark.asyncio
+async def test_a_forward_held_up_from_an_earlier_link_is_refused_once_the_streamer_registered_again(
+        tmp_path: Path) -> None:
+    async with _started(tmp_path, required=True) as running:
+        link1 = (*call_metadata("m1"), (LINK_HEADER, "1"))
+        link2 = (*call_metadata("m1"), (LINK_HEADER, "2"))
+        await _lease_from(running, "m1", link1)
+        await running.log.Log(pb.LogRequest(filename="f", line="first"), metadata=link1)
+        # The mediator lost the streamer and it registered again: a new link, leased anew.
+        await running.ping.Ping(pb.PingRequest(lease_ms=60_000, mediator_id="m1", seq=3), metadata=link2)
+        await running.ping.Ping(pb.PingRequest(lease_ms=60_000, mediator_id="m1", seq=4, acked_seq=3),
+                                metadata=link2)
+        late = running.log.Log(pb.LogRequest(filename="f", line="late"), metadata=link1)
+        assert await _code(late) == grpc.StatusCode.FAILED_PRECONDITION
+        await running.log.Log(pb.LogRequest(filename="f", line="second"), metadata=link2)
+        assert (tmp_path / "root/f.log").read_bytes() == b"first\nsecond\n"
 
 
 @pytest.mark.asyncio
