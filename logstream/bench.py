@@ -53,6 +53,7 @@ class Plan:
     keys_per_call: int = 0  # --keys-per-call (0: all of a client's keys, at most batch_lines)
     keys_per_folder: int = 100
     clients: int = 1
+    warmup: bool = False  # --warmup: each client sends every prepared request once before the clock starts
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Result:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     first_error: str = ""
+    warmup_lines: int = 0  # acknowledged before the clock started (--warmup): on disk, not in the rates
 
     @property
     def lines_per_s(self) -> float:
@@ -85,6 +87,7 @@ class Result:
             "p50_ms": round(_percentile(lat, 0.50), 3),
             "p99_ms": round(_percentile(lat, 0.99), 3),
             **({"first_error": self.first_error} if self.first_error else {}),
+            **({"warmup_lines": self.warmup_lines} if self.warmup_lines else {}),
         }
 
 
@@ -108,11 +111,13 @@ def make_lines(client: int, count: int, line_bytes: int) -> list[bytes]:
 
 
 _progress: Any = None  # the shared array of lines acked per client, set in each client process
+_barrier: Any = None  # where the clients wait for each other after --warmup
+WARMUP_LIMIT_S = 600.0  # the longest a client waits for the others to finish their warm-up
 
 
-def _init_client(progress: Any) -> None:
-    global _progress
-    _progress = progress
+def _init_client(progress: Any, barrier: Any) -> None:
+    global _progress, _barrier
+    _progress, _barrier = progress, barrier
 
 
 def _client_main(args: tuple[Plan, int]) -> Result:
@@ -166,6 +171,34 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
         call = channel.unary_unary("/api.LogStreamer/LogBatch", request_serializer=None,
                                    response_deserializer=pb.LogBatchResponse.FromString)
     await channel.channel_ready()
+
+    async def warm_up() -> None:
+        """Every prepared request once, in-flight calls at a time: every key of this client written once."""
+        batch_call = call if plan.mode != "stream" else channel.unary_unary(
+            "/api.LogStreamer/LogBatch", request_serializer=None, response_deserializer=pb.LogBatchResponse.FromString)
+        pending = iter(requests)
+
+        async def worker() -> None:
+            for request in pending:
+                try:
+                    await batch_call(request)
+                except grpc.aio.AioRpcError as exc:
+                    result.errors += 1
+                    result.first_error = result.first_error or f"warm-up: {exc.code().name}: {exc.details()}"
+                    continue
+                result.warmup_lines += lines_per_call if plan.mode != "ping" else 0
+
+        await asyncio.gather(*(worker() for _ in range(plan.in_flight)))
+
+    if plan.warmup:
+        await warm_up()
+        try:  # the clock starts for all clients at once, after the slowest warm-up
+            await asyncio.to_thread(_barrier.wait, WARMUP_LIMIT_S)
+        except threading.BrokenBarrierError:
+            result.errors += 1
+            result.first_error = f"the clients' warm-ups did not all end within {WARMUP_LIMIT_S:.0f}s"
+            await channel.close()
+            return result
     await asyncio.sleep(max(0.0, plan.start_at - time.time()))
     started = time.perf_counter()
     deadline = started + plan.seconds
@@ -239,7 +272,8 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
 def run_mode(plan: Plan, clients: int, show_progress: bool) -> Result:
     context = multiprocessing.get_context("spawn")
     progress = context.Array("q", clients, lock=False)
-    with context.Pool(clients, initializer=_init_client, initargs=(progress,)) as pool:
+    barrier = context.Barrier(clients)
+    with context.Pool(clients, initializer=_init_client, initargs=(progress, barrier)) as pool:
         pending = pool.map_async(_client_main, [(plan, client) for client in range(clients)])
         while not pending.ready():
             pending.wait(0.25)
@@ -260,6 +294,7 @@ def run_mode(plan: Plan, clients: int, show_progress: bool) -> Result:
         total.bytes += part.bytes
         total.calls += part.calls
         total.errors += part.errors
+        total.warmup_lines += part.warmup_lines
         total.seconds = max(total.seconds, part.seconds)
         total.latencies_ms.extend(part.latencies_ms)
         total.first_error = total.first_error or part.first_error
@@ -399,6 +434,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ca", help="CA certificate to verify --target with (TLS)")
     parser.add_argument("--crt", help="client certificate (mutual TLS)")
     parser.add_argument("--pk", help="client private key (mutual TLS)")
+    parser.add_argument("--warmup", action="store_true",
+                        help="before the clock starts, each client sends each of its calls once, so that every "
+                             "key has been written (its file exists) and the rates show the steady state, not "
+                             "the creation of files; those lines are checked on disk but not in the rates")
     parser.add_argument("--no-direct", action="store_true", help="skip the direct-append baseline")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--keep-files", action="store_true", help="keep the nodes' files and say where")
@@ -483,7 +522,7 @@ def main(argv: list[str]) -> int:
             plan = Plan(target, mode, args.seconds, args.line_bytes, args.batch_lines, in_flight, files,
                         time.time() + 1.5, args.ca, args.crt, args.pk, keys=args.keys,
                         keys_per_call=args.keys_per_call, keys_per_folder=args.keys_per_folder,
-                        clients=args.clients)
+                        clients=args.clients, warmup=args.warmup)
             results.append(run_mode(plan, args.clients, show_progress))
         if not args.no_direct:
             direct = direct_append(workdir, args.seconds, args.line_bytes, args.batch_lines)
@@ -513,7 +552,7 @@ def main(argv: list[str]) -> int:
                                 "streamer": _node_flags(args.streamer_flag)}
         report["nodes"] = [f.summary() for f in figures]
     if verified is not None:
-        acked = sum(r.lines for r in results if r.mode != "ping")
+        acked = sum(r.lines + r.warmup_lines for r in results if r.mode != "ping")
         report["lines_on_disk"] = verified
         report["lines_acked"] = acked
         report["node_exit_codes"] = codes

@@ -6,7 +6,9 @@
 Runs the `logstream bench` of the interpreter that runs it (`python -m logstream bench`), one bench
 process per point, and prints Markdown tables on stdout (progress on stderr):
 - for each --keys N, 100-byte lines, 1,000 lines a LogBatch call (`--mode batch --batch-lines 1000`),
-  once against one streamer and once against a mediator + 2 streamers (`--cluster 2`);
+  once against one streamer and once against a mediator + 2 streamers (`--cluster 2`); each client
+  first writes every key of its own once (`--warmup`, unless --cold), so that the rates show writing
+  to existing files, not creating them;
 - 10-byte against 100-byte lines through a mediator + 2 streamers (the bench's default of 8 files a
   client), --lines-batch lines a LogBatch call (default 1,000; `--lines-batch 1000,10000` adds rows,
   `--lines-batch 0` drops the table), with the mediator's default linger and with `-linger 0`.
@@ -46,10 +48,11 @@ class Runs:
     problems: list[str] = field(default_factory=list)
 
 
-def curve_points(keys: Sequence[int]) -> list[Point]:
+def curve_points(keys: Sequence[int], warm: bool) -> list[Point]:
     points = []
     for n in keys:
-        common = ("--keys", str(n), "--mode", "batch", "--batch-lines", "1000", "--line-bytes", "100")
+        common = ("--keys", str(n), "--mode", "batch", "--batch-lines", "1000", "--line-bytes", "100",
+                  *(("--warmup",) if warm else ()))
         points.append(Point(f"one {n}", common))
         points.append(Point(f"cluster {n}", (*common, "--cluster", "2")))
     return points
@@ -175,6 +178,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each point (default 3)")
     parser.add_argument("--seconds", type=float, default=2.0, help="load time of each run (default 2)")
     parser.add_argument("--clients", type=int, default=2, help="client processes of each run (default 2)")
+    parser.add_argument("--cold", action="store_true",
+                        help="no warm-up: the curve's rates include creating every file (default: `bench --warmup`)")
     parser.add_argument("--lines-batch", default="1000", metavar="LINES,...",
                         help="lines a call in the 10- against 100-byte lines table (default 1000; 0: no table)")
     args = parser.parse_args(argv)
@@ -187,7 +192,7 @@ def main(argv: list[str]) -> int:
             or args.clients < 1:
         parser.error("--keys >= 1 each, --lines-batch >= 0, --repeats >= 1, --seconds > 0 and --clients >= 1 "
                      "are required")
-    points = curve_points(keys) + line_points(batches)
+    points = curve_points(keys, not args.cold) + line_points(batches)
     data = {point.label: Runs() for point in points}
     started = time.monotonic()
     load = os.getloadavg()
@@ -200,7 +205,8 @@ def main(argv: list[str]) -> int:
             data[point.label].reports.append(report)
             data[point.label].problems.extend(problems_of(report))
     sys.stderr.write("\n")
-    print(f"`python scripts/keys_curve.py --keys {args.keys} --lines-batch {args.lines_batch} --repeats "
+    print(f"`python scripts/keys_curve.py --keys {args.keys}{' --cold' if args.cold else ''} --lines-batch "
+          f"{args.lines_batch} --repeats "
           f"{args.repeats} --seconds {args.seconds} --clients {args.clients}`: {os.cpu_count()} CPUs, load average {load[0]:.1f} at the start, "
           f"{time.monotonic() - started:.0f} s in all; median (range) of {args.repeats} runs.\n")
     print("\n".join(curve_table(keys, data)))
