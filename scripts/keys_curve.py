@@ -1,6 +1,6 @@
 """The keys curve of issue 8: lines/s, peak descriptors and RSS per process as the number of keys grows.
 
-    python scripts/keys_curve.py                  # the default curve: 42 bench runs, about 4-5 minutes on 2 cores
+    python scripts/keys_curve.py                  # the default curve: 42 bench runs, about 5 minutes on 2 cores
     python scripts/keys_curve.py --keys 1,1000 --repeats 2 --seconds 1 --lines-batch 0
 
 Runs the `logstream bench` of the interpreter that runs it (`python -m logstream bench`), one bench
