@@ -469,8 +469,9 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--mediator-flag and --streamer-flag apply to nodes the bench starts, not to --target")
     if args.mediator_flag and not args.cluster:
         raise UsageError("--mediator-flag needs --cluster (without it the bench starts no mediator)")
-    try:
-        _node_flags(args.mediator_flag), _node_flags(args.streamer_flag)
+    try:  # shlex refuses an unclosed quote
+        for values in (args.mediator_flag, args.streamer_flag):
+            _node_flags(values)
     except ValueError as exc:
         raise UsageError(f"--mediator-flag/--streamer-flag: {exc}") from None
 
@@ -571,7 +572,8 @@ def main(argv: list[str]) -> int:
 def _print_table(report: dict[str, Any]) -> None:
     folders = f", {report['keys_per_folder']} a folder" if "keys_per_folder" in report else ""
     print(f"target: {report['target']}, {report['clients']} client processes, {report['line_bytes']}-byte lines, "
-          f"{report['batch_lines']} lines per batch, {report['keys']:,} keys ({report['keys_per_call']:,} a call"
+          f"{report['batch_lines']} lines per batch, {report['keys']:,} key{'s' if report['keys'] != 1 else ''} "
+          f"({report['keys_per_call']:,} a call"
           f"{folders}), {report['cpus']} CPUs")
     print(f"{'mode':<8}{'lines/s':>14}{'MB/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'calls':>10}{'errors':>8}  vs direct")
     for row in report["results"]:
