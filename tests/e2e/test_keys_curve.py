@@ -48,3 +48,13 @@ def test_a_small_curve_end_to_end() -> None:
 def test_bad_arguments_are_refused() -> None:
     done = subprocess.run([sys.executable, str(SCRIPT), "--keys", "ten"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "--keys" in done.stderr
+
+
+def test_problems_name_lost_and_unacknowledged_lines() -> None:
+    curve = load_script()
+    clean = {"results": [{"errors": 0}], "lines_on_disk": 10, "lines_acked": 10, "node_exit_codes": [0, 0]}
+    assert curve.problems_of(clean) == []
+    assert curve.problems_of({**clean, "lines_on_disk": 7}) == ["10 lines acknowledged but 7 on disk"]
+    failed = {**clean, "results": [{"errors": 2, "first_error": "UNAVAILABLE: x"}], "lines_on_disk": 13}
+    assert curve.problems_of(failed) == ["2 failed calls (UNAVAILABLE: x)", "3 lines on disk beyond the 10 acknowledged"]
+    assert curve.problems_of({**clean, "node_exit_codes": [0, 1]}) == ["node exit codes [0, 1]"]
