@@ -61,7 +61,8 @@ def test_bench_many_keys(tmp_path: Path) -> None:
     keys; the warm-up is one call a client; the streamer's figures are reported; every acknowledged
     line, warm-up included, is on disk."""
     done = run_logstream(["bench", "--keys", "200", "--seconds", "1", "--clients", "2", "--mode", "batch,stream",
-                          "--batch-lines", "1000", "--no-direct", "--keep-files", "--warmup", "--json"], timeout_s=90,
+                          "--batch-lines", "1000", "--no-direct", "--keep-files", "--warmup", "--size=-1B", "--json"],
+                         timeout_s=90,
                          env={**os.environ, "TMPDIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -74,7 +75,7 @@ def test_bench_many_keys(tmp_path: Path) -> None:
     _figures_of(report, ["streamer"])
     # the streamer holds the 200 files open (below its default cap of 256) while the load runs
     assert report["nodes"][0]["fds_peak"] >= report["nodes"][0]["fds_start"] + 200
-    root = Path(report["kept_files"]) / "logs"
+    root = Path(report["kept_files"]) / "logs"  # files never rotate here (-size -1B): one file a key
     assert root.is_relative_to(tmp_path)
     files = sorted(path.relative_to(root).as_posix() for path in root.rglob("*.log"))
     assert files == sorted(f"bench/d{i // 100}/k{i}.log" for i in range(200))
