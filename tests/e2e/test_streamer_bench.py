@@ -86,11 +86,11 @@ def test_bench_many_keys_through_a_cluster_with_node_flags(tmp_path: Path) -> No
     counted with the others, and each of the three nodes has its figures."""
     done = run_logstream(["bench", "--cluster", "2", "--keys", "40", "--seconds", "1", "--clients", "1",
                           "--mode", "unary,batch", "--batch-lines", "1000", "--no-direct", "--keep-files",
-                          "--streamer-flag=-size=100KB", "--mediator-flag=-linger=0", "--json"], timeout_s=120,
+                          "--streamer-flag=-size=20KB", "--mediator-flag=-linger=0", "--json"], timeout_s=120,
                          env={**os.environ, "TMPDIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["node_flags"] == {"mediator": ["-linger=0"], "streamer": ["-size=100KB"]}
+    assert report["node_flags"] == {"mediator": ["-linger=0"], "streamer": ["-size=20KB"]}
     assert all(row["lines"] > 0 and row["errors"] == 0 for row in report["results"]), report["results"]
     assert report["lines_on_disk"] == report["lines_acked"] == sum(row["lines"] for row in report["results"])
     assert report["node_exit_codes"] == [0, 0, 0]
