@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bench_keys import key_load, spread, total_keys
 from .config.flags import UsageError
+from .procstat import ProcFigures, Sampler
 
 MODES = ("ping", "unary", "batch", "stream")  # ping: the gRPC round trip alone, no write
 _LISTENING = re.compile(r"(?<!debug server )listening on (\S+):(\d+)")
@@ -41,11 +44,16 @@ class Plan:
     line_bytes: int
     batch_lines: int
     in_flight: int
-    files: int
+    files: int  # keys per client in the default layout (see bench_keys)
     start_at: float  # time.time() when every client begins
     ca: str | None = None
     crt: str | None = None
     pk: str | None = None
+    keys: int = 0  # --keys: distinct keys over all clients (0: the default layout)
+    keys_per_call: int = 0  # --keys-per-call (0: all of a client's keys, at most batch_lines)
+    keys_per_folder: int = 100
+    clients: int = 1
+    warmup: bool = False  # --warmup: each client sends every prepared request once before the clock starts
 
 
 @dataclass
@@ -59,6 +67,7 @@ class Result:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     first_error: str = ""
+    warmup_lines: int = 0  # acknowledged before the clock started (--warmup): on disk, not in the rates
 
     @property
     def lines_per_s(self) -> float:
@@ -78,6 +87,7 @@ class Result:
             "p50_ms": round(_percentile(lat, 0.50), 3),
             "p99_ms": round(_percentile(lat, 0.99), 3),
             **({"first_error": self.first_error} if self.first_error else {}),
+            **({"warmup_lines": self.warmup_lines} if self.warmup_lines else {}),
         }
 
 
@@ -101,11 +111,13 @@ def make_lines(client: int, count: int, line_bytes: int) -> list[bytes]:
 
 
 _progress: Any = None  # the shared array of lines acked per client, set in each client process
+_barrier: Any = None  # where the clients wait for each other after --warmup
+WARMUP_LIMIT_S = 600.0  # the longest a client waits for the others to finish their warm-up
 
 
-def _init_client(progress: Any) -> None:
-    global _progress
-    _progress = progress
+def _init_client(progress: Any, barrier: Any) -> None:
+    global _progress, _barrier
+    _progress, _barrier = progress, barrier
 
 
 def _client_main(args: tuple[Plan, int]) -> Result:
@@ -126,7 +138,8 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
     creds = tls.channel_credentials(*(Path(p) if p else None for p in (plan.ca, plan.crt, plan.pk)))
     channel = tls.secure_or_insecure_channel(plan.target, creds)
     lines = make_lines(client, plan.batch_lines if plan.mode != "unary" else 1000, plan.line_bytes)
-    names = [f"bench-{client}-{index}" for index in range(plan.files)]
+    load = key_load(client, plan.clients, plan.keys, plan.files, plan.keys_per_call, plan.keys_per_folder,
+                    plan.batch_lines)
     result = Result(plan.mode, 1)
     if plan.mode == "ping":
         requests = [pb.PingRequest(a=3, b=4).SerializeToString()]
@@ -134,22 +147,58 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
         call = channel.unary_unary("/api.Pinger/Ping", request_serializer=None,
                                    response_deserializer=pb.PingResponse.FromString)
     elif plan.mode == "unary":
-        requests = [pb.LogRequest(path="bench", filename=names[i % len(names)], line=line[:-1].decode())
-                    .SerializeToString() for i, line in enumerate(lines)]
+        # one line a call, the keys in turn
+        requests = [pb.LogRequest(path=load.keys[i % len(load.keys)][0], filename=load.keys[i % len(load.keys)][1],
+                                  line=lines[i % len(lines)][:-1].decode()).SerializeToString()
+                    for i in range(max(len(lines), len(load.keys)))]
         lines_per_call, bytes_per_call = 1, plan.line_bytes
         call = channel.unary_unary("/api.LogStreamer/Log", request_serializer=None,
                                    response_deserializer=pb.LogResponse.FromString)
     else:
+        # one message per group of keys, each carrying all `batch_lines` lines spread over its keys;
+        # the calls take the messages in turn
         blob = b"".join(lines)
-        per_file = len(lines) // len(names)
-        chunks = [pb.LogChunk(path="bench", filename=name,
-                              data=blob[i * per_file * plan.line_bytes:(i + 1) * per_file * plan.line_bytes])
-                  for i, name in enumerate(names)]
-        requests = [pb.LogBatchRequest(chunks=chunks).SerializeToString()]
-        lines_per_call, bytes_per_call = per_file * len(names), per_file * len(names) * plan.line_bytes
+        requests = []
+        for group in load.groups:
+            chunks, start = [], 0
+            for index, count in zip(group, spread(len(lines), len(group))):
+                path, filename = load.keys[index]
+                end = start + count * plan.line_bytes
+                chunks.append(pb.LogChunk(path=path, filename=filename, data=blob[start:end]))
+                start = end
+            requests.append(pb.LogBatchRequest(chunks=chunks).SerializeToString())
+        lines_per_call, bytes_per_call = len(lines), len(blob)
         call = channel.unary_unary("/api.LogStreamer/LogBatch", request_serializer=None,
                                    response_deserializer=pb.LogBatchResponse.FromString)
     await channel.channel_ready()
+
+    async def warm_up() -> None:
+        """Every prepared request once, in-flight calls at a time: every key of this client written once."""
+        batch_call = call if plan.mode != "stream" else channel.unary_unary(
+            "/api.LogStreamer/LogBatch", request_serializer=None, response_deserializer=pb.LogBatchResponse.FromString)
+        pending = iter(requests)
+
+        async def worker() -> None:
+            for request in pending:
+                try:
+                    await batch_call(request)
+                except grpc.aio.AioRpcError as exc:
+                    result.errors += 1
+                    result.first_error = result.first_error or f"warm-up: {exc.code().name}: {exc.details()}"
+                    continue
+                result.warmup_lines += lines_per_call if plan.mode != "ping" else 0
+
+        await asyncio.gather(*(worker() for _ in range(plan.in_flight)))
+
+    if plan.warmup:
+        await warm_up()
+        try:  # the clock starts for all clients at once, after the slowest warm-up
+            await asyncio.to_thread(_barrier.wait, WARMUP_LIMIT_S)
+        except threading.BrokenBarrierError:
+            result.errors += 1
+            result.first_error = f"the clients' warm-ups did not all end within {WARMUP_LIMIT_S:.0f}s"
+            await channel.close()
+            return result
     await asyncio.sleep(max(0.0, plan.start_at - time.time()))
     started = time.perf_counter()
     deadline = started + plan.seconds
@@ -177,10 +226,12 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
         window = asyncio.Semaphore(plan.in_flight)
 
         async def sender() -> None:
+            index = 0
             while time.perf_counter() < deadline:
                 await window.acquire()
                 sent_at.append(time.perf_counter())
-                await stream.write(requests[0])
+                await stream.write(requests[index % len(requests)])
+                index += 1
             await stream.done_writing()
 
         task = asyncio.create_task(sender())
@@ -221,7 +272,8 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
 def run_mode(plan: Plan, clients: int, show_progress: bool) -> Result:
     context = multiprocessing.get_context("spawn")
     progress = context.Array("q", clients, lock=False)
-    with context.Pool(clients, initializer=_init_client, initargs=(progress,)) as pool:
+    barrier = context.Barrier(clients)
+    with context.Pool(clients, initializer=_init_client, initargs=(progress, barrier)) as pool:
         pending = pool.map_async(_client_main, [(plan, client) for client in range(clients)])
         while not pending.ready():
             pending.wait(0.25)
@@ -242,6 +294,7 @@ def run_mode(plan: Plan, clients: int, show_progress: bool) -> Result:
         total.bytes += part.bytes
         total.calls += part.calls
         total.errors += part.errors
+        total.warmup_lines += part.warmup_lines
         total.seconds = max(total.seconds, part.seconds)
         total.latencies_ms.extend(part.latencies_ms)
         total.first_error = total.first_error or part.first_error
@@ -342,6 +395,14 @@ def _wait_cluster(mediator: str, count: int, timeout_s: float = 30.0) -> None:
 
 # -- command line -------------------------------------------------------------------------------------
 
+KEYS_HELP = (
+    "write N distinct keys (path, filename) over all client processes instead of --files: key i is the file "
+    "bench/d<i // F>/k<i>.log (F = --keys-per-folder) and belongs to client i %% clients (with fewer keys than "
+    "clients, clients share keys). Each batch or stream call carries --batch-lines lines spread evenly over a "
+    "window of --keys-per-call of its client's keys, the next call over the next window, so every key is "
+    "written in turn (like one file per tenant and day); unary calls take the keys one by one"
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logstream bench", description=__doc__)
@@ -354,79 +415,150 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-lines", type=int, default=10_000, help="lines per batch message (default 10000)")
     parser.add_argument("--in-flight", type=int, default=0,
                         help="concurrent calls per client (default: 64 unary, 2 batch, 4 stream)")
-    parser.add_argument("--files", type=int, default=0, help="files per client (default 1; 8 with --cluster)")
+    parser.add_argument("--files", type=int, default=0,
+                        help="keys per client, all named in every call (default 1; 8 with --cluster)")
+    parser.add_argument("--keys", type=int, default=0, metavar="N", help=KEYS_HELP)
+    parser.add_argument("--keys-per-call", type=int, default=0, metavar="W",
+                        help="keys one batch call names (default: all of its client's keys, at most --batch-lines)")
+    parser.add_argument("--keys-per-folder", type=int, default=100, metavar="F",
+                        help="files per folder with --keys (default 100)")
     parser.add_argument("--mode", default="unary,batch", help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--size", default="1MB", help="-size of the streamers the bench starts (default 1MB)")
+    parser.add_argument("--mediator-flag", action="append", metavar="FLAG",
+                        help="a flag for the mediator the bench starts with --cluster, repeatable: "
+                             "--mediator-flag=-linger=0 (a value with spaces is split as a shell would: "
+                             "--mediator-flag='-linger 0'); given after the bench's own, so it wins")
+    parser.add_argument("--streamer-flag", action="append", metavar="FLAG",
+                        help="a flag for every streamer the bench starts, repeatable, as --mediator-flag: "
+                             "--streamer-flag=-max-open-files=256")
     parser.add_argument("--ca", help="CA certificate to verify --target with (TLS)")
     parser.add_argument("--crt", help="client certificate (mutual TLS)")
     parser.add_argument("--pk", help="client private key (mutual TLS)")
+    parser.add_argument("--warmup", action="store_true",
+                        help="before the clock starts, each client sends each of its calls once, so that every "
+                             "key has been written (its file exists) and the rates show the steady state, not "
+                             "the creation of files; those lines are checked on disk but not in the rates")
+    parser.add_argument("--no-direct", action="store_true", help="skip the direct-append baseline")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--keep-files", action="store_true", help="do not delete the streamer's files")
+    parser.add_argument("--keep-files", action="store_true", help="keep the nodes' files and say where")
+    parser.epilog = ("With nodes of its own (no --target) the bench also reports, per node process, the open "
+                     "file descriptors (at the start and the peak of samples taken every 50 ms from "
+                     "/proc/<pid>/fd) and the peak RSS (VmHWM from /proc/<pid>/status), and counts the lines "
+                     "in every file under the nodes' roots, rotated ones too, against the lines acknowledged.")
     return parser
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
-    for mode in modes:
+def _node_flags(values: list[str] | None) -> list[str]:
+    return [part for value in values or [] for part in shlex.split(value)]
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Usage errors in the arguments, before anything starts."""
+    for mode in [m.strip() for m in args.mode.split(",") if m.strip()]:
         if mode not in MODES:
             raise UsageError(f"--mode: unknown mode {mode!r} (known: {', '.join(MODES)})")
     if args.line_bytes < 2 or args.clients < 1 or args.batch_lines < 1 or args.seconds <= 0:
         raise UsageError("--line-bytes >= 2, --clients >= 1, --batch-lines >= 1 and --seconds > 0 are required")
+    if args.keys < 0 or args.keys_per_call < 0 or args.keys_per_folder < 1 or args.files < 0:
+        raise UsageError("--keys >= 0, --keys-per-call >= 0, --keys-per-folder >= 1 and --files >= 0 are required")
+    if args.keys and args.files:
+        raise UsageError("--keys and --files exclude each other")
     if args.target and args.cluster:
         raise UsageError("--target and --cluster exclude each other")
+    if args.target and (args.mediator_flag or args.streamer_flag):
+        raise UsageError("--mediator-flag and --streamer-flag apply to nodes the bench starts, not to --target")
+    if args.mediator_flag and not args.cluster:
+        raise UsageError("--mediator-flag needs --cluster (without it the bench starts no mediator)")
+    try:  # shlex refuses an unclosed quote
+        for values in (args.mediator_flag, args.streamer_flag):
+            _node_flags(values)
+    except ValueError as exc:
+        raise UsageError(f"--mediator-flag/--streamer-flag: {exc}") from None
+
+
+def _start_nodes(args: argparse.Namespace, workdir: Path, nodes: list[_Proc]) -> str:
+    """Start the bench's own streamer, or mediator and streamers, appending each to `nodes`; the target."""
+    streamer_flags = _node_flags(args.streamer_flag)
+    if not args.cluster:
+        node = _Proc(["streamer", "-port", "0", "-host", "127.0.0.1", "-path", str(workdir / "logs"),
+                      "-size", args.size, *streamer_flags], "streamer")
+        nodes.append(node)
+        return f"127.0.0.1:{node.wait_listening()}"
+    mediator = _Proc(["mediator", "-port", "0", "-host", "127.0.0.1", "-health-interval", "1s",
+                      *_node_flags(args.mediator_flag)], "mediator")
+    nodes.append(mediator)
+    target = f"127.0.0.1:{mediator.wait_listening()}"
+    for index in range(args.cluster):
+        nodes.append(_Proc(["streamer", "-port", "0", "-host", "127.0.0.1", "-mediator", target,
+                            "-path", str(workdir / f"s{index}"), "-size", args.size, *streamer_flags],
+                           f"streamer {index}"))
+    for node in nodes[1:]:
+        node.wait_listening()
+    _wait_cluster(target, args.cluster)
+    return target
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    _check(args)
+    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
     show_progress = sys.stderr.isatty() and not args.json
+    files = args.files or (8 if args.cluster else 1)
+    first_load = key_load(0, args.clients, args.keys, files, args.keys_per_call, args.keys_per_folder,
+                          args.batch_lines)
     workdir = Path(tempfile.mkdtemp(prefix="logstream-bench-"))
     nodes: list[_Proc] = []
+    sampler: Sampler | None = None
+    figures: list[ProcFigures] = []
     verified: int | None = None
     results: list[Result] = []
+    direct: Result | None = None
     try:
-        target = args.target
-        if not target:
-            if args.cluster:
-                mediator = _Proc(["mediator", "-port", "0", "-host", "127.0.0.1", "-health-interval", "1s"],
-                                 "mediator")
-                nodes.append(mediator)
-                target = f"127.0.0.1:{mediator.wait_listening()}"
-                for index in range(args.cluster):
-                    nodes.append(_Proc(["streamer", "-port", "0", "-host", "127.0.0.1", "-mediator", target,
-                                        "-path", str(workdir / f"s{index}"), "-size", args.size], f"streamer {index}"))
-                for node in nodes[1:]:
-                    node.wait_listening()
-                _wait_cluster(target, args.cluster)
-            else:
-                node = _Proc(["streamer", "-port", "0", "-host", "127.0.0.1", "-path", str(workdir / "logs"),
-                              "-size", args.size], "streamer")
-                nodes.append(node)
-                target = f"127.0.0.1:{node.wait_listening()}"
-        files = args.files or (8 if args.cluster else 1)
+        target = args.target or _start_nodes(args, workdir, nodes)
+        if nodes:
+            sampler = Sampler([(node.name, node.proc.pid) for node in nodes])
+            sampler.start()
         for mode in modes:
             in_flight = args.in_flight or {"ping": 64, "unary": 64, "batch": 2, "stream": 4}[mode]
             plan = Plan(target, mode, args.seconds, args.line_bytes, args.batch_lines, in_flight, files,
-                        time.time() + 1.5, args.ca, args.crt, args.pk)
+                        time.time() + 1.5, args.ca, args.crt, args.pk, keys=args.keys,
+                        keys_per_call=args.keys_per_call, keys_per_folder=args.keys_per_folder,
+                        clients=args.clients, warmup=args.warmup)
             results.append(run_mode(plan, args.clients, show_progress))
-        results.append(direct_append(workdir, args.seconds, args.line_bytes, args.batch_lines))
+        if not args.no_direct:
+            direct = direct_append(workdir, args.seconds, args.line_bytes, args.batch_lines)
     finally:
+        if sampler is not None:
+            figures = sampler.stop()  # the last sample, while the nodes still run
         codes = [node.stop() for node in reversed(nodes)]
-        if nodes and not args.target:
+        if nodes:
             verified = _count_lines(workdir)
         if not args.keep_files:
             shutil.rmtree(workdir, ignore_errors=True)
-    direct = results[-1].lines_per_s
+    rate = direct.lines_per_s if direct else 0.0
     report: dict[str, Any] = {
         "target": args.target or ("cluster of %d" % args.cluster if args.cluster else "own streamer"),
         "clients": args.clients,
         "line_bytes": args.line_bytes,
         "batch_lines": args.batch_lines,
+        "keys": total_keys(args.keys, args.clients, files),
+        "keys_per_call": max(len(group) for group in first_load.groups),
+        **({"keys_per_folder": args.keys_per_folder} if args.keys else {}),
         "cpus": os.cpu_count(),
-        "results": [r.summary() for r in results],
-        "ratio_to_direct": {r.mode: round(r.lines_per_s / direct, 6) for r in results[:-1]} if direct else {},
+        "results": [r.summary() for r in [*results, *([direct] if direct else [])]],
+        "ratio_to_direct": {r.mode: round(r.lines_per_s / rate, 6) for r in results} if rate else {},
     }
+    if nodes:
+        report["node_flags"] = {"mediator": _node_flags(args.mediator_flag),
+                                "streamer": _node_flags(args.streamer_flag)}
+        report["nodes"] = [f.summary() for f in figures]
     if verified is not None:
-        acked = sum(r.lines for r in results[:-1] if r.mode != "ping")
+        acked = sum(r.lines + r.warmup_lines for r in results if r.mode != "ping")
         report["lines_on_disk"] = verified
         report["lines_acked"] = acked
         report["node_exit_codes"] = codes
+    if args.keep_files:
+        report["kept_files"] = str(workdir)
     if args.json:
         print(json.dumps(report))
     else:
@@ -438,8 +570,11 @@ def main(argv: list[str]) -> int:
 
 
 def _print_table(report: dict[str, Any]) -> None:
+    folders = f", {report['keys_per_folder']} a folder" if "keys_per_folder" in report else ""
     print(f"target: {report['target']}, {report['clients']} client processes, {report['line_bytes']}-byte lines, "
-          f"{report['batch_lines']} lines per batch, {report['cpus']} CPUs")
+          f"{report['batch_lines']} lines per batch, {report['keys']:,} key{'s' if report['keys'] != 1 else ''} "
+          f"({report['keys_per_call']:,} a call"
+          f"{folders}), {report['cpus']} CPUs")
     print(f"{'mode':<8}{'lines/s':>14}{'MB/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'calls':>10}{'errors':>8}  vs direct")
     for row in report["results"]:
         ratio = report["ratio_to_direct"].get(row["mode"])
@@ -447,8 +582,21 @@ def _print_table(report: dict[str, Any]) -> None:
               f"{row['calls']:>10,}{row['errors']:>8}  {'' if ratio is None else f'{ratio:.1%}'}")
         if row.get("first_error"):
             print(f"        first error: {row['first_error']}")
+    flags = report.get("node_flags", {})
+    for role in ("mediator", "streamer"):
+        if flags.get(role):
+            print(f"{role} flags: {' '.join(flags[role])}")
+    if report.get("nodes"):
+        print(f"{'process':<12}{'pid':>8}{'fds at start':>14}{'peak fds':>10}{'peak RSS MB':>13}")
+        for node in report["nodes"]:
+            print(f"{node['name']:<12}{node['pid']:>8}{_or_na(node['fds_start']):>14}{_or_na(node['fds_peak']):>10}"
+                  f"{_or_na(node['rss_peak_mb']):>13}")
     if "lines_on_disk" in report:
         print(f"lines acknowledged: {report['lines_acked']:,}; lines on disk: {report['lines_on_disk']:,}; "
               f"node exit codes: {report['node_exit_codes']}")
+    if "kept_files" in report:
+        print(f"files kept in {report['kept_files']}")
 
 
+def _or_na(value: object) -> str:
+    return "n/a" if value is None else str(value)
