@@ -114,12 +114,13 @@ class WriterStats:
 class _Folder:
     """An open folder below the root, shared by the open files in it (`refs` of them)."""
 
-    __slots__ = ("dirs", "fd", "refs")
+    __slots__ = ("dirs", "fd", "refs", "checked")
 
-    def __init__(self, dirs: tuple[str, ...], fd: int) -> None:
+    def __init__(self, dirs: tuple[str, ...], fd: int, checked: int = 0) -> None:
         self.dirs = dirs
         self.fd = fd
         self.refs = 1
+        self.checked = checked  # the part in which it was last found where its path says
 
 
 class _Handle:
@@ -198,6 +199,7 @@ class Writer:
         self._folder_fds = 0  # folder descriptors open (cached or still held by a file)
         self._pinned: set[tuple[str, str]] = set()  # keys the current part holds: never evicted
         self._root_checked = False
+        self._part = 0  # counts parts written, so that a folder's place is checked once per part
         self._targets: dict[tuple[str, str], Target] = {}
         self._closed = False
 
@@ -293,6 +295,7 @@ class Writer:
         """Open and lock every file of `chunks` (they fit in the cap), then write them in order."""
         now = self._monotonic()
         self._root_checked = False
+        self._part += 1
         pinned = self._pinned
         try:
             handles = []
@@ -545,6 +548,9 @@ class Writer:
         if not target.dirs:
             return self._root_folder
         folder = self._folders.get(target.dirs)
+        if folder is not None and folder.checked == self._part:
+            folder.refs += 1
+            return folder
         if folder is not None:
             # Still where its path says (not deleted or moved)? The kernel's name for it must be
             # exactly root/path; otherwise it is walked afresh (its files keep the old one).
@@ -554,10 +560,11 @@ class Writer:
                 here = False
             if here:
                 folder.refs += 1
+                folder.checked = self._part
                 return folder
             del self._folders[target.dirs]
         self._make_room(2)  # the folder and its file
-        folder = _Folder(target.dirs, self._open_dirs(target))
+        folder = _Folder(target.dirs, self._open_dirs(target), self._part)
         self._folder_fds += 1
         self._folders[target.dirs] = folder
         return folder
