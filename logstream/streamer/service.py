@@ -244,18 +244,11 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
         between two slices, the rest is refused with UNAVAILABLE while the earlier slices stay
         written (the caller then knows nothing of the outcome; see docs/cluster-protocol.md)."""
         core = self._core
-        core.gate(caller)
+        core.gate(caller)  # refused at once, not after waiting for the turn
         source = request.chunks
-        if len(source) <= SLICE_CHUNKS:  # the common small request: one slice, no bookkeeping
-            async with core.write_turn:
-                core.gate(caller)
-                chunk = self._writer.chunk
-                chunks = [c for c in (chunk(ch.path, ch.filename, ch.data) for ch in source) if c is not None]
-                lines, written = self._writer.write_chunks(chunks)
-            return pb.LogBatchResponse(lines=lines, bytes=written)
+        chunks: list[Chunk] = []
         async with core.write_turn:
             pace = _Pace()
-            chunks: list[Chunk] = []
             chunk = self._writer.chunk
             for start in range(0, len(source), SLICE_CHUNKS):
                 # Nothing is written until all is valid, so yielding here changes nothing on disk.
