@@ -257,13 +257,24 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
                     if valid is not None:
                         chunks.append(valid)
                 await pace.step()
+            writer = self._writer
             lines = written = 0
-            for start in range(0, len(chunks), SLICE_CHUNKS):
-                core.gate(caller)
-                part_lines, part_bytes = self._writer.write_chunks(chunks[start:start + SLICE_CHUNKS])
-                lines += part_lines
-                written += part_bytes
-                await pace.step()
+            try:
+                if len(chunks) > SLICE_CHUNKS and writer.fits(chunks):
+                    # Every file opened and locked before the first byte is written, as for a
+                    # request written in one call: a locked or bad target leaves all unwritten.
+                    for start in range(0, len(chunks), SLICE_CHUNKS):
+                        core.gate(caller)
+                        writer.hold(chunks[start:start + SLICE_CHUNKS])
+                        await pace.step()
+                for start in range(0, len(chunks), SLICE_CHUNKS):
+                    core.gate(caller)
+                    part_lines, part_bytes = writer.write_chunks(chunks[start:start + SLICE_CHUNKS])
+                    lines += part_lines
+                    written += part_bytes
+                    await pace.step()
+            finally:
+                writer.let_go()
         return pb.LogBatchResponse(lines=lines, bytes=written)
 
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:

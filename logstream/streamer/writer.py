@@ -198,6 +198,7 @@ class Writer:
         self._root_folder = _Folder((), self._root_fd)
         self._folder_fds = 0  # folder descriptors open (cached or still held by a file)
         self._pinned: set[tuple[str, str]] = set()  # keys the current part holds: never evicted
+        self._held: set[tuple[str, str]] = set()  # keys held for a request in slices (hold/let_go)
         self._root_checked = False
         self._part = 0  # counts parts written, so that a folder's place is checked once per part
         self._targets: dict[tuple[str, str], Target] = {}
@@ -266,6 +267,30 @@ class Writer:
             lines += part_lines
             written += part_bytes
         return lines, written
+
+    def fits(self, chunks: Sequence[Chunk]) -> bool:
+        """Whether the files of `chunks` and their folders can all be open at once."""
+        parts = self.parts(chunks)
+        next(parts)
+        return next(parts, None) is None
+
+    def hold(self, chunks: Sequence[Chunk]) -> None:
+        """Open, check and lock the files of `chunks` now, and keep them open until `let_go`.
+
+        For a request written in several calls (slices): hold every file first, then write, so that a
+        bad or locked target still leaves the whole request unwritten (its files must `fit`)."""
+        if self._closed:
+            raise StorageError("the writer is closed")
+        now = self._monotonic()
+        self._root_checked = False
+        self._part += 1
+        for chunk in chunks:
+            self._live_handle(chunk.target, now)
+            self._held.add(chunk.target.key)
+
+    def let_go(self) -> None:
+        """End `hold`: the held files may be closed again (least recently used first)."""
+        self._held.clear()
 
     def parts(self, chunks: Sequence[Chunk]) -> Iterator[Sequence[Chunk]]:
         """`chunks` cut, in order, into runs whose files and folders fit in `max_open_files`
@@ -489,6 +514,10 @@ class Writer:
         checked only before opening a file, and every maintenance tick."""
         handle = self._handles.get(target.key)
         if handle is not None:
+            if target.key in self._held or target.key in self._pinned:  # checked moments ago
+                self._handles.move_to_end(target.key)
+                handle.last_used = now
+                return handle
             if os.fstat(handle.fd).st_nlink > 0:
                 self._handles.move_to_end(target.key)
                 handle.last_used = now
@@ -537,10 +566,15 @@ class Writer:
         """Close least-recently-used files (not pinned by the current part) until `needed` more
         descriptors fit under the cap."""
         handles = self._handles
+        skipped = 0
         while handles and len(handles) + self._folder_fds + needed > self.max_open_files:
             key, handle = next(iter(handles.items()))
-            if key in self._pinned:
-                return  # everything left is in use by this part (a part fits unless the cap is 1)
+            if key in self._pinned or key in self._held:
+                skipped += 1
+                if skipped > len(handles):
+                    return  # everything left is in use (what is in use fits, unless the cap is 1)
+                handles.move_to_end(key)
+                continue
             self._drop(handle, sync=True)
 
     def _folder(self, target: Target) -> _Folder:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import time
@@ -463,3 +464,23 @@ async def test_release_waits_for_the_request_in_flight(tmp_path: Path) -> None:
         await running.control.Release(pb.ReleaseRequest(keys=keys), timeout=30)
         assert writer.stats.lines == 400 and writer.open_files == 0
         assert (await batch).lines == 400
+
+
+@pytest.mark.asyncio
+async def test_a_large_request_with_a_locked_file_writes_nothing(tmp_path: Path) -> None:
+    """Written in slices, a request whose files fit under the cap still opens and locks every file
+    before its first line: a file locked elsewhere (the last one) leaves the whole request unwritten."""
+    async with _started(tmp_path) as running:
+        folder = tmp_path / "root" / "d9"
+        folder.mkdir(parents=True)
+        other = os.open(folder / "k99.log", os.O_WRONLY | os.O_CREAT)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await running.log.LogBatch(_many_keys(100), timeout=30)
+            assert caught.value.code() == grpc.StatusCode.ABORTED
+            assert running.core.writer.stats.lines == 0
+            assert all(p.stat().st_size == 0 for p in (tmp_path / "root").rglob("*.log"))
+        finally:
+            os.close(other)
+        assert (await running.log.LogBatch(_many_keys(100), timeout=30)).lines == 100
