@@ -341,6 +341,10 @@ class Writer:
         return lines, written
 
     def _append(self, handle: _Handle, data: bytes, lines: int) -> None:
+        if self.limit == UNLIMITED or handle.size + len(data) <= self.limit:  # plan_chunk's one-segment case
+            self._write_all(handle, data)
+            self.stats.lines += lines
+            return
         segments = plan_chunk(data, handle.size, self.limit)
         if len(segments) == 1 and not segments[0].rotate:
             self._write_all(handle, data)
