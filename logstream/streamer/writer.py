@@ -120,7 +120,7 @@ class _Folder:
         self.dirs = dirs
         self.fd = fd
         self.refs = 1
-        self.checked = checked  # the part in which it was last found where its path says
+        self.checked = checked  # the write call in which it was last found where its path says
 
 
 class _Handle:
@@ -200,7 +200,7 @@ class Writer:
         self._pinned: set[tuple[str, str]] = set()  # keys the current part holds: never evicted
         self._held: set[tuple[str, str]] = set()  # keys held for a request in slices (hold/let_go)
         self._root_checked = False
-        self._part = 0  # counts parts written, so that a folder's place is checked once per part
+        self._part = 0  # counts calls, so that a folder's place is checked once per call
         self._targets: dict[tuple[str, str], Target] = {}
         self._closed = False
 
@@ -262,6 +262,7 @@ class Writer:
         if self._closed:
             raise StorageError("the writer is closed")
         lines = written = 0
+        self._part += 1
         for part in self.parts(chunks):
             part_lines, part_bytes = self._write_part(part)
             lines += part_lines
@@ -320,7 +321,6 @@ class Writer:
         """Open and lock every file of `chunks` (they fit in the cap), then write them in order."""
         now = self._monotonic()
         self._root_checked = False
-        self._part += 1
         pinned = self._pinned
         try:
             handles = []
@@ -590,7 +590,8 @@ class Writer:
             folder.refs += 1
             return folder
         if folder is not None:
-            # Still where its path says (not deleted or moved)? The kernel's name for it must be
+            # Still where its path says (not deleted or moved)? Checked once per call, as an open file's
+            # name is (`_live_handle`). The kernel's name for the folder must be
             # exactly root/path; otherwise it is walked afresh (its files keep the old one).
             try:
                 here = os.readlink(f"/proc/self/fd/{folder.fd}") == _joined(self.root_real, target.path)
