@@ -256,8 +256,9 @@ class Writer:
         """Append validated chunks in order; (lines, bytes) written.
 
         Every file is opened and locked before the first byte is written, so a bad or locked target
-        leaves everything unwritten. An I/O error stops at the failing chunk: earlier chunks stay
-        written (whole lines), the failing write is undone.
+        leaves everything unwritten, when the files fit under the cap together (else that holds per
+        part, see `parts`). An I/O error stops at the failing chunk: earlier chunks stay written
+        (whole lines), the failing write is undone.
         """
         if self._closed:
             raise StorageError("the writer is closed")
@@ -528,7 +529,7 @@ class Writer:
                 return handle
             logger.warning("%s was deleted while open: opening it afresh", target.relative)
             self._drop(handle, sync=False)
-        if not self._root_checked:  # once per part: a stat of the root path
+        if not self._root_checked:  # once per part: a stat of the root path, before opening a file
             self.check_root()
             self._root_checked = True
         return self._handle(target, now)
@@ -567,8 +568,8 @@ class Writer:
         return BadRequest(f"path {target.path!r}: {segment!r} is a file, not a folder")
 
     def _make_room(self, needed: int) -> None:
-        """Close least-recently-used files (not pinned by the current part) until `needed` more
-        descriptors fit under the cap."""
+        """Close least-recently-used files (not those of the current part, nor held ones) until
+        `needed` more descriptors fit under the cap."""
         handles = self._handles
         skipped = 0
         while handles and len(handles) + self._folder_fds + needed > self.max_open_files:
