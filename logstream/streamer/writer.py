@@ -295,28 +295,8 @@ class Writer:
         self._held.clear()
 
     def parts(self, chunks: Sequence[Chunk]) -> Iterator[Sequence[Chunk]]:
-        """`chunks` cut, in order, into runs whose files and folders fit in `max_open_files`
-        descriptors together (each run at least one chunk)."""
-        budget = self.max_open_files
-        if 2 * len(chunks) <= budget:  # every chunk a new file in a new folder still fits
-            yield chunks
-            return
-        keys: set[tuple[str, str]] = set()
-        folders: set[tuple[str, ...]] = set()
-        start = 0
-        for index, chunk in enumerate(chunks):
-            target = chunk.target
-            new_key = target.key not in keys
-            new_folder = bool(target.dirs) and target.dirs not in folders
-            if (new_key or new_folder) and index > start and len(keys) + len(folders) + new_key + new_folder > budget:
-                yield chunks[start:index]
-                start = index
-                keys.clear()
-                folders.clear()
-            keys.add(target.key)
-            if target.dirs:
-                folders.add(target.dirs)
-        yield chunks[start:]
+        """`chunks` cut, in order, into runs whose files and folders fit under the cap together."""
+        return split_parts(chunks, self.max_open_files)
 
     def _write_part(self, chunks: Sequence[Chunk]) -> tuple[int, int]:
         """Open and lock every file of `chunks` (they fit in the cap), then write them in order."""
@@ -800,6 +780,31 @@ class Writer:
 
     def open_keys(self) -> list[tuple[str, str]]:
         return list(self._handles)
+
+
+def split_parts(chunks: Sequence[Chunk], budget: int) -> Iterator[Sequence[Chunk]]:
+    """`chunks` cut, in order, into runs whose distinct files and folders (the root not counted)
+    number at most `budget`; a run is at least one chunk, so one file in a folder under a budget of 1
+    is a run of its own. Pure: nothing is opened."""
+    if 2 * len(chunks) <= budget:  # every chunk a new file in a new folder still fits
+        yield chunks
+        return
+    keys: set[tuple[str, str]] = set()
+    folders: set[tuple[str, ...]] = set()
+    start = 0
+    for index, chunk in enumerate(chunks):
+        target = chunk.target
+        new_key = target.key not in keys
+        new_folder = bool(target.dirs) and target.dirs not in folders
+        if (new_key or new_folder) and index > start and len(keys) + len(folders) + new_key + new_folder > budget:
+            yield chunks[start:index]
+            start = index
+            keys.clear()
+            folders.clear()
+        keys.add(target.key)
+        if target.dirs:
+            folders.add(target.dirs)
+    yield chunks[start:]
 
 
 def _joined(root_real: str, path: str) -> str:
