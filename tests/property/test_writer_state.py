@@ -60,6 +60,22 @@ class WriterMachine(RuleBasedStateMachine):
         for key, batch in picks:
             self.model[KEYS[key]].extend(batch)
 
+    @rule(picks=st.lists(st.tuples(st.sampled_from(sorted(KEYS)), lines), min_size=1, max_size=8))
+    def write_held_in_slices(self, picks: list[tuple[tuple[str, str], list[bytes]]]) -> None:
+        """As the servicer writes a large request: hold every file (when they fit), then write two
+        chunks a call, then let go."""
+        chunks = [c for c in (self.writer.chunk(*key, b"".join(batch)) for key, batch in picks) if c is not None]
+        try:
+            if self.writer.fits(chunks):
+                self.writer.hold(chunks)
+                assert self.writer.descriptors <= max(self.writer.max_open_files, 2)
+            for start in range(0, len(chunks), 2):
+                self.writer.write_chunks(chunks[start:start + 2])
+        finally:
+            self.writer.let_go()
+        for key, batch in picks:
+            self.model[KEYS[key]].extend(batch)
+
     @rule(key=st.sampled_from(sorted(KEYS)), batch=lines, code=st.sampled_from([errno.ENOSPC, errno.EIO]))
     def failed_write(self, key: tuple[str, str], batch: list[bytes], code: int) -> None:
         self.fail = code
