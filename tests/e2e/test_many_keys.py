@@ -84,6 +84,9 @@ def test_50000_keys_under_ulimit_1024_no_emfile_no_removal_every_ack_on_disk(tmp
             try:
                 for round_ in range(2):
                     asyncio.run(send_round(mediator.address, round_, acked))
+            except grpc.RpcError as exc:
+                logs = "\n".join(node.stderr for node in [mediator, *streamers])
+                raise AssertionError(f"a write failed ({exc}); the nodes' logs:\n{logs[-6000:]}") from None
             finally:
                 stop.set()
                 pinger.join(15)
