@@ -107,7 +107,7 @@ class StreamersSection(_NodeCommon):
     max_line: Size = Field(1_048_576, description="longest accepted line")
     fsync: Literal["never", "always", "interval"] = Field("never", description="durability: never, always, interval")
     fsync_interval: Duration = Field(1.0, description="with fsync = interval: how often to fsync")
-    max_open_files: int = Field(256, ge=1, le=65536, description="most log files held open at once")
+    max_open_files: int = Field(256, ge=1, le=65536, description="most descriptors held for log files and their folders")
     idle_close: Duration = Field(60.0, description="close (and unlock) a file not written for this long")
     keep: int = Field(0, ge=0, description="rotated files kept per log name (0: keep all)")
 

@@ -140,7 +140,7 @@ class StreamerSettings(RoleSettings):
         "never", description="durability: never (OS page cache), always (fsync before every ack), interval"
     )
     fsync_interval: Duration = Field(1.0, description="with -fsync interval: how often to fsync written files")
-    max_open_files: int = Field(256, ge=1, le=65536, description="most log files held open at once (least recently used closed first)")
+    max_open_files: int = Field(256, ge=1, le=65536, description="most descriptors held for log files and their folders together (least recently used closed first; must fit under ulimit -n)")
     idle_close: Duration = Field(60.0, description="close (and unlock) a file not written for this long")
     keep: int = Field(0, ge=0, description="retention: rotated files kept per log name (0: keep all)")
     loop: Literal["uvloop", "asyncio"] = Field(

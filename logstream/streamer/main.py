@@ -47,16 +47,35 @@ def check_port_free(host: str, port: int) -> None:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def _raise_open_files_limit() -> None:
-    """Each open log file takes two descriptors (file and folder): lift the soft limit to the hard one."""
+# Descriptors beyond the log files and folders: stdio, the event loop, grpc's sockets and pipes, client
+# connections, the mediator channel, the debug server (an idle streamer holds about 20).
+DESCRIPTOR_MARGIN = 64
+
+
+def descriptor_shortfall(max_open_files: int, soft_limit: int, margin: int = DESCRIPTOR_MARGIN) -> str | None:
+    """Why `max_open_files` cannot fit under the open-files limit (None: it fits); a negative limit
+    is unlimited (RLIM_INFINITY)."""
+    needed = max_open_files + margin
+    if 0 <= soft_limit < needed:
+        return (f"-max-open-files {max_open_files} needs {needed} descriptors ({margin} more for sockets), but the "
+                f"open-files limit (ulimit -n) is {soft_limit}: lower -max-open-files or raise the limit")
+    return None
+
+
+def _open_files_limit() -> int:
+    """Lift the soft open-files limit to the hard one; the soft limit then (-1: unlimited or unknown)."""
     try:
         import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != hard:
+    except ImportError:  # pragma: no cover - not on Linux
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):  # pragma: no cover - best effort
-        pass
+            soft = hard
+        except (ValueError, OSError):  # pragma: no cover - best effort: the check below uses what we have
+            pass
+    return -1 if soft == resource.RLIM_INFINITY else soft
 
 
 def main(argv: list[str]) -> int:
@@ -64,7 +83,9 @@ def main(argv: list[str]) -> int:
     setup_logging("streamer", settings.id or f"{settings.host}:{settings.port}", settings.log_level)
     prepare_root(settings.path)
     check_port_free(settings.host, settings.port)
-    _raise_open_files_limit()
+    problem = descriptor_shortfall(settings.max_open_files, _open_files_limit())
+    if problem is not None:
+        raise UsageError(problem)
     from .server import run
 
     def on_bound(node_id: str) -> None:

@@ -43,6 +43,8 @@ class StreamerCollector(Collector):
                       stats.locked)
         yield counter("rejected", "requests refused as bad input", stats.rejected)
         yield gauge("open_files", "log files held open (and locked) now", self._writer.open_files)
+        yield gauge("descriptors", "descriptors held for log files and their folders now (bounded by "
+                    "-max-open-files)", self._writer.descriptors)
         if self._lease.required:
             yield gauge("legacy_mode", "1: registered with a mediator that grants no leases (the original's); "
                         "file locks are the only guard and writes are taken from anyone", int(self._lease.legacy))

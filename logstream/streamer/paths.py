@@ -8,7 +8,7 @@ folder relative to its parent without following symlinks (see writer.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .rotation import ROTATED_SUFFIX_MAX, looks_rotated
 
@@ -29,19 +29,18 @@ class Target:
 
     dirs: tuple[str, ...]
     stem: str
+    # Derived once: the writer looks a target's key up several times per chunk.
+    path: str = field(init=False, repr=False, compare=False)
+    """The folder relative to the root, normalised ("" for the root itself)."""
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", "/".join(self.dirs))
+        object.__setattr__(self, "key", (self.path, self.stem))
 
     @property
     def name(self) -> str:
         return self.stem + LOG_SUFFIX
-
-    @property
-    def path(self) -> str:
-        """The folder relative to the root, normalised ("" for the root itself)."""
-        return "/".join(self.dirs)
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.path, self.stem)
 
     @property
     def relative(self) -> str:

@@ -2,7 +2,13 @@
 
 One `Writer` owns every file a streamer writes. It is not thread-safe: the server calls it from its
 event loop only, and each call runs to completion (no awaits inside), so a write is never cut in half
-by shutdown.
+by shutdown. (The servicer cuts a large request into several calls, see service.py.)
+
+Descriptors: the writer holds at most `max_open_files` descriptors for files and their folders
+together, at every instant (plus the root's, and two while a new folder path is walked). A folder's
+descriptor is shared by the open files in it. Least-recently-used files are closed *before* another
+is opened, never one the current call still needs; a call naming more files than fit is written in
+parts, each opened, checked and written before the next.
 
 Safety, in the order a request meets it:
 - `paths.validate_target` refuses bad names lexically;
@@ -27,7 +33,7 @@ import os
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -52,6 +58,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # O_RDWR (not O_WRONLY): at open, the last byte is read to repair a line a crash left unterminated.
 _FILE_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DESCRIPTOR_ERRNOS = {errno.EMFILE, errno.ENFILE}
 _REFUSED_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 _TARGET_CACHE_MAX = 65_536
 
@@ -70,6 +77,10 @@ class FileLocked(WriterError):
 
 class StorageFull(WriterError):
     """The disk or a quota is full (ENOSPC, EDQUOT, EFBIG); the failed write was undone."""
+
+
+class OutOfDescriptors(WriterError):
+    """The process or the system has no descriptor left (EMFILE, ENFILE): nothing more was written."""
 
 
 class StorageError(WriterError):
@@ -100,15 +111,28 @@ class WriterStats:
     rejected: int = 0
 
 
+class _Folder:
+    """An open folder below the root, shared by the open files in it (`refs` of them)."""
+
+    __slots__ = ("dirs", "fd", "refs", "checked")
+
+    def __init__(self, dirs: tuple[str, ...], fd: int, checked: int = 0) -> None:
+        self.dirs = dirs
+        self.fd = fd
+        self.refs = 1
+        self.checked = checked  # the write call in which it was last found where its path says
+
+
 class _Handle:
     """An open, locked log file and its folder."""
 
-    __slots__ = ("target", "fd", "dir_fd", "size", "last_used", "dirty", "last_stamp")
+    __slots__ = ("target", "fd", "folder", "dir_fd", "size", "last_used", "dirty", "last_stamp")
 
-    def __init__(self, target: Target, fd: int, dir_fd: int, size: int, now: float) -> None:
+    def __init__(self, target: Target, fd: int, folder: _Folder, size: int, now: float) -> None:
         self.target = target
         self.fd = fd
-        self.dir_fd = dir_fd
+        self.folder: _Folder | None = folder  # None once dropped
+        self.dir_fd = folder.fd
         self.size = size
         self.last_used = now
         self.dirty = False
@@ -120,6 +144,9 @@ def _utc_micros() -> int:
 
 
 def _mapped(exc: OSError, doing: str, root: object = "the root") -> WriterError:
+    if exc.errno in _DESCRIPTOR_ERRNOS:
+        return OutOfDescriptors(f"{doing}: {os.strerror(exc.errno or 0)} (lower -max-open-files or raise the "
+                                "open-files limit, ulimit -n)")
     if exc.errno in _FULL_ERRNOS:
         return StorageFull(f"{doing}: {os.strerror(exc.errno or 0)}")
     if exc.errno in _REFUSED_ERRNOS:
@@ -166,6 +193,14 @@ class Writer:
         self._path_max = os.fpathconf(self._root_fd, "PC_PATH_MAX")
         self._root_bytes = len(os.fsencode(self.root_real))
         self._handles: OrderedDict[tuple[str, str], _Handle] = OrderedDict()
+        # Open folders by their path below the root; the root's own files use the root's descriptor.
+        self._folders: dict[tuple[str, ...], _Folder] = {}
+        self._root_folder = _Folder((), self._root_fd)
+        self._folder_fds = 0  # folder descriptors open (cached or still held by a file)
+        self._pinned: set[tuple[str, str]] = set()  # keys the current part holds: never evicted
+        self._held: set[tuple[str, str]] = set()  # keys held for a request in slices (hold/let_go)
+        self._root_checked = False
+        self._part = 0  # counts calls, so that a folder's place is checked once per call
         self._targets: dict[tuple[str, str], Target] = {}
         self._closed = False
 
@@ -221,14 +256,58 @@ class Writer:
         """Append validated chunks in order; (lines, bytes) written.
 
         Every file is opened and locked before the first byte is written, so a bad or locked target
-        leaves everything unwritten. An I/O error stops at the failing chunk: earlier chunks stay
-        written (whole lines), the failing write is undone.
+        leaves everything unwritten, when the files fit under the cap together (else that holds per
+        part, see `parts`). An I/O error stops at the failing chunk: earlier chunks stay written
+        (whole lines), the failing write is undone.
         """
         if self._closed:
             raise StorageError("the writer is closed")
+        lines = written = 0
+        self._part += 1
+        for part in self.parts(chunks):
+            part_lines, part_bytes = self._write_part(part)
+            lines += part_lines
+            written += part_bytes
+        return lines, written
+
+    def fits(self, chunks: Sequence[Chunk]) -> bool:
+        """Whether the files of `chunks` and their folders can all be open at once."""
+        parts = self.parts(chunks)
+        next(parts)
+        return next(parts, None) is None
+
+    def hold(self, chunks: Sequence[Chunk]) -> None:
+        """Open, check and lock the files of `chunks` now, and keep them open until `let_go`.
+
+        For a request written in several calls (slices): hold every file first, then write, so that a
+        bad or locked target still leaves the whole request unwritten (its files must `fit`)."""
+        if self._closed:
+            raise StorageError("the writer is closed")
         now = self._monotonic()
+        self._root_checked = False
+        self._part += 1
+        for chunk in chunks:
+            self._live_handle(chunk.target, now)
+            self._held.add(chunk.target.key)
+
+    def let_go(self) -> None:
+        """End `hold`: the held files may be closed again (least recently used first)."""
+        self._held.clear()
+
+    def parts(self, chunks: Sequence[Chunk]) -> Iterator[Sequence[Chunk]]:
+        """`chunks` cut, in order, into runs whose files and folders fit under the cap together."""
+        return split_parts(chunks, self.max_open_files)
+
+    def _write_part(self, chunks: Sequence[Chunk]) -> tuple[int, int]:
+        """Open and lock every file of `chunks` (they fit in the cap), then write them in order."""
+        now = self._monotonic()
+        self._root_checked = False
+        pinned = self._pinned
         try:
-            handles = [self._live_handle(chunk.target, now) for chunk in chunks]
+            handles = []
+            for chunk in chunks:
+                handles.append(self._live_handle(chunk.target, now))
+                pinned.add(chunk.target.key)
             lines = written = 0
             for chunk, handle in zip(chunks, handles):
                 self._append(handle, chunk.data, chunk.lines)
@@ -239,11 +318,14 @@ class Writer:
             if self.fsync == "always":
                 self._sync(handles)
         finally:
-            if len(self._handles) > self.max_open_files:
-                self._evict()
+            pinned.clear()
         return lines, written
 
     def _append(self, handle: _Handle, data: bytes, lines: int) -> None:
+        if self.limit == UNLIMITED or handle.size + len(data) <= self.limit:  # plan_chunk's one-segment case
+            self._write_all(handle, data)
+            self.stats.lines += lines
+            return
         segments = plan_chunk(data, handle.size, self.limit)
         if len(segments) == 1 and not segments[0].rotate:
             self._write_all(handle, data)
@@ -312,11 +394,11 @@ class Writer:
     def _rotate(self, handle: _Handle) -> None:
         """Give the current file a unique rotated name (never overwriting) and start a fresh one."""
         target = handle.target
-        last = handle.last_stamp
-        if last is None:
-            last = max((stamp for _, stamp in self._rotated(handle)), default=None, key=_stamp_order)
-        stamp = next_stamp(self._clock_us(), last)
         try:
+            last = handle.last_stamp
+            if last is None:
+                last = max((stamp for _, stamp in self._rotated(handle)), default=None, key=_stamp_order)
+            stamp = next_stamp(self._clock_us(), last)
             while True:
                 name = rotated_name(target.stem, stamp.micros, stamp.counter)
                 try:
@@ -391,6 +473,8 @@ class Writer:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.root, _DIR_FLAGS)
         except OSError as exc:
+            if exc.errno in _DESCRIPTOR_ERRNOS:  # the root is fine, we are short of descriptors
+                raise _mapped(exc, f"cannot open the root {self.root}", self.root) from None
             if self.root_ok:
                 logger.error("root %s is gone and cannot be re-created: %s; refusing writes until it is back",
                              self.root, exc.strerror or exc)
@@ -400,6 +484,7 @@ class Writer:
         closed = self.close_all()
         os.close(self._root_fd)
         self._root_fd = fd
+        self._root_folder = _Folder((), fd)
         self._root_id = _identity(os.fstat(fd))
         self.root_real = os.readlink(f"/proc/self/fd/{fd}")
         self._root_bytes = len(os.fsencode(self.root_real))
@@ -414,13 +499,19 @@ class Writer:
         checked only before opening a file, and every maintenance tick."""
         handle = self._handles.get(target.key)
         if handle is not None:
+            if target.key in self._held or target.key in self._pinned:  # checked moments ago
+                self._handles.move_to_end(target.key)
+                handle.last_used = now
+                return handle
             if os.fstat(handle.fd).st_nlink > 0:
                 self._handles.move_to_end(target.key)
                 handle.last_used = now
                 return handle
             logger.warning("%s was deleted while open: opening it afresh", target.relative)
             self._drop(handle, sync=False)
-        self.check_root()
+        if not self._root_checked:  # once per part: a stat of the root path, before opening a file
+            self.check_root()
+            self._root_checked = True
         return self._handle(target, now)
 
     # -- handles ----------------------------------------------------------------------------------
@@ -431,13 +522,14 @@ class Writer:
             self._handles.move_to_end(target.key)
             handle.last_used = now
             return handle
-        dir_fd = self._open_dirs(target)
+        folder = self._folder(target)
         try:
-            fd, size = self._open_locked(dir_fd, target)
+            self._make_room(1)
+            fd, size = self._open_locked(folder.fd, target)
         except BaseException:
-            os.close(dir_fd)
+            self._release_folder(folder)
             raise
-        handle = _Handle(target, fd, dir_fd, size, now)
+        handle = _Handle(target, fd, folder, size, now)
         if self.fsync == "always":
             self._sync_dir(handle)  # the file's name must survive a crash as well as its bytes
         self._handles[target.key] = handle
@@ -455,11 +547,66 @@ class Writer:
                               "through symlinks are refused")
         return BadRequest(f"path {target.path!r}: {segment!r} is a file, not a folder")
 
+    def _make_room(self, needed: int) -> None:
+        """Close least-recently-used files (not those of the current part, nor held ones) until
+        `needed` more descriptors fit under the cap."""
+        handles = self._handles
+        skipped = 0
+        while handles and len(handles) + self._folder_fds + needed > self.max_open_files:
+            key, handle = next(iter(handles.items()))
+            if key in self._pinned or key in self._held:
+                skipped += 1
+                if skipped > len(handles):
+                    return  # everything left is in use (what is in use fits, unless the cap is 1)
+                handles.move_to_end(key)
+                continue
+            self._drop(handle, sync=True)
+
+    def _folder(self, target: Target) -> _Folder:
+        """The target's folder, shared with the open files in it or walked afresh; one more ref."""
+        if not target.dirs:
+            return self._root_folder
+        folder = self._folders.get(target.dirs)
+        if folder is not None and folder.checked == self._part:
+            folder.refs += 1
+            return folder
+        if folder is not None:
+            # Still where its path says (not deleted or moved)? Checked once per call, as an open file's
+            # name is (`_live_handle`). The kernel's name for the folder must be
+            # exactly root/path; otherwise it is walked afresh (its files keep the old one).
+            try:
+                here = os.readlink(f"/proc/self/fd/{folder.fd}") == _joined(self.root_real, target.path)
+            except OSError:
+                here = False
+            if here:
+                folder.refs += 1
+                folder.checked = self._part
+                return folder
+            del self._folders[target.dirs]
+        self._make_room(2)  # the folder and its file
+        folder = _Folder(target.dirs, self._open_dirs(target), self._part)
+        self._folder_fds += 1
+        self._folders[target.dirs] = folder
+        return folder
+
+    def _release_folder(self, folder: _Folder) -> None:
+        if folder.dirs == ():
+            return  # the root's descriptor is the writer's own
+        folder.refs -= 1
+        if folder.refs == 0:
+            if self._folders.get(folder.dirs) is folder:
+                del self._folders[folder.dirs]
+            os.close(folder.fd)
+            self._folder_fds -= 1
+
     def _refuse_symlinks(self, target: Target) -> None:
         """BadRequest if an existing component of the target's path is a symlink; creates nothing."""
         if not target.dirs:
             return
-        current = os.dup(self._root_fd)
+        try:
+            current = os.dup(self._root_fd)
+        except OSError as exc:
+            raise _mapped(exc, f"cannot open folder {target.path!r}", self.root) from None
         try:
             for depth, segment in enumerate(target.dirs, 1):
                 try:
@@ -477,7 +624,10 @@ class Writer:
 
     def _open_dirs(self, target: Target) -> int:
         """A descriptor of the target's folder, created segment by segment, proven to lie in the root."""
-        current = os.dup(self._root_fd)
+        try:
+            current = os.dup(self._root_fd)
+        except OSError as exc:
+            raise _mapped(exc, f"cannot open folder {target.path!r}", self.root) from None
         try:
             for depth, segment in enumerate(target.dirs, 1):
                 try:
@@ -574,14 +724,10 @@ class Writer:
                     logger.error("fsync of %s failed at close: %s", handle.target.relative, exc)
             os.close(handle.fd)
             handle.fd = -1
-        if handle.dir_fd >= 0:
-            os.close(handle.dir_fd)
+        if handle.folder is not None:
+            self._release_folder(handle.folder)
+            handle.folder = None
             handle.dir_fd = -1
-
-    def _evict(self) -> None:
-        while len(self._handles) > self.max_open_files:
-            _, handle = next(iter(self._handles.items()))
-            self._drop(handle, sync=True)
 
     def close_idle(self, idle_s: float) -> int:
         """Close the files not written for `idle_s` seconds; how many."""
@@ -627,8 +773,42 @@ class Writer:
     def open_files(self) -> int:
         return len(self._handles)
 
+    @property
+    def descriptors(self) -> int:
+        """Descriptors held for files and their folders (what `max_open_files` bounds)."""
+        return len(self._handles) + self._folder_fds
+
     def open_keys(self) -> list[tuple[str, str]]:
         return list(self._handles)
+
+
+def split_parts(chunks: Sequence[Chunk], budget: int) -> Iterator[Sequence[Chunk]]:
+    """`chunks` cut, in order, into runs whose distinct files and folders (the root not counted)
+    number at most `budget`; a run is at least one chunk, so one file in a folder under a budget of 1
+    is a run of its own. Pure: nothing is opened."""
+    if 2 * len(chunks) <= budget:  # every chunk a new file in a new folder still fits
+        yield chunks
+        return
+    keys: set[tuple[str, str]] = set()
+    folders: set[tuple[str, ...]] = set()
+    start = 0
+    for index, chunk in enumerate(chunks):
+        target = chunk.target
+        new_key = target.key not in keys
+        new_folder = bool(target.dirs) and target.dirs not in folders
+        if (new_key or new_folder) and index > start and len(keys) + len(folders) + new_key + new_folder > budget:
+            yield chunks[start:index]
+            start = index
+            keys.clear()
+            folders.clear()
+        keys.add(target.key)
+        if target.dirs:
+            folders.add(target.dirs)
+    yield chunks[start:]
+
+
+def _joined(root_real: str, path: str) -> str:
+    return root_real + "/" + path if root_real != "/" else "/" + path
 
 
 def _identity(info: os.stat_result) -> tuple[int, int]:

@@ -307,3 +307,19 @@ def test_tls_mutual_refuses_clients_without_a_certificate(tmp_path: Path, tls_fi
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert node.stop() == 0
     assert (tmp_path / "logs/tls.log").read_text() == "x\n"
+
+
+def test_a_cap_over_the_open_files_limit_is_a_start_up_error(tmp_path: Path) -> None:
+    """The soft limit is raised to the hard one first; a cap that still cannot fit is one line naming
+    both numbers, exit 2."""
+
+    def limit_1024() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    node = start_node(streamer(tmp_path / "logs", "-max-open-files", "2000"), wait=False, preexec_fn=limit_1024)
+    assert node.proc.wait(20) == 2
+    node.stop()
+    errors = [line for line in node.lines if "error" in line.lower()]
+    assert len(errors) == 1 and "-max-open-files 2000" in errors[0] and "1024" in errors[0], node.stderr
+    with start_node(streamer(tmp_path / "logs", "-max-open-files", "900"), preexec_fn=limit_1024) as fits:
+        assert fits.stop() == 0

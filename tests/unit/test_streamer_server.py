@@ -96,3 +96,17 @@ def test_metrics_show_the_legacy_mode(tmp_path: Path) -> None:
     assert b'logstream_streamer_legacy_mode{node="s1"} 1.0' in generate_latest(registry)
     unregister()
     writer.close()
+
+
+def test_metrics_show_the_descriptors_held_for_files_and_folders(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    registry = CollectorRegistry()
+    unregister = register(StreamerCollector(writer, Lease(required=False), lambda: "s1"), registry)
+    writer.append("a/b", "x", b"1\n")
+    writer.append("a/b", "y", b"1\n")
+    writer.append("", "z", b"1\n")
+    body = generate_latest(registry)
+    assert b'logstream_streamer_open_files{node="s1"} 3.0' in body
+    assert b'logstream_streamer_descriptors{node="s1"} 4.0' in body  # three files, one shared folder
+    unregister()
+    writer.close()

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
+import time
+from collections.abc import Sequence
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from logstream.streamer.lease import Lease
 from logstream.node import set_serving
 from logstream.streamer.server import build_server
 from logstream.streamer.service import StreamerCore, wrap_int32
-from logstream.streamer.writer import Writer
+from logstream.streamer.writer import Chunk, Writer
 
 
 FROM_M1 = call_metadata("m1")  # what mediator m1 attaches to its forwards
@@ -41,9 +44,10 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def _started(tmp_path: Path, required: bool = False, **writer_args: object) -> AsyncIterator[Running]:
+async def _started(tmp_path: Path, required: bool = False, writer_class: type[Writer] = Writer,
+                   **writer_args: object) -> AsyncIterator[Running]:
     """A streamer servicer on a real server at 127.0.0.1:0, and a channel to it; all closed after."""
-    writer = Writer(tmp_path / "root", **writer_args)  # type: ignore[arg-type]
+    writer = writer_class(tmp_path / "root", **writer_args)  # type: ignore[arg-type]
     core = StreamerCore(writer, Lease(required=required), node_id="s1")
     built = build_server(core, "127.0.0.1", 0)
     await built.server.start()
@@ -411,3 +415,100 @@ async def test_health_watch_still_streams_through_the_decoding_guard(streamer: R
     reply = await asyncio.wait_for(call.read(), 5)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     call.cancel()
+
+
+class _SlowDisk(Writer):
+    """Each write call takes a millisecond more (a slow disk), and `on_call` runs after each."""
+
+    calls = 0
+
+    def on_call(self) -> None:
+        pass
+
+    def write_chunks(self, chunks: Sequence[Chunk]) -> tuple[int, int]:
+        written = super().write_chunks(chunks)
+        time.sleep(0.001)
+        self.calls += 1
+        self.on_call()
+        return written
+
+
+def _many_keys(count: int, prefix: str = "k") -> pb.LogBatchRequest:
+    return pb.LogBatchRequest(chunks=[pb.LogChunk(path=f"d{k % 10}", filename=f"{prefix}{k}", data=b"x\n")
+                                      for k in range(count)])
+
+
+@pytest.mark.asyncio
+async def test_a_ping_is_answered_while_a_large_request_is_being_written(tmp_path: Path) -> None:
+    """The write path yields the event loop between slices: a ping sent once writing has begun is
+    answered long before the request's last slice (before: only after the whole request)."""
+    async with _started(tmp_path, writer_class=_SlowDisk) as running:
+        writer = running.core.writer
+        batch = asyncio.ensure_future(running.log.LogBatch(_many_keys(3000), timeout=60))
+        while writer.stats.lines == 0 and not batch.done():
+            await asyncio.sleep(0)
+        reply = await running.ping.Ping(pb.PingRequest(a=6, b=7), timeout=30)
+        lines_at_ping = writer.stats.lines
+        assert (await batch).lines == 3000
+        assert reply.res == 42
+        assert lines_at_ping < 3000 / 2, f"the ping was answered only after {lines_at_ping} of 3000 lines"
+
+
+@pytest.mark.asyncio
+async def test_a_lease_lapsing_mid_request_refuses_the_rest_with_unavailable(tmp_path: Path) -> None:
+    """Every slice passes the gate: once the lease lapsed, nothing more of the request is written
+    and the caller gets UNAVAILABLE (an unknown outcome for the mediator: the slices written before
+    stay, see docs/cluster-protocol.md)."""
+
+    async with _started(tmp_path, required=True, writer_class=_SlowDisk) as running:
+        writer = running.core.writer
+        assert isinstance(writer, _SlowDisk)
+        lease = running.core.lease
+
+        def lapse() -> None:
+            lease.until = float("-inf")  # as if no ping had come in time
+
+        writer.on_call = lapse  # type: ignore[method-assign]
+        await running.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=1))
+        await running.ping.Ping(pb.PingRequest(lease_ms=5000, mediator_id="m1", seq=2, acked_seq=1))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await running.log.LogBatch(_many_keys(100), metadata=FROM_M1, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert writer.calls == 1 and 0 < writer.stats.lines < 100
+        written = sorted(p.name for p in (tmp_path / "root").rglob("*.log") if p.stat().st_size)
+        assert len(written) == writer.stats.lines
+
+
+@pytest.mark.asyncio
+async def test_release_waits_for_the_request_in_flight(tmp_path: Path) -> None:
+    """A Release never lands between two slices of a request: once it is answered the request is
+    done and the released files are closed (not re-opened by the request's later slices)."""
+    async with _started(tmp_path, writer_class=_SlowDisk) as running:
+        writer = running.core.writer
+        batch = asyncio.ensure_future(running.log.LogBatch(_many_keys(400), timeout=60))
+        while writer.stats.lines == 0 and not batch.done():
+            await asyncio.sleep(0)
+        keys = [pb.FileKey(path=f"d{k % 10}", filename=f"k{k}") for k in range(400)]
+        await running.control.Release(pb.ReleaseRequest(keys=keys), timeout=30)
+        assert writer.stats.lines == 400 and writer.open_files == 0
+        assert (await batch).lines == 400
+
+
+@pytest.mark.asyncio
+async def test_a_large_request_with_a_locked_file_writes_nothing(tmp_path: Path) -> None:
+    """Written in slices, a request whose files fit under the cap still opens and locks every file
+    before its first line: a file locked elsewhere (the last one) leaves the whole request unwritten."""
+    async with _started(tmp_path) as running:
+        folder = tmp_path / "root" / "d9"
+        folder.mkdir(parents=True)
+        other = os.open(folder / "k99.log", os.O_WRONLY | os.O_CREAT)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await running.log.LogBatch(_many_keys(100), timeout=30)
+            assert caught.value.code() == grpc.StatusCode.ABORTED
+            assert running.core.writer.stats.lines == 0
+            assert all(p.stat().st_size == 0 for p in (tmp_path / "root").rglob("*.log"))
+        finally:
+            os.close(other)
+        assert (await running.log.LogBatch(_many_keys(100), timeout=30)).lines == 100

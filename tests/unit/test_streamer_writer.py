@@ -1,17 +1,22 @@
-"""The writer's edges: locks, line limits, retention, echo, the open-file bound, fsync policies, and a
-root or file deleted (or read-only) under it."""
+"""The writer's edges: locks, line limits, retention, echo, the open-file bound (files and folders, at
+every open), running out of descriptors, fsync policies, and a root, folder or file deleted (or
+read-only) under it."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
+import resource
 import shutil
 from pathlib import Path
 
+import grpc
 import pytest
 
-from logstream.streamer.writer import BadRequest, FileLocked, RootUnusable, Writer
+from logstream.streamer.paths import Target
+from logstream.streamer.service import status_for
+from logstream.streamer.writer import BadRequest, FileLocked, OutOfDescriptors, RootUnusable, Writer
 
 
 def test_a_file_locked_elsewhere_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -180,3 +185,93 @@ def test_a_read_only_root_is_a_refusal_naming_it_not_an_io_error(tmp_path: Path,
         writer.append("", "x", b"1\n")
     writer.close()
     assert (tmp_path / "x.log").read_bytes() == b""
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class _CountingWriter(Writer):
+    """Counts the process's open descriptors right after every file and folder the writer opens."""
+
+    peak = 0
+
+    def _open_locked(self, dir_fd: int, target: Target) -> tuple[int, int]:
+        opened = super()._open_locked(dir_fd, target)
+        self.peak = max(self.peak, _open_descriptors())
+        return opened
+
+    def _open_dirs(self, target: Target) -> int:
+        opened = super()._open_dirs(target)
+        self.peak = max(self.peak, _open_descriptors())
+        return opened
+
+
+def test_a_request_naming_many_more_files_than_the_cap_stays_within_it_at_every_open(tmp_path: Path) -> None:
+    """Files and their folders together stay within -max-open-files at every instant (evicted before
+    opening, folders shared), and a file needed again later in the same request (k0, first and last)
+    is written in order although it was closed in between."""
+    cap = 16
+    before = _open_descriptors()
+    writer = _CountingWriter(tmp_path, max_open_files=cap)
+    keys = [(f"d{k % 30}" if k % 3 else "", f"k{k}") for k in range(600)]
+    chunks = [writer.chunk(path, name, f"{name} 1\n".encode()) for path, name in keys]
+    chunks.append(writer.chunk("", "k0", b"k0 2\n"))
+    assert writer.write_chunks([c for c in chunks if c is not None]) == (601, sum(len(c.data) for c in chunks if c))
+    assert writer.peak - before <= cap + 1  # + the root's own descriptor
+    assert writer.descriptors <= cap
+    writer.close()
+    assert _open_descriptors() == before
+    for path, name in keys:
+        expected = f"{name} 1\n" + ("k0 2\n" if name == "k0" else "")
+        assert (tmp_path / path / f"{name}.log").read_text() == expected
+
+
+def test_files_in_one_folder_share_its_descriptor(tmp_path: Path) -> None:
+    writer = Writer(tmp_path, max_open_files=10)
+    for name in "abcdefghi":
+        writer.append("one/folder", name, b"x\n")
+    assert (writer.open_files, writer.descriptors) == (9, 10)
+    writer.append("other", "j", b"x\n")  # a file and a folder more: the two oldest files make room
+    assert (writer.open_files, writer.descriptors) == (8, 10)
+    assert not {("one/folder", "a"), ("one/folder", "b")} & set(writer.open_keys())
+    writer.close()
+
+
+def test_a_folder_deleted_while_a_file_in_it_is_open_is_walked_afresh(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    writer.append("gone", "a", b"1\n")
+    shutil.rmtree(tmp_path / "gone")
+    writer.append("gone", "b", b"2\n")  # a's handle still holds the old folder: b must not go there
+    writer.append("gone", "a", b"3\n")
+    writer.close()
+    assert (tmp_path / "gone" / "b.log").read_bytes() == b"2\n"
+    assert (tmp_path / "gone" / "a.log").read_bytes() == b"3\n"
+
+
+def test_out_of_descriptors_is_a_definite_refusal_not_a_crash(tmp_path: Path) -> None:
+    """EMFILE (here at the os.dup that starts a folder walk) is OutOfDescriptors, which the servicer
+    answers with RESOURCE_EXHAUSTED (a definite refusal: the mediator keeps the streamer)."""
+    writer = Writer(tmp_path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(int(n) for n in os.listdir("/proc/self/fd")) + 1, hard))
+    try:
+        try:
+            while True:  # take every free number below the limit
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError as exc:
+            assert exc.errno == errno.EMFILE
+        with pytest.raises(OutOfDescriptors, match="lower -max-open-files"):
+            writer.append("deep/er", "f", b"x\n")
+        with pytest.raises(OutOfDescriptors):
+            writer.append("", "f", b"x\n")
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert status_for(OutOfDescriptors("x"))[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert writer.append("deep/er", "f", b"x\n") == 1  # nothing was held back by the failure
+    writer.close()
+    assert (tmp_path / "deep/er/f.log").read_bytes() == b"x\n"
+    assert not (tmp_path / "f.log").exists() or (tmp_path / "f.log").read_bytes() == b""
