@@ -28,7 +28,7 @@ from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
 from .ledger import LeaseLedger
 from .membership import Holder, State
-from .ownership import Handoff, NoStreamers, Wait
+from .ownership import Handoff, NoStreamers, TableFull, Wait
 from .placement import FileKey
 from .state import ClusterState
 
@@ -119,6 +119,8 @@ class RouterConfig:
     batch_bytes: int = 4_000_000
     linger_s: float = 0.005
     stream_forwards: bool = True
+    key_idle_s: float = 120.0
+    max_keys: int = 1_000_000
 
 
 @dataclass
@@ -134,6 +136,7 @@ class Counters:
     invalid: int = 0
     handoffs: int = 0
     removals: int = 0
+    keys_forgotten: int = 0
     latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
     latency_sum_s: float = 0.0
 
@@ -154,6 +157,7 @@ class Counters:
             "invalid": self.invalid,
             "handoffs": self.handoffs,
             "removals": self.removals,
+            "keys_forgotten": self.keys_forgotten,
         }
         values.update({f"requests_{name}": count for name, count in self.requests.items()})
         return values
@@ -363,6 +367,8 @@ class StreamerLink:
 
     def _done(self, items: list[_Item], error: Exception | None) -> None:
         pending = self.pending
+        active = self._router.state.ownership.active
+        now = self._router._clock()
         for item in items:
             if item.finished:
                 continue
@@ -374,6 +380,8 @@ class StreamerLink:
                     pending[key] = left
                 else:
                     del pending[key]
+                    # Its owner wrote it (if at all) before now: the key's idle time starts here.
+                    active(key, now)
             if not item.future.done():
                 if error is None:
                     item.future.set_result(None)
@@ -432,7 +440,8 @@ class Router:
         self.mediator_id = mediator_id
         self._creds = creds
         self._clock = clock
-        self.state = ClusterState(config.lease_s, config.ping_timeout_s, clock(), config.restart_grace_s)
+        self.state = ClusterState(config.lease_s, config.ping_timeout_s, clock(), config.restart_grace_s,
+                                  config.max_keys)
         self.links: dict[Holder, StreamerLink] = {}
         self.counters = Counters()
         self.removed: dict[str, tuple[Holder, float]] = {}  # id -> (holder, when), for status
@@ -508,6 +517,7 @@ class Router:
         first = await self._ping_once(holder, link, tolerate)
         if first is None:
             return False
+        sent = self._clock()  # no later than the streamer's answer to the second ping
         reply = await self._ping_once(holder, link, tolerate)  # acks the first: the lease starts
         if reply is None:
             return False
@@ -521,8 +531,12 @@ class Router:
         stats = reply.stats
         held = _held_keys(first.held or reply.held)
         grace_until = self.state.ownership.grace_until
+        # Every file open at the streamer when it answered was written after this (its clock may
+        # run up to 10% off ours); one that reports nothing (the Go original, which holds no
+        # locks and writes only what it is sent) counts as having nothing open.
+        closed_before = sent - 1.1 * reply.open.oldest_write_age_ms / 1000 if reply.HasField("open") else sent
         plans = self.state.ping_answered(holder, self._clock(), stats.lines, stats.bytes, stats.open_files, held,
-                                         max(first.held_lease_ms, reply.held_lease_ms) / 1000)
+                                         max(first.held_lease_ms, reply.held_lease_ms) / 1000, closed_before)
         if self.state.ownership.grace_until < grace_until:
             logger.info("every streamer of the previous run has answered: placing keys in %.1fs, not %.1fs",
                         max(0.0, self.state.ownership.grace_until - self._clock()),
@@ -684,12 +698,25 @@ class Router:
             except TimeoutError:
                 reason = "release timed out"
         if released:
-            self.state.handoff_done(plan, True)
+            self.state.handoff_done(plan, True, self._clock())
             logger.info("handed off %d keys from %s to %s", len(plan.keys), plan.source, plan.target)
         else:
             self.fail(plan.source, reason)
-            self.state.handoff_done(plan, False)
+            self.state.handoff_done(plan, False, self._clock())
         self._notify()
+
+    def _busy(self, holder: Holder, key: FileKey) -> bool:
+        link = self.links.get(holder)
+        return link is not None and key in link.pending
+
+    def forget_idle(self) -> int:
+        """Forget keys idle for -key-idle that their owners reported closed (and fenced keys whose
+        old owner's lease has surely expired): the table shrinks back as keys fall out of use."""
+        forgotten = self.state.forget_idle(self._clock(), self.config.key_idle_s, self._busy)
+        if forgotten:
+            self.counters.keys_forgotten += len(forgotten)
+            logger.debug("forgot %d idle keys (%d left)", len(forgotten), self.state.ownership.size())
+        return len(forgotten)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -706,6 +733,7 @@ class Router:
         if time_left_s is not None:
             wait_s = min(wait_s, time_left_s - min(DEADLINE_MARGIN_S, time_left_s / 10))
         backoff_s = 0.005
+        swept = False
         while True:
             if self.closing:
                 raise RouteError(grpc.StatusCode.UNAVAILABLE, "mediator is shutting down")
@@ -726,6 +754,22 @@ class Router:
                     raise RouteError(grpc.StatusCode.UNAVAILABLE,
                                      "no live streamer: none has registered and answered a health check yet, "
                                      "or every streamer has left")
+                elif target is TableFull.FULL:
+                    if not swept:  # idle keys make room first
+                        swept = True
+                        self.forget_idle()
+                        target = route(chunk[0], now)
+                    if isinstance(target, Holder):
+                        groups.setdefault(target, []).append(chunk)
+                    elif target is TableFull.FULL:
+                        raise RouteError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                         f"the mediator's key table is full: {self.config.max_keys} keys "
+                                         f"(-max-keys), none idle for -key-idle "
+                                         f"({self.config.key_idle_s:g}s) and closed by its streamer; "
+                                         f"{chunk[0]} is a new key")
+                    else:
+                        retry.append(chunk)
+                        reason = target
                 else:
                     retry.append(chunk)
                     reason = target

@@ -298,7 +298,7 @@ class ClusterMachine(RuleBasedStateMachine):
             source.held.difference_update(plan.keys)
         elif source is not None and not source.alive:
             released = False  # a dead process cannot answer; its lease must lapse
-        self.state.handoff_done(plan, released)
+        self.state.handoff_done(plan, released, self.now)
 
     @rule(key=st.sampled_from(KEYS), reply_lost=st.booleans())
     def route(self, key: FileKey, reply_lost: bool) -> None:

@@ -123,7 +123,7 @@ def test_join_hands_keys_off_only_after_release_or_lease_expiry(released: bool) 
     for key in keys:
         assert state.route(key, 1.0) == (Wait.HANDOFF if key in moving else s1)
     state.ping_sent(s1, 1.0)
-    state.handoff_done(plans[0], released=released)
+    state.handoff_done(plans[0], released=released, now=1.0)
     some = next(iter(moving))
     if released:
         assert state.route(some, 1.0) == s2
