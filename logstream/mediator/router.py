@@ -49,7 +49,11 @@ DEFINITE = frozenset({
 })
 RETRIED = frozenset({grpc.StatusCode.ABORTED})  # a file lock held elsewhere: wait and retry
 
-# Lingering for fuller forwards pays off for small requests only.
+# Lingering for fuller forwards pays off only while forwards are small: a forward costs a fixed
+# overhead (a message, a reply, a task switch on both sides) plus a little per line, and a few
+# hundred lines make the overhead small. Past either bound the forward goes at once, and a linger
+# ends as soon as the queue reaches it (so large or many-line requests never wait).
+LINGER_BELOW_LINES = 512
 LINGER_BELOW_BYTES = 64 * 1024
 
 # A new registration's first health checks are retried for -admit-wait, starting this often.
@@ -194,6 +198,8 @@ class StreamerLink:
         self._stream: grpc.aio.StreamStreamCall | None = None
         self._inflight: list[_Item] = []
         self._queued_bytes = 0
+        self._queued_lines = 0
+        self._lingering = False
         # How forwards travel: "stream" (LogStream), "batch" (LogBatch) or "unary" (Log, compat).
         self.mode = "stream" if self._config.stream_forwards else "batch"
         self.probed = False
@@ -212,10 +218,12 @@ class StreamerLink:
         item = _Item(chunks, future)
         self.queue.append(item)
         self._queued_bytes += item.nbytes
+        self._queued_lines += item.lines
         pending = self.pending
         for chunk in chunks:
             pending[chunk[0]] += 1
-        self._wake.set()
+        if not self._lingering or self._queued_lines >= LINGER_BELOW_LINES or self._queued_bytes >= LINGER_BELOW_BYTES:
+            self._wake.set()
         return future
 
     async def drained(self, keys: Sequence[FileKey]) -> None:
@@ -237,22 +245,32 @@ class StreamerLink:
             lines += item.lines
             nbytes += item.nbytes
         self._queued_bytes -= nbytes
+        self._queued_lines -= lines
         return items
 
     async def _run(self) -> None:
-        busy = False
+        small = False
         linger_s = self._config.linger_s
         while True:
             if not self.queue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if busy and linger_s > 0 and len(self.queue) < 64 and self._queued_bytes < LINGER_BELOW_BYTES:
-                # Under load (the last forward carried several callers) of small requests, let a
-                # few more arrive: fewer, fuller forwards cost far less CPU than one per request.
-                await asyncio.sleep(linger_s)
+            if (small and linger_s > 0 and self._queued_lines < LINGER_BELOW_LINES
+                    and self._queued_bytes < LINGER_BELOW_BYTES):
+                # Under load (the last forward carried several callers, and few lines) of small
+                # requests, let a few more arrive: fewer, fuller forwards cost far less CPU than
+                # one per request. The wait ends early once the queue holds enough.
+                self._lingering = True
+                self._wake.clear()
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(linger_s):
+                            await self._wake.wait()
+                finally:
+                    self._lingering = False
             items = self._take()
-            busy = len(items) > 1
+            small = len(items) > 1 and sum(item.lines for item in items) < LINGER_BELOW_LINES
             self._inflight = items
             try:
                 await self._forward(items)

@@ -626,3 +626,25 @@ async def test_a_full_key_table_refuses_a_new_key_with_resource_exhausted_and_ma
     await router.write([(FileKey("app", "d"), b"x\n", 1)])
     assert fake.lines_of("d") == [b"x"]
     assert router.counters.keys_forgotten == 3
+
+
+@pytest.mark.asyncio
+async def test_forwards_of_many_lines_never_linger_and_small_ones_still_coalesce(mediator: Mediator) -> None:
+    mediator.router.config.linger_s = 0.5  # read when the streamer's link starts
+    mediator.router.config.batch_lines = 20_000
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    data = b"".join(b"%d\n" % i for i in range(600))
+
+    async def batch(name: str) -> None:
+        await mediator.stub.LogBatch(pb.LogBatchRequest(chunks=[pb.LogChunk(path="app", filename=name, data=data)]),
+                                     timeout=10)
+
+    started = time.monotonic()
+    for _ in range(5):  # forwards carry several callers: "under load", but full enough already
+        await asyncio.gather(*(batch(f"b{i}") for i in range(6)))
+    assert time.monotonic() - started < 1.0, "600-line requests waited for the linger"
+    assert all(len(fake.lines_of(f"b{i}")) == 3000 for i in range(6))
+    forwards = fake.forwards
+    await asyncio.gather(*(mediator.log(f"f{i % 4}", f"line {i}") for i in range(400)))
+    assert fake.forwards - forwards < 100, "one-line calls under load were not coalesced"
