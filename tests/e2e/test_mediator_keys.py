@@ -55,7 +55,7 @@ def test_idle_keys_leave_the_table_within_a_bounded_time(tmp_path: Path) -> None
             # Idle: the streamers close the files (-idle-close, checked each maintenance tick of at
             # most 1s), report it in their next ping answers, and the key idle time runs out.
             started = time.monotonic()
-            bound_s = KEY_IDLE_S + IDLE_CLOSE_S + 1.0 + 4 * 0.5 + 5.0  # + slack for a loaded machine
+            bound_s = KEY_IDLE_S + IDLE_CLOSE_S + 1.0 + 4 * 0.5 + 20.0  # + slack for a loaded machine
             while (owned := counters(mediator.address)["keys_owned"]) > 0:
                 assert time.monotonic() - started < bound_s, f"{owned} keys still owned after {bound_s}s idle"
                 time.sleep(0.2)
