@@ -67,18 +67,28 @@ class PingRequest(_message.Message):
     def __init__(self, a: _Optional[int] = ..., b: _Optional[int] = ..., streamerId: _Optional[str] = ..., lease_ms: _Optional[int] = ..., mediator_id: _Optional[str] = ..., interval_ms: _Optional[int] = ..., seq: _Optional[int] = ..., acked_seq: _Optional[int] = ...) -> None: ...
 
 class PingResponse(_message.Message):
-    __slots__ = ("res", "streamer_id", "stats", "held", "held_lease_ms")
+    __slots__ = ("res", "streamer_id", "stats", "held", "held_lease_ms", "open")
     RES_FIELD_NUMBER: _ClassVar[int]
     STREAMER_ID_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
     HELD_LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
     res: int
     streamer_id: str
     stats: StreamerStats
     held: _containers.RepeatedCompositeFieldContainer[FileKey]
     held_lease_ms: int
-    def __init__(self, res: _Optional[int] = ..., streamer_id: _Optional[str] = ..., stats: _Optional[_Union[StreamerStats, _Mapping]] = ..., held: _Optional[_Iterable[_Union[FileKey, _Mapping]]] = ..., held_lease_ms: _Optional[int] = ...) -> None: ...
+    open: OpenFiles
+    def __init__(self, res: _Optional[int] = ..., streamer_id: _Optional[str] = ..., stats: _Optional[_Union[StreamerStats, _Mapping]] = ..., held: _Optional[_Iterable[_Union[FileKey, _Mapping]]] = ..., held_lease_ms: _Optional[int] = ..., open: _Optional[_Union[OpenFiles, _Mapping]] = ...) -> None: ...
+
+class OpenFiles(_message.Message):
+    __slots__ = ("count", "oldest_write_age_ms")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_WRITE_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    oldest_write_age_ms: int
+    def __init__(self, count: _Optional[int] = ..., oldest_write_age_ms: _Optional[int] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("id", "addr")

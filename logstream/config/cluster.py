@@ -93,6 +93,8 @@ class MediatorSection(_NodeCommon):
     batch_lines: int | None = Field(None, ge=1, description="most lines coalesced into one forward")
     batch_bytes: Size | None = Field(None, description="most bytes coalesced into one forward")
     linger: ZeroOrDuration | None = Field(None, description="under load, how long a forward waits for more requests")
+    key_idle: Duration | None = Field(None, description="forget a key not written for this long once its file is closed")
+    max_keys: int | None = Field(None, ge=1, description="most file keys the mediator tracks (then new keys are refused)")
     max_line: Size = Field(1_048_576, description="longest accepted line")
 
 
@@ -284,7 +286,7 @@ def _flag(name: str, value: Any, kind: str = "") -> str:
 
 _SIZES = {"size", "max_line", "batch_bytes"}
 _DURATIONS = {"grace", "health_interval", "ping_timeout", "lease", "handoff_wait", "forward_timeout",
-              "fsync_interval", "idle_close", "restart_grace", "linger"}
+              "fsync_interval", "idle_close", "restart_grace", "linger", "key_idle"}
 
 
 def _flags(values: Mapping[str, Any]) -> list[str]:

@@ -192,6 +192,14 @@ class MediatorSettings(RoleSettings):
     linger: ZeroOrDuration = Field(
         0.005, description="under load, how long a forward waits for more requests to join it (0: never)"
     )
+    key_idle: Duration = Field(
+        120.0, description="forget a key not written for this long once its streamer has closed its file "
+        "(it is placed again like a new key on its next use)"
+    )
+    max_keys: int = Field(
+        1_000_000, ge=1, description="most file keys the mediator tracks; a new key beyond them is refused with "
+        "RESOURCE_EXHAUSTED (after idle keys were forgotten)"
+    )
 
     @model_validator(mode="after")
     def _derived_timings(self) -> MediatorSettings:

@@ -1,4 +1,4 @@
-"""The health loop: ping every streamer every interval, concurrently, each with its own deadline."""
+"""The health loop: ping every streamer every interval, each ping with its own deadline; then forget idle keys."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ async def health_loop(router: Router, interval_s: float, stop: asyncio.Event) ->
     next_round = loop.time()
     while not stop.is_set():
         await router.ping_all()
+        router.forget_idle()  # after the answers: their reports say which files are closed
         next_round += interval_s
         delay = next_round - loop.time()
         if delay < 0:  # a round overran (a stalled loop): start again from now

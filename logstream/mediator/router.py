@@ -28,7 +28,7 @@ from .._proto import logstream_pb2 as pb
 from .._proto import logstream_pb2_grpc as pb_grpc
 from .ledger import LeaseLedger
 from .membership import Holder, State
-from .ownership import Handoff, NoStreamers, Wait
+from .ownership import Handoff, NoStreamers, TableFull, Wait
 from .placement import FileKey
 from .state import ClusterState
 
@@ -49,7 +49,11 @@ DEFINITE = frozenset({
 })
 RETRIED = frozenset({grpc.StatusCode.ABORTED})  # a file lock held elsewhere: wait and retry
 
-# Lingering for fuller forwards pays off for small requests only.
+# Lingering for fuller forwards pays off only while forwards are small: a forward costs a fixed
+# overhead (a message, a reply, a task switch on both sides) plus a little per line, and a few
+# hundred lines make the overhead small. Past either bound the forward goes at once, and a linger
+# ends as soon as the queue reaches it (so large or many-line requests never wait).
+LINGER_BELOW_LINES = 512
 LINGER_BELOW_BYTES = 64 * 1024
 
 # A new registration's first health checks are retried for -admit-wait, starting this often.
@@ -119,6 +123,8 @@ class RouterConfig:
     batch_bytes: int = 4_000_000
     linger_s: float = 0.005
     stream_forwards: bool = True
+    key_idle_s: float = 120.0
+    max_keys: int = 1_000_000
 
 
 @dataclass
@@ -134,6 +140,7 @@ class Counters:
     invalid: int = 0
     handoffs: int = 0
     removals: int = 0
+    keys_forgotten: int = 0
     latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
     latency_sum_s: float = 0.0
 
@@ -154,6 +161,7 @@ class Counters:
             "invalid": self.invalid,
             "handoffs": self.handoffs,
             "removals": self.removals,
+            "keys_forgotten": self.keys_forgotten,
         }
         values.update({f"requests_{name}": count for name, count in self.requests.items()})
         return values
@@ -190,6 +198,8 @@ class StreamerLink:
         self._stream: grpc.aio.StreamStreamCall | None = None
         self._inflight: list[_Item] = []
         self._queued_bytes = 0
+        self._queued_lines = 0
+        self._lingering = False
         # How forwards travel: "stream" (LogStream), "batch" (LogBatch) or "unary" (Log, compat).
         self.mode = "stream" if self._config.stream_forwards else "batch"
         self.probed = False
@@ -211,10 +221,12 @@ class StreamerLink:
         item = _Item(chunks, future)
         self.queue.append(item)
         self._queued_bytes += item.nbytes
+        self._queued_lines += item.lines
         pending = self.pending
         for chunk in chunks:
             pending[chunk[0]] += 1
-        self._wake.set()
+        if not self._lingering or self._queued_lines >= LINGER_BELOW_LINES or self._queued_bytes >= LINGER_BELOW_BYTES:
+            self._wake.set()
         return future
 
     async def drained(self, keys: Sequence[FileKey]) -> None:
@@ -236,22 +248,32 @@ class StreamerLink:
             lines += item.lines
             nbytes += item.nbytes
         self._queued_bytes -= nbytes
+        self._queued_lines -= lines
         return items
 
     async def _run(self) -> None:
-        busy = False
+        small = False
         linger_s = self._config.linger_s
         while True:
             if not self.queue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if busy and linger_s > 0 and len(self.queue) < 64 and self._queued_bytes < LINGER_BELOW_BYTES:
-                # Under load (the last forward carried several callers) of small requests, let a
-                # few more arrive: fewer, fuller forwards cost far less CPU than one per request.
-                await asyncio.sleep(linger_s)
+            if (small and linger_s > 0 and self._queued_lines < LINGER_BELOW_LINES
+                    and self._queued_bytes < LINGER_BELOW_BYTES):
+                # Under load (the last forward carried several callers, and few lines) of small
+                # requests, let a few more arrive: fewer, fuller forwards cost far less CPU than
+                # one per request. The wait ends early once the queue holds enough.
+                self._lingering = True
+                self._wake.clear()
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(linger_s):
+                            await self._wake.wait()
+                finally:
+                    self._lingering = False
             items = self._take()
-            busy = len(items) > 1
+            small = len(items) > 1 and sum(item.lines for item in items) < LINGER_BELOW_LINES
             self._inflight = items
             try:
                 await self._forward(items)
@@ -366,6 +388,8 @@ class StreamerLink:
 
     def _done(self, items: list[_Item], error: Exception | None) -> None:
         pending = self.pending
+        active = self._router.state.ownership.active
+        now = self._router._clock()
         for item in items:
             if item.finished:
                 continue
@@ -377,6 +401,8 @@ class StreamerLink:
                     pending[key] = left
                 else:
                     del pending[key]
+                    # Its owner wrote it (if at all) before now: the key's idle time starts here.
+                    active(key, now)
             if not item.future.done():
                 if error is None:
                     item.future.set_result(None)
@@ -435,7 +461,8 @@ class Router:
         self.mediator_id = mediator_id
         self._creds = creds
         self._clock = clock
-        self.state = ClusterState(config.lease_s, config.ping_timeout_s, clock(), config.restart_grace_s)
+        self.state = ClusterState(config.lease_s, config.ping_timeout_s, clock(), config.restart_grace_s,
+                                  config.max_keys)
         self.links: dict[Holder, StreamerLink] = {}
         self.counters = Counters()
         self.removed: dict[str, tuple[Holder, float]] = {}  # id -> (holder, when), for status
@@ -517,6 +544,7 @@ class Router:
         first = await self._ping_once(holder, link, tolerate)
         if first is None:
             return False
+        sent = self._clock()  # no later than the streamer's answer to the second ping
         reply = await self._ping_once(holder, link, tolerate)  # acks the first: the lease starts
         if reply is None:
             return False
@@ -530,8 +558,12 @@ class Router:
         stats = reply.stats
         held = _held_keys(first.held or reply.held)
         grace_until = self.state.ownership.grace_until
+        # Every file open at the streamer when it answered was written after this (its clock may
+        # run up to 10% off ours); one that reports nothing (the Go original, which holds no
+        # locks and writes only what it is sent) counts as having nothing open.
+        closed_before = sent - 1.1 * reply.open.oldest_write_age_ms / 1000 if reply.HasField("open") else sent
         plans = self.state.ping_answered(holder, self._clock(), stats.lines, stats.bytes, stats.open_files, held,
-                                         max(first.held_lease_ms, reply.held_lease_ms) / 1000)
+                                         max(first.held_lease_ms, reply.held_lease_ms) / 1000, closed_before)
         if self.state.ownership.grace_until < grace_until:
             logger.info("every streamer of the previous run has answered: placing keys in %.1fs, not %.1fs",
                         max(0.0, self.state.ownership.grace_until - self._clock()),
@@ -693,12 +725,25 @@ class Router:
             except TimeoutError:
                 reason = "release timed out"
         if released:
-            self.state.handoff_done(plan, True)
+            self.state.handoff_done(plan, True, self._clock())
             logger.info("handed off %d keys from %s to %s", len(plan.keys), plan.source, plan.target)
         else:
             self.fail(plan.source, reason)
-            self.state.handoff_done(plan, False)
+            self.state.handoff_done(plan, False, self._clock())
         self._notify()
+
+    def _busy(self, holder: Holder, key: FileKey) -> bool:
+        link = self.links.get(holder)
+        return link is not None and key in link.pending
+
+    def forget_idle(self) -> int:
+        """Forget keys idle for -key-idle that their owners reported closed (and fenced keys whose
+        old owner's lease has surely expired): the table shrinks back as keys fall out of use."""
+        forgotten = self.state.forget_idle(self._clock(), self.config.key_idle_s, self._busy)
+        if forgotten:
+            self.counters.keys_forgotten += len(forgotten)
+            logger.debug("forgot %d idle keys (%d left)", len(forgotten), self.state.ownership.size())
+        return len(forgotten)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -715,6 +760,7 @@ class Router:
         if time_left_s is not None:
             wait_s = min(wait_s, time_left_s - min(DEADLINE_MARGIN_S, time_left_s / 10))
         backoff_s = 0.005
+        swept = False
         while True:
             if self.closing:
                 raise RouteError(grpc.StatusCode.UNAVAILABLE, "mediator is shutting down")
@@ -735,6 +781,22 @@ class Router:
                     raise RouteError(grpc.StatusCode.UNAVAILABLE,
                                      "no live streamer: none has registered and answered a health check yet, "
                                      "or every streamer has left")
+                elif target is TableFull.FULL:
+                    if not swept:  # idle keys make room first
+                        swept = True
+                        self.forget_idle()
+                        target = route(chunk[0], now)
+                    if isinstance(target, Holder):
+                        groups.setdefault(target, []).append(chunk)
+                    elif target is TableFull.FULL:
+                        raise RouteError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                         f"the mediator's key table is full: {self.config.max_keys} keys "
+                                         f"(-max-keys), none idle for -key-idle "
+                                         f"({self.config.key_idle_s:g}s) and closed by its streamer; "
+                                         f"{chunk[0]} is a new key")
+                    else:
+                        retry.append(chunk)
+                        reason = target
                 else:
                     retry.append(chunk)
                     reason = target

@@ -65,6 +65,8 @@ def router_config(settings: MediatorSettings, ledger: LeaseLedger | None = None)
         batch_lines=settings.batch_lines,
         batch_bytes=settings.batch_bytes,
         linger_s=settings.linger,
+        key_idle_s=settings.key_idle,
+        max_keys=settings.max_keys,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 import grpc
@@ -41,9 +42,12 @@ def check_address(addr: str) -> str:
 class Validator:
     """Mediator-side checks, the same rules as the streamer's (its pure `validate_target`)."""
 
-    def __init__(self, max_line: int, cache_size: int = 4096) -> None:
+    def __init__(self, max_line: int, cache_size: int = 65_536) -> None:
         self.max_line = max_line
-        self._keys: dict[tuple[str, str], FileKey] = {}
+        # Names already checked, oldest first; bounded (the oldest leave first). Validating a name
+        # costs ~10x a lookup, so a cache smaller than the keys in use (it used to be cleared
+        # whole at 4,096) made every request of a 10,000-key load validate every name again.
+        self._keys: OrderedDict[tuple[str, str], FileKey] = OrderedDict()
         self._cache_size = cache_size
 
     def key(self, path: str, filename: str) -> FileKey:
@@ -57,7 +61,7 @@ class Validator:
         # The streamer's normal form ("a//./b" is "a/b"): one file, one key, one owner.
         key = FileKey(target.path, target.stem)
         if len(self._keys) >= self._cache_size:
-            self._keys.clear()
+            self._keys.popitem(last=False)
         self._keys[(path, filename)] = key
         return key
 

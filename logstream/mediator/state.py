@@ -7,7 +7,7 @@ object with a fake clock beside a model of the streamers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .membership import Holder, Membership, Registered
 from .ownership import Handoff, Ownership, Route
@@ -15,12 +15,13 @@ from .placement import FileKey
 
 
 class ClusterState:
-    def __init__(self, lease_s: float, ping_timeout_s: float, now: float, restart_grace_s: float | None = None) -> None:
+    def __init__(self, lease_s: float, ping_timeout_s: float, now: float, restart_grace_s: float | None = None,
+                 max_keys: int = 0) -> None:
         self.membership = Membership(lease_s, ping_timeout_s)
         # After a (re)start, place nothing until any lease a previous mediator granted has surely
         # expired; by default the bound this mediator uses itself (same settings assumed).
         grace = self.membership.expiry_bound_s if restart_grace_s is None else restart_grace_s
-        self.ownership = Ownership(self.membership, grace_until=now + grace)
+        self.ownership = Ownership(self.membership, grace_until=now + grace, max_keys=max_keys)
         # Every streamer that may still hold a previous mediator's lease (from the ledger), and
         # when that lease surely ends by its own report (None: not answered yet).
         self.awaited: dict[Holder, float | None] = {}
@@ -63,18 +64,25 @@ class ClusterState:
 
     def ping_answered(self, holder: Holder, now: float, lines: int = 0, nbytes: int = 0,
                       open_files: int = 0, held: list[FileKey] | None = None,
-                      held_lease_s: float = 0.0) -> list[Handoff] | None:
+                      held_lease_s: float = 0.0, closed_before: float | None = None) -> list[Handoff] | None:
         """None when nothing changed; the hand-offs to run when the streamer just became live.
 
         `held`: keys it had open under the previous mediator (see `Ownership.claimed`);
-        `held_lease_s`: what was left of that mediator's lease then (see `expect`)."""
+        `held_lease_s`: what was left of that mediator's lease then (see `expect`);
+        `closed_before`: every key it was last sent before then is closed there (see
+        `Ownership.forget_idle`)."""
         if self.membership.member(holder) is not None:
             self._lease_reported(holder, now, held_lease_s)
+            if closed_before is not None:
+                self.ownership.reported_closed(holder, closed_before)
         if self.membership.ping_ok(holder, now, lines, nbytes, open_files):
             if held:
                 self.ownership.claimed(holder, held, now)
-            return self.ownership.joined(holder)
+            return self.ownership.joined(holder, now)
         return None
+
+    def forget_idle(self, now: float, idle_s: float, busy: Callable[[Holder, FileKey], bool]) -> list[FileKey]:
+        return self.ownership.forget_idle(now, idle_s, busy)
 
     def failed(self, holder: Holder) -> list[FileKey] | None:
         """Remove a streamer (failed ping or forward); None if it was not a member."""
@@ -85,8 +93,8 @@ class ClusterState:
     def route(self, key: FileKey, now: float) -> Route:
         return self.ownership.route(key, now)
 
-    def handoff_done(self, plan: Handoff, released: bool) -> None:
-        self.ownership.handoff_done(plan, released)
+    def handoff_done(self, plan: Handoff, released: bool, now: float) -> None:
+        self.ownership.handoff_done(plan, released, now)
         if not released:
             self.failed(plan.source)
 

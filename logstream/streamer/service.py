@@ -167,7 +167,9 @@ class StreamerCore:
             return "standalone"
         return "legacy" if self.lease.legacy else "cluster"
 
-    def stats(self) -> pb.StreamerStats:
+    def stats(self, with_files: bool = True) -> pb.StreamerStats:
+        """The counters; `with_files` lists every open key too (the Stats call's answer, not a
+        ping's: at tens of thousands of open files that list would cost every ping milliseconds)."""
         stats = self.writer.stats
         return pb.StreamerStats(
             id=self.node_id,
@@ -175,9 +177,18 @@ class StreamerCore:
             bytes=stats.bytes,
             open_files=self.writer.open_files,
             rotations=stats.rotations,
-            files=[pb.FileKey(path=path, filename=name) for path, name in self.writer.open_keys()],
+            files=[pb.FileKey(path=path, filename=name) for path, name in self.writer.open_keys()]
+            if with_files else [],
             mode=self.mode(),
         )
+
+    def open_report(self) -> pb.OpenFiles:
+        """How recently the least recently written open file was written: every file written
+        before that is closed (the mediator forgets idle keys on this report). O(1): the writer
+        keeps its files least recently written first, the order it evicts them in."""
+        count, idle_s = self.writer.oldest_open_idle_s()
+        # Rounded up: the report may only overstate how long the oldest open file has been idle.
+        return pb.OpenFiles(count=count, oldest_write_age_ms=math.ceil(idle_s * 1000))
 
     def on_ping(self, request: pb.PingRequest, in_time: bool = True, link: int = 0) -> None:
         """Renew the lease (docs/cluster-protocol.md); a ping handled after its deadline
@@ -330,11 +341,16 @@ class PingerServicer(pb_grpc.PingerServicer):
                 self._core.lease.on_ping(0, "", 0)
             return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self._core.node_id)
         remaining = context.time_remaining()
-        self._core.on_ping(request, in_time=remaining is None or remaining > 0, link=peer.link)
+        # A ping for another id at this address (a registration the mediator is checking) names a
+        # link that is not this streamer's: it must not end the current one.
+        link = peer.link if request.streamerId in ("", self._core.node_id) else 0
+        self._core.on_ping(request, in_time=remaining is None or remaining > 0, link=link)
         core = self._core
         return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=core.node_id,
-                               stats=core.stats(), held=[pb.FileKey(path=p, filename=f) for p, f in core.held],
-                               held_lease_ms=math.ceil(core.lease.left_s(core.held_lease_until) * 1000))
+                               stats=core.stats(with_files=False),
+                               held=[pb.FileKey(path=p, filename=f) for p, f in core.held],
+                               held_lease_ms=math.ceil(core.lease.left_s(core.held_lease_until) * 1000),
+                               open=core.open_report())
 
 
 class StreamerControlServicer(pb_grpc.StreamerControlServicer):

@@ -778,6 +778,14 @@ class Writer:
         """Descriptors held for files and their folders (what `max_open_files` bounds)."""
         return len(self._handles) + self._folder_fds
 
+    def oldest_open_idle_s(self) -> tuple[int, float]:
+        """(files open, seconds since the least recently written of them was written; 0 with none).
+        O(1): the handles are kept least recently used first, the order they are evicted in."""
+        if not self._handles:
+            return 0, 0.0
+        oldest = next(iter(self._handles.values())).last_used
+        return len(self._handles), max(0.0, self._monotonic() - oldest)
+
     def open_keys(self) -> list[tuple[str, str]]:
         return list(self._handles)
 

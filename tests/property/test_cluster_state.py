@@ -8,17 +8,21 @@ lease clock (running up to 10% off the mediator's), the mediator incarnation it 
 it holds open (and locked), and one shared disk. Pings are numbered and a lease runs from the
 receipt of an acked ping (docs/cluster-protocol.md); a ping may also time out at the mediator and
 reach its streamer any time later (`ping_times_out` then `deliver_held_up`), with a forward sent behind it.
+Streamers close files idle for a while; their ping answers report how long their oldest open file
+has been idle, and the mediator forgets keys idle for KEY_IDLE that their owner reported closed,
+never one with a forward in flight (`begin_forward` ... `end_forward`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from logstream.mediator.membership import Holder
+from logstream.mediator.membership import Holder, Registered
 from logstream.mediator.ownership import Handoff, NoStreamers, Wait
 from logstream.mediator.placement import FileKey
 from logstream.mediator.state import ClusterState
@@ -28,6 +32,7 @@ LEASE = 1.5
 PING_TIMEOUT = 0.5
 KEYS = [FileKey("app", "f0"), FileKey("app", "f1"), FileKey("", "root"), FileKey("a/b", "c")]
 N_STREAMERS = 3
+KEY_IDLE = 1.0
 
 
 @dataclass
@@ -45,6 +50,15 @@ class Streamer:
     # until the new mediator grants a lease (a restarted mediator keeps them here at once).
     reported: set[FileKey] = field(default_factory=set)
     switch_until: float = float("-inf")  # its lease's end when it last switched mediator (mediator time)
+    written_at: dict[FileKey, float] = field(default_factory=dict)  # last write of each key (mediator time)
+    link: int = 0  # the newest link of its mediator a ping for it came on: forwards must carry it
+
+    def oldest_open_age(self, at: float) -> float:
+        """What its ping answer at `at` reports, on its own clock: how long its least recently
+        written open file has been idle (0 with none open)."""
+        if not self.held:
+            return 0.0
+        return (at - min(self.written_at[key] for key in self.held)) * self.rate
 
     @property
     def holder(self) -> Holder:
@@ -72,7 +86,12 @@ class ClusterMachine(RuleBasedStateMachine):
         self.link_acked: dict[Holder, int] = {}  # the mediator's last acked ping per link
         self.prior_listed: tuple[set[Holder], float] = (set(), float("-inf"))  # the ledger's holders
         # Messages held up in the network on the way to each streamer, in send order (one connection).
-        self.held_up: dict[int, list[tuple[str, int, int, str, FileKey | None]]] = {}
+        self.held_up: dict[int, list[tuple[str, int, int, str, FileKey | None, int]]] = {}  # ..., link
+        # Forwards sent and not yet ended: (owner, key, line). The router's StreamerLink.pending.
+        self.inflight: list[tuple[Holder, FileKey, int, int]] = []  # ... and the link it was sent on
+        # The router's links: a new one (a higher number) each time a holder registers anew.
+        self.link_of: dict[Holder, int] = {}
+        self.links_made = 0
 
     @initialize(rates=st.lists(st.sampled_from([1 / 1.1, 0.95, 1.0, 1.05, 1.1]), min_size=N_STREAMERS,
                                max_size=N_STREAMERS), shared_locks=st.booleans())
@@ -90,8 +109,22 @@ class ClusterMachine(RuleBasedStateMachine):
             if not streamer.lease_live(self.now):
                 streamer.held.clear()
 
-    def _receive_ping(self, streamer: Streamer, seq: int, acked_seq: int, mediator_id: str, at: float) -> None:
+    def _link(self, holder: Holder) -> int:
+        if holder not in self.link_of:
+            self.links_made += 1
+            self.link_of[holder] = self.links_made
+        return self.link_of[holder]
+
+    def _register(self, streamer_id: str, addr: str) -> Registered:
+        outcome = self.state.register(streamer_id, addr, self.now)
+        if outcome.new:
+            self.link_of.pop(outcome.holder, None)  # the router opens a new link to it
+        return outcome
+
+    def _receive_ping(self, streamer: Streamer, seq: int, acked_seq: int, mediator_id: str, at: float,
+                      link: int = 0, for_id: str = "") -> None:
         if streamer.seen_mediator != mediator_id:
+            streamer.link = 0
             if streamer.seen_mediator is not None:  # what it held is reported to the new mediator
                 streamer.reported = set(streamer.held) if streamer.lease_live(at) else set()
                 streamer.switch_until = streamer.lease_until
@@ -99,6 +132,8 @@ class ClusterMachine(RuleBasedStateMachine):
             streamer.receipts.clear()
             streamer.seen_mediator = mediator_id
         streamer.receipts[seq] = at
+        if for_id == streamer.id:  # a ping for another id (a forged registration) names no link of its
+            streamer.link = max(streamer.link, link)
         receipt = streamer.receipts.get(acked_seq)
         if receipt is not None:  # the lease runs from the acked ping's receipt, on the streamer's clock
             streamer.lease_until = max(streamer.lease_until, receipt + LEASE / streamer.rate)
@@ -109,15 +144,18 @@ class ClusterMachine(RuleBasedStateMachine):
         self.state.ping_sent(target, self.now)
         return self.seq, self.link_acked.get(target, 0)
 
-    def _write(self, streamer: Streamer, key: FileKey, line: int) -> str:
+    def _write(self, streamer: Streamer, key: FileKey, line: int, link: int) -> str:
         if not streamer.alive or not streamer.reachable:
             return "unreachable"
+        if streamer.link and link != streamer.link:
+            return "stale link"  # FAILED_PRECONDITION: sent on a link that has ended
         if not streamer.lease_live(self.now):
             return "no lease"
         if self.shared_locks and any(key in other.held for other in self.streamers
                                      if other is not streamer and other.alive):
             return "aborted"  # the file lock is held elsewhere
         streamer.held.add(key)
+        streamer.written_at[key] = self.now
         self.disk.setdefault(key, []).append((line, streamer.id))
         return "ok"
 
@@ -132,7 +170,7 @@ class ClusterMachine(RuleBasedStateMachine):
             streamer.receipts, streamer.reported, streamer.switch_until = {}, set(), float("-inf")
             self.held_up.pop(index, None)  # a new process: the old connection's bytes are gone
         if streamer.reachable:
-            self.state.register(streamer.id, streamer.addr, self.now)
+            self._register(streamer.id, streamer.addr)
 
     @rule(index=st.integers(0, N_STREAMERS - 1), delay=st.sampled_from([0.0, PING_TIMEOUT * 0.99]))
     def bring_up(self, index: int, delay: float) -> None:
@@ -211,19 +249,24 @@ class ClusterMachine(RuleBasedStateMachine):
 
     def _ping_target(self, streamer: Streamer, target: Holder, delay: float) -> None:
         reported: set[FileKey] = set()
+        sent = self.now
         for _ in range(2):
             seq, acked = self._send_ping(streamer, target)
             reached = streamer.alive and streamer.reachable and target.addr == streamer.addr
             if not reached:
                 self.state.failed(target)
                 return
-            self._receive_ping(streamer, seq, acked, self.mediator_id, self.now + delay)
+            self._receive_ping(streamer, seq, acked, self.mediator_id, self.now + delay, self._link(target), target.id)
             reported |= streamer.reported  # in the answer (the first, before the lease is granted)
             self.link_acked[target] = seq  # answered before its deadline
         self.state.promote(target)  # a candidate that answered replaces the holders it displaces
         # What is left of the lease it held when it switched, on its own clock.
         lease_left_s = max(0.0, streamer.switch_until - self.now) * streamer.rate
-        plans = self.state.ping_answered(target, self.now, held=sorted(reported), held_lease_s=lease_left_s)
+        # Its answer's report of which files are closed, read as the router does (its clock may run
+        # 10% off): every key it was last sent before `closed_before` is closed there.
+        closed_before = sent - 1.1 * streamer.oldest_open_age(self.now + delay)
+        plans = self.state.ping_answered(target, self.now, held=sorted(reported), held_lease_s=lease_left_s,
+                                         closed_before=closed_before)
         self.pending_handoffs.extend(plans or [])
 
     @rule(index=st.integers(0, N_STREAMERS - 1), same_address=st.booleans())
@@ -234,7 +277,7 @@ class ClusterMachine(RuleBasedStateMachine):
         live = self.state.membership.is_live(streamer.holder)
         owned = {key for key, owner in self.state.ownership.owner.items() if owner == streamer.holder}
         forged = (f"forger{index}", streamer.addr) if same_address else (streamer.id, "h:1")
-        outcome = self.state.register(*forged, self.now)
+        outcome = self._register(*forged)
         if live:
             assert outcome.candidate and not outcome.replaced
             assert self.state.membership.is_live(streamer.holder)
@@ -258,25 +301,26 @@ class ClusterMachine(RuleBasedStateMachine):
             return
         seq, acked = self._send_ping(streamer, holder.holder)
         queue = self.held_up.setdefault(index, [])
-        queue.append(("ping", seq, acked, self.mediator_id, None))
+        link = self._link(holder.holder)
+        queue.append(("ping", seq, acked, self.mediator_id, None, link))
         target = self.state.route(key, self.now) if with_forward else None
         if target is not None and not isinstance(target, (Wait, NoStreamers)) and target == holder.holder:
             self.next_line += 1
-            queue.append(("forward", self.next_line, 0, self.mediator_id, key))  # never acknowledged
+            queue.append(("forward", self.next_line, 0, self.mediator_id, key, link))  # never acknowledged
         self.state.failed(holder.holder)
 
     @precondition(lambda self: any(self.held_up.values()))
     @rule(data=st.data())
     def deliver_held_up(self, data: st.DataObject) -> None:
         index = data.draw(st.sampled_from(sorted(i for i, queue in self.held_up.items() if queue)))
-        kind, number, acked, mediator_id, key = self.held_up[index].pop(0)
+        kind, number, acked, mediator_id, key, link = self.held_up[index].pop(0)
         streamer = self.streamers[index]
         if not (streamer.alive and streamer.reachable):
             return
         if kind == "ping":
-            self._receive_ping(streamer, number, acked, mediator_id, self.now)
+            self._receive_ping(streamer, number, acked, mediator_id, self.now, link, streamer.id)
         elif key is not None:
-            self._write(streamer, key, number)
+            self._write(streamer, key, number, link)
 
     @rule(delay=st.sampled_from([0.0, PING_TIMEOUT * 0.99]))
     def health_tick(self, delay: float) -> None:
@@ -290,6 +334,10 @@ class ClusterMachine(RuleBasedStateMachine):
         """Release on the old owner (no forwards are in flight in this synchronous model), maybe
         just as the network between them fails."""
         plan = self.pending_handoffs.pop(data.draw(st.integers(0, len(self.pending_handoffs) - 1)))
+        # The router drains the keys' forwards to the old owner before it asks for the release.
+        for index in reversed(range(len(self.inflight))):
+            if self.inflight[index][0] == plan.source and self.inflight[index][1] in plan.keys:
+                self.end_forward(_Always(index))  # type: ignore[arg-type]
         source = next((s for s in self.streamers if s.holder == plan.source), None)
         if partitioned_now and source is not None:
             source.reachable = False
@@ -298,7 +346,7 @@ class ClusterMachine(RuleBasedStateMachine):
             source.held.difference_update(plan.keys)
         elif source is not None and not source.alive:
             released = False  # a dead process cannot answer; its lease must lapse
-        self.state.handoff_done(plan, released)
+        self.state.handoff_done(plan, released, self.now)
 
     @rule(key=st.sampled_from(KEYS), reply_lost=st.booleans())
     def route(self, key: FileKey, reply_lost: bool) -> None:
@@ -310,11 +358,57 @@ class ClusterMachine(RuleBasedStateMachine):
         streamer = next(s for s in self.streamers if s.id == target.id)
         # Every routed line goes to the key's single owner.
         assert self.state.ownership.owner.get(key) == target
-        outcome = self._write(streamer, key, line) if streamer.addr == target.addr else "unreachable"
+        outcome = self._write(streamer, key, line, self._link(target)) if streamer.addr == target.addr else "unreachable"
+        if outcome in ("ok", "aborted") and not reply_lost:
+            self.state.ownership.active(key, self.now)  # the forward ended (the router's _done)
         if outcome == "ok" and not reply_lost:
             self.acked[line] = key
         elif outcome in ("unreachable", "no lease") or (outcome == "ok" and reply_lost):
             self.state.failed(target)  # outcome unknown or owner unusable: fence its keys
+
+    @rule(key=st.sampled_from(KEYS))
+    def begin_forward(self, key: FileKey) -> None:
+        """A forward of `key` leaves for its owner and is not answered yet."""
+        target = self.state.route(key, self.now)
+        if isinstance(target, Holder) and not any(h == target and k == key for h, k, _, _ in self.inflight):
+            self.next_line += 1
+            self.inflight.append((target, key, self.next_line, self._link(target)))
+
+    @precondition(lambda self: self.inflight)
+    @rule(data=st.data())
+    def end_forward(self, data: st.DataObject) -> None:
+        """The forward arrives (written if its streamer may) and its answer comes back; if the
+        owner was removed meanwhile its outcome stays unknown (the write may still happen)."""
+        holder, key, line, link = self.inflight.pop(data.draw(st.integers(0, len(self.inflight) - 1)))
+        streamer = next((s for s in self.streamers if s.holder == holder), None)
+        outcome = self._write(streamer, key, line, link) if streamer is not None else "unreachable"
+        if not self.state.membership.is_live(holder):
+            return
+        if outcome == "ok":
+            self.acked[line] = key
+        if outcome in ("ok", "aborted"):
+            self.state.ownership.active(key, self.now)
+        else:
+            self.state.failed(holder)
+
+    @rule(index=st.integers(0, N_STREAMERS - 1), idle=st.sampled_from([0.25, 1.0, 3.0]))
+    def streamer_closes_idle_files(self, index: int, idle: float) -> None:
+        """The streamer's -idle-close (on its own clock)."""
+        streamer = self.streamers[index]
+        streamer.held = {k for k in streamer.held if (self.now - streamer.written_at[k]) * streamer.rate < idle}
+
+    @rule()
+    def forget_idle(self) -> None:
+        owners = dict(self.state.ownership.owner)
+        busy = {(holder, key) for holder, key, _, _ in self.inflight}
+        forgotten = self.state.forget_idle(self.now, KEY_IDLE, lambda holder, key: (holder, key) in busy)
+        for key in forgotten:
+            assert (owners.get(key), key) not in busy, f"{key} forgotten with a forward in flight"
+            owner = owners.get(key)
+            if owner is not None:
+                streamer = next(s for s in self.streamers if s.holder == owner)
+                assert key not in streamer.held or not streamer.lease_live(self.now), \
+                    f"{key} forgotten while {owner} holds it open"
 
     @rule()
     def route_each(self) -> None:
@@ -346,6 +440,8 @@ class ClusterMachine(RuleBasedStateMachine):
         assert not (owned & fenced) and not (owned & moving) and not (fenced & moving)
         for holder in ownership.owner.values():
             assert self.state.membership.is_live(holder), f"{holder} owns keys but is not live"
+        assert list(ownership.last_active) == sorted(ownership.last_active, key=ownership.last_active.__getitem__)
+        assert set(ownership.last_active) == owned
 
 
 TestClusterState = ClusterMachine.TestCase
@@ -402,3 +498,22 @@ def test_a_restarted_mediator_routes_a_reported_key_at_once_and_keeps_one_writer
     machine.route(key, reply_lost=False)
     machine.one_writer_per_key()
     assert [writer for _, writer in machine.disk[key]] == [owner.id, owner.id]
+
+
+def test_a_forward_held_up_until_its_streamer_is_leased_again_is_refused() -> None:
+    """Like the scripted partition above, but s0 registers again and gets a new lease before the
+    stalled bytes arrive: the old forward (same mediator, lease live) would be written by s0 while
+    s1 owns the key, but it carries its ended link and is refused."""
+    machine = ClusterMachine()
+    key = KEYS[0]
+    machine.setup(rates=[1.0] * N_STREAMERS, shared_locks=False)
+    machine.bring_up(0, 0.0)
+    machine.route(key, reply_lost=False)
+    machine.ping_times_out(0, key, with_forward=True)
+    machine.tick_to_fence_end()
+    machine.bring_up(1, 0.0)
+    machine.route(key, reply_lost=False)
+    machine.bring_up(0, 0.0)
+    for _ in range(2):
+        machine.deliver_held_up(_Always(0))  # type: ignore[arg-type]
+    machine.one_writer_per_key()

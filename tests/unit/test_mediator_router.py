@@ -40,6 +40,7 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
     probes: int = 0
     hung_pings: int = 0
     seqs: list[tuple[int, int]] = field(default_factory=list)  # (seq, acked_seq) of each ping
+    open_age_ms: int | None = None  # reported in ping answers: its oldest open file's idle time
     server: grpc.aio.Server | None = None
     port: int = 0
 
@@ -54,8 +55,10 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
         if self.mode == "down":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
         self.seqs.append((request.seq, request.acked_seq))
+        report = None if self.open_age_ms is None else pb.OpenFiles(count=1, oldest_write_age_ms=self.open_age_ms)
         return pb.PingResponse(res=wrap_int32(request.a * request.b), streamer_id=self.id,
-                               stats=pb.StreamerStats(id=self.id, lines=sum(d.count(b"\n") for *_, d in self.written)))
+                               stats=pb.StreamerStats(id=self.id, lines=sum(d.count(b"\n") for *_, d in self.written)),
+                               open=report)
 
     async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
         self.written.append((request.path, request.filename, request.line.encode() + b"\n"))
@@ -570,3 +573,80 @@ async def test_a_caller_deadline_shorter_than_the_handoff_wait_still_gets_the_re
         await mediator.stub.Log(pb.LogRequest(path="app", filename="locked", line="x"), timeout=1.0)
     assert caught.value.code() == grpc.StatusCode.ABORTED, caught.value
     assert time.monotonic() - started < 1.0
+
+
+async def wait_for(condition: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {within_s}s: {what}"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_idle_keys_are_forgotten_only_once_their_owner_reports_them_closed(mediator: Mediator) -> None:
+    router = mediator.router
+    router.config.key_idle_s = 0.3
+    fake = await start_fake("s1")
+    fake.open_age_ms = 3_600_000  # "a file I hold was last written an hour ago": maybe any of them
+    await mediator.join(fake)
+    await asyncio.gather(*(mediator.log(f"f{i}", "x") for i in range(50)))
+    assert router.status().counters["keys_owned"] == 50
+    await asyncio.sleep(0.3 + 3 * INTERVAL)  # idle, and pinged, long enough
+    assert router.status().counters["keys_owned"] == 50
+    fake.open_age_ms = 0  # every file it holds was written just now: the idle ones are closed
+    await wait_for(lambda: router.status().counters["keys_owned"] == 0, "idle keys forgotten")
+    assert router.status().counters["keys_forgotten"] == 50
+    await mediator.log("f1", "y")  # placed again like a new key
+    assert fake.lines_of("f1") == [b"x", b"y"]
+
+
+@pytest.mark.asyncio
+async def test_a_full_key_table_refuses_a_new_key_with_resource_exhausted_and_makes_room_from_idle_keys(
+        mediator: Mediator) -> None:
+    router = mediator.router
+    router.config.key_idle_s = 0.3
+    router.config.max_keys = router.state.ownership.max_keys = 3
+    fake = await start_fake("s1")
+    fake.open_age_ms = 3_600_000
+    await mediator.join(fake)
+    for name in ("a", "b", "c"):
+        await mediator.log(name, "x")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mediator.log("d", "x")
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "-max-keys" in (caught.value.details() or "") and "3 keys" in (caught.value.details() or "")
+    await mediator.log("a", "y")  # a known key still goes through
+    fake.open_age_ms = 0
+    router.config.key_idle_s = 3600.0  # the health loop forgets nothing by itself now
+    await asyncio.sleep(2 * INTERVAL)  # a ping answer reports the files closed
+    assert router.status().counters["keys_owned"] == 3
+    router.config.key_idle_s = 0.0
+    # Routed before the call's first await, so no health round can forget anything meanwhile:
+    # the full table itself forgets the idle keys first.
+    await router.write([(FileKey("app", "d"), b"x\n", 1)])
+    assert fake.lines_of("d") == [b"x"]
+    assert router.counters.keys_forgotten == 3
+
+
+@pytest.mark.asyncio
+async def test_forwards_of_many_lines_never_linger_and_small_ones_still_coalesce(mediator: Mediator) -> None:
+    mediator.router.config.linger_s = 0.5  # read when the streamer's link starts
+    mediator.router.config.batch_lines = 20_000
+    fake = await start_fake("s1")
+    await mediator.join(fake)
+    data = b"".join(b"%d\n" % i for i in range(600))
+
+    async def batch(name: str) -> None:
+        await mediator.stub.LogBatch(pb.LogBatchRequest(chunks=[pb.LogChunk(path="app", filename=name, data=data)]),
+                                     timeout=10)
+
+    started = time.monotonic()
+    for _ in range(5):  # forwards carry several callers: "under load", but full enough already
+        await asyncio.gather(*(batch(f"b{i}") for i in range(6)))
+    assert time.monotonic() - started < 1.0, "600-line requests waited for the linger"
+    assert all(len(fake.lines_of(f"b{i}")) == 3000 for i in range(6))
+    forwards = fake.forwards
+    await asyncio.gather(*(mediator.log(f"f{i % 4}", f"line {i}") for i in range(400)))
+    # As in the coalescing test above (a loaded machine spreads the calls out, and calls that
+    # trickle in rightly go at once).
+    assert fake.forwards - forwards < 200, "one-line calls under load were not coalesced"

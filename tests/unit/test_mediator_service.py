@@ -132,3 +132,26 @@ async def test_a_cached_status_asks_no_streamer(monkeypatch: pytest.MonkeyPatch)
     await servicer.Status(pb.StatusRequest(), None)  # type: ignore[arg-type]
     assert len(asked) == 1
     await router.close()
+
+
+def test_the_validators_cache_is_bounded_and_evicts_only_its_oldest_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from logstream.mediator import service
+
+    checked: list[str] = []
+    real = service.validate_target
+
+    def counting(path: str, filename: str):  # type: ignore[no-untyped-def]
+        checked.append(filename)
+        return real(path, filename)
+
+    monkeypatch.setattr(service, "validate_target", counting)
+    validator = service.Validator(max_line=100, cache_size=8)
+    for i in range(10):
+        validator.key("app", f"f{i}")
+    assert len(validator._keys) == 8
+    checked.clear()
+    for i in range(2, 10):  # the 8 most recent names: no second check
+        assert validator.key("app", f"f{i}") == FileKey("app", f"f{i}")
+    assert checked == []
+    validator.key("app", "f0")
+    assert checked == ["f0"] and len(validator._keys) == 8

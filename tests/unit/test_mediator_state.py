@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from logstream.mediator.membership import Holder
-from logstream.mediator.ownership import NoStreamers, Wait
+from logstream.mediator.ownership import NoStreamers, TableFull, Wait
 from logstream.mediator.placement import FileKey, place
 from logstream.mediator.state import ClusterState
 
@@ -123,7 +123,7 @@ def test_join_hands_keys_off_only_after_release_or_lease_expiry(released: bool) 
     for key in keys:
         assert state.route(key, 1.0) == (Wait.HANDOFF if key in moving else s1)
     state.ping_sent(s1, 1.0)
-    state.handoff_done(plans[0], released=released)
+    state.handoff_done(plans[0], released=released, now=1.0)
     some = next(iter(moving))
     if released:
         assert state.route(some, 1.0) == s2
@@ -180,3 +180,78 @@ def test_a_previous_streamer_that_never_answers_keeps_the_whole_grace() -> None:
     state.ping_sent(s1, 100.0)
     state.ping_answered(s1, 100.0, held_lease_s=0.0)
     assert state.route(FileKey("app", "new"), 100.0 + BOUND - 0.01) is Wait.GRACE
+
+
+IDLE = 10.0
+
+
+def never_busy(holder: Holder, key: FileKey) -> bool:
+    return False
+
+
+def test_an_idle_key_is_forgotten_only_once_its_owner_reported_it_closed() -> None:
+    state = live_state("s1")
+    s1 = state.live()[0]
+    key = FileKey("p", "a")
+    assert state.route(key, 0.0) == s1
+    state.ownership.active(key, 1.0)  # a forward of it ended
+    assert state.forget_idle(11.5, IDLE, never_busy) == []  # idle, but nothing reported yet
+    state.ping_sent(s1, 11.5)
+    state.ping_answered(s1, 11.5, closed_before=1.0)  # not *after* its last forward: maybe open
+    assert state.forget_idle(11.5, IDLE, never_busy) == []
+    state.ping_answered(s1, 12.0, closed_before=1.5)
+    assert state.forget_idle(10.9, IDLE, never_busy) == []  # reported closed, not idle long enough
+    assert state.forget_idle(11.5, IDLE, never_busy) == [key]
+    assert key not in state.ownership.owner and key not in state.ownership.last_active
+
+
+def test_a_key_with_a_forward_pending_is_never_forgotten() -> None:
+    state = live_state("s1")
+    s1 = state.live()[0]
+    key, other = FileKey("p", "a"), FileKey("p", "b")
+    state.route(key, 0.0)
+    state.route(other, 0.0)
+    state.ping_answered(s1, 50.0, closed_before=50.0)
+    assert state.forget_idle(50.0, IDLE, lambda holder, k: k == key) == [other]
+    assert state.ownership.owner[key] == s1
+
+
+def test_activity_keeps_a_key_and_a_forgotten_key_is_placed_again_like_a_new_one() -> None:
+    state = live_state("s1", "s2")
+    key = FileKey("p", "a")
+    owner = state.route(key, 0.0)
+    assert isinstance(owner, Holder)
+    state.ownership.active(key, 30.0)
+    for holder in state.live():
+        state.ping_answered(holder, 35.0, closed_before=35.0)
+    assert state.forget_idle(35.0, IDLE, never_busy) == []  # written 5s ago
+    assert state.forget_idle(40.5, IDLE, never_busy) == [key]
+    assert state.route(key, 41.0) == owner  # rendezvous again, same live set: same owner
+
+
+def test_a_removed_owners_report_is_dropped_and_expired_fences_are_forgotten() -> None:
+    state = live_state("s1", "s2")
+    s1 = state.live()[0]
+    key = key_on(state, "s1")
+    state.route(key, 0.0)
+    state.ping_answered(s1, 1.0, closed_before=1.0)
+    state.failed(s1)
+    assert s1 not in state.ownership.closed_before
+    assert state.forget_idle(1.0, IDLE, never_busy) == []  # fenced: its lease may still run
+    assert state.forget_idle(BOUND + 0.01, IDLE, never_busy) == [key]
+    assert state.ownership.size() == 0
+
+
+def test_a_full_table_refuses_new_keys_but_routes_known_ones() -> None:
+    state = ClusterState(LEASE, TIMEOUT, 0.0, restart_grace_s=0.0, max_keys=2)
+    registered = state.register("s1", "h:1", 0.0)
+    state.ping_sent(registered.holder, 0.0)
+    state.ping_answered(registered.holder, 0.0)
+    a, b, c = FileKey("", "a"), FileKey("", "b"), FileKey("", "c")
+    assert state.route(a, 0.0) == registered.holder
+    assert state.route(b, 0.0) == registered.holder
+    assert state.route(c, 0.0) is TableFull.FULL
+    assert state.route(a, 0.0) == registered.holder
+    state.ping_answered(registered.holder, 20.0, closed_before=20.0)
+    assert state.forget_idle(20.0, IDLE, never_busy) == [a, b]
+    assert state.route(c, 20.0) == registered.holder

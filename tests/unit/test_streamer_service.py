@@ -512,3 +512,23 @@ async def test_a_large_request_with_a_locked_file_writes_nothing(tmp_path: Path)
         finally:
             os.close(other)
         assert (await running.log.LogBatch(_many_keys(100), timeout=30)).lines == 100
+
+
+@pytest.mark.asyncio
+async def test_a_ping_answer_reports_how_long_the_oldest_open_file_has_been_idle_not_every_key(
+        tmp_path: Path) -> None:
+    now = [100.0]
+    async with _started(tmp_path, monotonic=lambda: now[0]) as running:
+        reply = await running.ping.Ping(pb.PingRequest(a=2, b=3))
+        assert reply.HasField("open") and (reply.open.count, reply.open.oldest_write_age_ms) == (0, 0)
+        await running.log.Log(pb.LogRequest(path="k", filename="old", line="x"))
+        now[0] = 102.5
+        await running.log.Log(pb.LogRequest(path="k", filename="new", line="x"))
+        now[0] = 103.0
+        reply = await running.ping.Ping(pb.PingRequest(a=2, b=3))
+        assert (reply.open.count, reply.open.oldest_write_age_ms) == (2, 3000)
+        assert list(reply.stats.files) == [] and reply.stats.open_files == 2  # the list stays off pings
+        assert len((await running.control.Stats(pb.StatsRequest())).files) == 2
+        await running.control.Release(pb.ReleaseRequest(keys=[pb.FileKey(path="k", filename="old")]))
+        reply = await running.ping.Ping(pb.PingRequest(a=2, b=3))
+        assert (reply.open.count, reply.open.oldest_write_age_ms) == (1, 500)
