@@ -601,43 +601,42 @@ class Writer:
 
     def _refuse_symlinks(self, target: Target) -> None:
         """BadRequest if an existing component of the target's path is a symlink; creates nothing."""
-        if not target.dirs:
-            return
-        try:
-            current = os.dup(self._root_fd)
-        except OSError as exc:
-            raise _mapped(exc, f"cannot open folder {target.path!r}", self.root) from None
-        try:
-            for depth, segment in enumerate(target.dirs, 1):
-                try:
-                    child = os.open(segment, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=current)
-                except FileNotFoundError:
-                    return  # nothing below a missing folder exists
-                except OSError as exc:
-                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise _mapped(exc, f"cannot open folder {target.path!r}", self.root) from None
-                    raise self._not_a_folder(target, depth, current) from None
-                os.close(current)
-                current = child
-        finally:
-            os.close(current)
+        if target.dirs:
+            fd = self._walk_dirs(target, create=False)
+            if fd is not None:
+                os.close(fd)
 
     def _open_dirs(self, target: Target) -> int:
         """A descriptor of the target's folder, created segment by segment, proven to lie in the root."""
+        fd = self._walk_dirs(target, create=True)
+        assert fd is not None  # with create, a missing folder is made
+        return fd
+
+    def _walk_dirs(self, target: Target, create: bool) -> int | None:
+        """A descriptor of the target's folder, opened one segment at a time relative to its parent,
+        never through a symlink, and proven to lie in the root. With `create` missing folders are
+        made; without, a missing one gives None (nothing below it exists)."""
+        doing = f"cannot {'create' if create else 'open'} folder {target.path!r}"
         try:
             current = os.dup(self._root_fd)
         except OSError as exc:
-            raise _mapped(exc, f"cannot open folder {target.path!r}", self.root) from None
+            raise _mapped(exc, doing, self.root) from None
         try:
             for depth, segment in enumerate(target.dirs, 1):
-                try:
-                    os.mkdir(segment, 0o755, dir_fd=current)
-                except FileExistsError:
-                    pass
+                if create:
+                    try:
+                        os.mkdir(segment, 0o755, dir_fd=current)
+                    except FileExistsError:
+                        pass
                 try:
                     # O_NOFOLLOW: a symlink, even one pointing inside the root, would give one file
                     # two names, so two keys with two owners (docs/cluster-protocol.md).
                     child = os.open(segment, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=current)
+                except FileNotFoundError:
+                    if create:
+                        raise
+                    os.close(current)
+                    return None
                 except OSError as exc:
                     if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise
@@ -651,7 +650,7 @@ class Writer:
             return current
         except OSError as exc:
             os.close(current)
-            raise _mapped(exc, f"cannot create folder {target.path!r}", self.root) from None
+            raise _mapped(exc, doing, self.root) from None
         except BaseException:
             os.close(current)
             raise
