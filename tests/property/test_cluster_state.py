@@ -406,7 +406,9 @@ class ClusterMachine(RuleBasedStateMachine):
             assert (owners.get(key), key) not in busy, f"{key} forgotten with a forward in flight"
             owner = owners.get(key)
             if owner is not None:
-                streamer = next(s for s in self.streamers if s.holder == owner)
+                streamer = next((s for s in self.streamers if s.holder == owner), None)
+                if streamer is None:
+                    continue  # that process is gone (its streamer runs at another address now)
                 assert key not in streamer.held or not streamer.lease_live(self.now), \
                     f"{key} forgotten while {owner} holds it open"
 
