@@ -1,3 +1,3 @@
-from logstream.cli import entry
+from logstream.commands.main import entry
 
 entry()

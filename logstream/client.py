@@ -24,10 +24,10 @@ from typing import TypeVar
 
 import grpc
 
-from ._proto import logstream_pb2 as pb
-from ._proto import logstream_pb2_grpc as pb_grpc
-from .net import CHANNEL_OPTIONS
-from .tls import channel_credentials, secure_or_insecure_channel
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.node.net import CHANNEL_OPTIONS
+from logstream.node.tls import channel_credentials, secure_or_insecure_channel
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from logstream.protogen import generate
+from logstream._proto.gen import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 

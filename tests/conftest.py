@@ -36,7 +36,7 @@ class TlsFiles:
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    from logstream.certs import make_ca, make_cert
+    from logstream.commands.certs import make_ca, make_cert
 
     folder = tmp_path_factory.mktemp("tls")
     hosts = ["127.0.0.1", "::1", "localhost"]
@@ -83,8 +83,8 @@ class MemoryLogServer:
 
         from logstream._proto import logstream_pb2 as pb
         from logstream._proto import logstream_pb2_grpc as pb_grpc
-        from logstream.net import SERVER_OPTIONS
-        from logstream.tls import add_port
+        from logstream.node.net import SERVER_OPTIONS
+        from logstream.node.tls import add_port
 
         store = self
 

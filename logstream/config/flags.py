@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
-from .settings import RoleSettings
+from logstream.config.settings import RoleSettings
 
 S = TypeVar("S", bound=RoleSettings)
 
@@ -101,11 +101,11 @@ def _show_default(name: str, default: Any) -> str:
     if default is None:
         return "unset"
     if name in ("size", "max_line", "batch_bytes"):
-        from .units import format_size
+        from logstream.config.units import format_size
 
         return format_size(default)
     if isinstance(default, float):
-        from .units import format_duration
+        from logstream.config.units import format_duration
 
         return format_duration(default)
     return str(default)

@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .types import Address, Duration, Size, ZeroOrDuration
+from logstream.config.types import Address, Duration, Size, ZeroOrDuration
 
 
 class TomlTableSource(TomlConfigSettingsSource):

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-from .units import format_duration, format_size, parse_duration, parse_size
+from logstream.config.units import format_duration, format_size, parse_duration, parse_size
 
 
 def _parse_address(value: Any) -> str:

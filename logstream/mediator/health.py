@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from .router import Router
+from logstream.mediator.router import Router
 
 logger = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..config.flags import load_settings
-from ..config.settings import MediatorSettings
-from ..logs import setup_logging
-from ..node import run_until_signalled
+from logstream.config.flags import load_settings
+from logstream.config.settings import MediatorSettings
+from logstream.node.logs import setup_logging
+from logstream.node.run import run_until_signalled
 
 DESCRIPTION = (
     "Run the mediator: streamers register with it; it pings them (granting leases), places every file "
@@ -18,7 +18,7 @@ DESCRIPTION = (
 def main(argv: list[str]) -> int:
     settings = load_settings(MediatorSettings, argv, "logstream mediator", DESCRIPTION)
     setup_logging("mediator", settings.id or f"{settings.host}:{settings.port}", settings.log_level)
-    from .server import run
+    from logstream.mediator.server import run
 
     def on_bound(node_id: str) -> None:
         setup_logging("mediator", node_id, settings.log_level)

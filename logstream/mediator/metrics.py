@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
-from .router import LATENCY_BUCKETS_S, Router
+from logstream.mediator.router import LATENCY_BUCKETS_S, Router
 
 
 class MediatorCollector(Collector):

@@ -17,8 +17,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .membership import Holder, Membership
-from .placement import FileKey, place
+from logstream.mediator.membership import Holder, Membership
+from logstream.mediator.placement import FileKey, place
 
 
 class Wait(enum.Enum):

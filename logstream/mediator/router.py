@@ -21,16 +21,16 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from .. import auth, tls
-from ..streamer.paths import BadTarget, validate_target
-from ..tasks import TaskSupervisor
-from .._proto import logstream_pb2 as pb
-from .._proto import logstream_pb2_grpc as pb_grpc
-from .ledger import LeaseLedger
-from .membership import Holder, State
-from .ownership import Handoff, NoStreamers, TableFull, Wait
-from .placement import FileKey
-from .state import ClusterState
+from logstream.node import auth, tls
+from logstream.keys.paths import BadTarget, validate_target
+from logstream.node.tasks import TaskSupervisor
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.mediator.ledger import LeaseLedger
+from logstream.mediator.membership import Holder, State
+from logstream.mediator.ownership import Handoff, NoStreamers, TableFull, Wait
+from logstream.mediator.placement import FileKey
+from logstream.mediator.state import ClusterState
 
 logger = logging.getLogger(__name__)
 

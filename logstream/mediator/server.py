@@ -10,24 +10,25 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from .. import node, tls
-from ..tasks import Kept, TaskSupervisor
-from ..node import Built
-from .._proto import logstream_pb2 as pb
-from .._proto import logstream_pb2_grpc as pb_grpc
-from ..config.settings import MediatorSettings
-from ..net import listen_address
-from ..config.flags import UsageError
-from ..auth import Guard
-from ..token_file import guard_for
-from .health import health_loop
-from .ledger import LeaseLedger
-from .membership import Holder
-from .router import Router, RouterConfig
-from .service import ClusterStatusServicer, LogStreamerServicer, RegisterServicer, Validator
+from logstream.node import run as node
+from logstream.node import tls
+from logstream.node.tasks import Kept, TaskSupervisor
+from logstream.node.run import Built
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.config.settings import MediatorSettings
+from logstream.node.net import listen_address
+from logstream.config.flags import UsageError
+from logstream.node.auth import Guard
+from logstream.node.token_file import guard_for
+from logstream.mediator.health import health_loop
+from logstream.mediator.ledger import LeaseLedger
+from logstream.mediator.membership import Holder
+from logstream.mediator.router import Router, RouterConfig
+from logstream.mediator.service import ClusterStatusServicer, LogStreamerServicer, RegisterServicer, Validator
 
 if TYPE_CHECKING:
-    from ..debug import DebugServer
+    from logstream.node.debug import DebugServer
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
     """The whole mediator; returns after a clean shutdown. Start-up problems raise UsageError;
     background work that could not be kept running raises tasks.NodeFailed after the shutdown."""
-    from . import metrics
+    from logstream.mediator import metrics
 
     mediator_id = uuid.uuid4().hex[:12]
     ledger = open_ledger(settings)
@@ -129,7 +130,7 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
             # Once each has said how long its previous lease still runs, the grace may end sooner.
             router.state.expect(Holder(streamer_id, addr) for streamer_id, addr in ledger.previous_holders)
         if settings.pprof:
-            from ..debug import start_debug_server
+            from logstream.node.debug import start_debug_server
 
             debug = start_debug_server(settings.phost, settings.pport, node_id[0], asyncio.get_running_loop(),
                                        health=tasks.problem)

@@ -10,15 +10,15 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from .._proto import logstream_pb2 as pb
-from .._proto import logstream_pb2_grpc as pb_grpc
-from ..auth import Guard
-from ..peer import PeerReader
-from ..ratelog import RateLimitedLog
-from ..streamer.paths import BadTarget, validate_target
-from ..streamer.rotation import longest_line_over
-from .placement import FileKey
-from .router import Chunk, RouteError, Router
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.node.auth import Guard
+from logstream.node.peer import PeerReader
+from logstream.node.ratelog import RateLimitedLog
+from logstream.keys.paths import BadTarget, validate_target
+from logstream.streamer.rotation import longest_line_over
+from logstream.mediator.placement import FileKey
+from logstream.mediator.router import Chunk, RouteError, Router
 
 logger = logging.getLogger(__name__)
 

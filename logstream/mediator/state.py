@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .membership import Holder, Membership, Registered
-from .ownership import Handoff, Ownership, Route
-from .placement import FileKey
+from logstream.mediator.membership import Holder, Membership, Registered
+from logstream.mediator.ownership import Handoff, Ownership, Route
+from logstream.mediator.placement import FileKey
 
 
 class ClusterState:

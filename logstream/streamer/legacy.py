@@ -11,10 +11,10 @@ import logging
 
 import grpc
 
-from .._proto import logstream_pb2 as pb
-from .._proto import logstream_pb2_grpc as pb_grpc
-from ..auth import Metadata
-from .lease import Lease
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.node.auth import Metadata
+from logstream.streamer.lease import Lease
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import socket
 import tempfile
 from pathlib import Path
 
-from ..config.flags import UsageError, load_settings
-from ..config.settings import StreamerSettings
-from ..logs import setup_logging
-from ..node import run_until_signalled
+from logstream.config.flags import UsageError, load_settings
+from logstream.config.settings import StreamerSettings
+from logstream.node.logs import setup_logging
+from logstream.node.run import run_until_signalled
 
 DESCRIPTION = (
     "Run one streamer: append log lines received over gRPC to <path>/<request path>/<filename>.log, "
@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
     problem = descriptor_shortfall(settings.max_open_files, _open_files_limit())
     if problem is not None:
         raise UsageError(problem)
-    from .server import run
+    from logstream.streamer.server import run
 
     def on_bound(node_id: str) -> None:
         setup_logging("streamer", node_id, settings.log_level)

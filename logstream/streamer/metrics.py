@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
-from .lease import Lease
-from .writer import Writer
+from logstream.streamer.lease import Lease
+from logstream.streamer.writer import Writer
 
 
 class StreamerCollector(Collector):

@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable, Iterator
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .. import tls
-from ..auth import Metadata
-from .._proto import logstream_pb2 as pb
-from .._proto import logstream_pb2_grpc as pb_grpc
-from .lease import Lease
+from logstream.node import tls
+from logstream.node.auth import Metadata
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.streamer.lease import Lease
 
 logger = logging.getLogger(__name__)
 

@@ -13,27 +13,28 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from .. import node, tls
-from ..auth import call_metadata
-from ..token_file import guard_for
-from ..tasks import TaskSupervisor
-from ..node import Built
-from .._proto import logstream_pb2 as pb
-from .._proto import logstream_pb2_grpc as pb_grpc
-from ..config.settings import StreamerSettings
-from ..config.units import format_size
-from ..net import listen_address
-from .lease import Lease
-from .service import (
+from logstream.node import run as node
+from logstream.node import tls
+from logstream.node.auth import call_metadata
+from logstream.node.token_file import guard_for
+from logstream.node.tasks import TaskSupervisor
+from logstream.node.run import Built
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.config.settings import StreamerSettings
+from logstream.config.units import format_size
+from logstream.node.net import listen_address
+from logstream.streamer.lease import Lease
+from logstream.streamer.service import (
     LogStreamerServicer,
     PingerServicer,
     StreamerControlServicer,
     StreamerCore,
 )
-from .writer import RootUnusable, Writer
+from logstream.streamer.writer import RootUnusable, Writer
 
 if TYPE_CHECKING:
-    from ..debug import DebugServer
+    from logstream.node.debug import DebugServer
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
     Start-up problems (bad certificate, port in use, debug port in use) raise UsageError; background
     work that could not be kept running raises tasks.NodeFailed after the shutdown.
     """
-    from . import metrics
+    from logstream.streamer import metrics
 
     writer = make_writer(settings)
     lease = Lease(required=settings.mediator is not None)
@@ -159,7 +160,7 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         if on_bound is not None:
             on_bound(core.node_id)
         if settings.pprof:  # before "listening on": a start-up error must come before that line
-            from ..debug import start_debug_server
+            from logstream.node.debug import start_debug_server
 
             debug = start_debug_server(settings.phost, settings.pport, core.node_id, asyncio.get_running_loop(),
                                        health=problem)
@@ -172,8 +173,8 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         tasks.keep("maintenance", lambda: _maintain(writer, settings.idle_close, fsync_interval,
                                                     report_health))
         if settings.mediator is not None:
-            from . import legacy
-            from .registration import keep_registered
+            from logstream.streamer import legacy
+            from logstream.streamer.registration import keep_registered
 
             mediator = settings.mediator
             metadata = call_metadata(token=core.guard.token)

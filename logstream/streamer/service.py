@@ -11,13 +11,13 @@ from typing import NoReturn
 
 import grpc
 
-from .._proto import logstream_pb2 as pb
-from .._proto import logstream_pb2_grpc as pb_grpc
-from ..auth import Guard, Peer, forward_refusal
-from ..peer import PeerReader
-from ..ratelog import RateLimitedLog
-from .lease import Lease
-from .writer import (
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.node.auth import Guard, Peer, forward_refusal
+from logstream.node.peer import PeerReader
+from logstream.node.ratelog import RateLimitedLog
+from logstream.streamer.lease import Lease
+from logstream.streamer.writer import (
     BadRequest,
     Chunk,
     FileLocked,

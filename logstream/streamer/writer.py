@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .paths import BadTarget, Target, is_inside, validate_target
-from .rotation import (
+from logstream.keys.paths import BadTarget, Target, is_inside, validate_target
+from logstream.streamer.rotation import (
     UNLIMITED,
     Stamp,
     longest_line_over,

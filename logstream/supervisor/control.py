@@ -15,9 +15,9 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from ..config.cluster import ClusterConfig, ConfigError, load_cluster
-from ..config.flags import GoFlagParser, UsageError
-from .render import RunPaths, process_name, run_paths
+from logstream.cluster.config import ClusterConfig, ConfigError, load_cluster
+from logstream.config.flags import GoFlagParser, UsageError
+from logstream.supervisor.render import RunPaths, process_name, run_paths
 
 
 class NotRunning(UsageError):

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, NoReturn
 
-from ..config.cluster import (
+from logstream.cluster.config import (
     ClusterConfig,
     ConfigError,
     Node,
@@ -33,10 +33,10 @@ from ..config.cluster import (
     select_nodes,
     token_path,
 )
-from ..config.flags import UsageError
-from ..token_file import ensure_token
-from .control import socket_answers, supervisord_pid
-from .render import RunPaths, render, run_paths, stop_wait_s
+from logstream.config.flags import UsageError
+from logstream.node.token_file import ensure_token
+from logstream.supervisor.control import socket_answers, supervisord_pid
+from logstream.supervisor.render import RunPaths, render, run_paths, stop_wait_s
 
 # Seconds between readiness checks, and after which a missing node is reported once.
 READY_POLL_S = 0.25
@@ -201,7 +201,7 @@ class ReadyCheck:
     def __call__(self) -> bool:
         import grpc
 
-        from .._proto import logstream_pb2, logstream_pb2_grpc
+        from logstream._proto import logstream_pb2, logstream_pb2_grpc
 
         if self._channel is None:
             # The mediator may not listen yet: retry connecting quickly rather than with grpc's
@@ -211,7 +211,7 @@ class ReadyCheck:
             if self.tls is None:
                 self._channel = grpc.insecure_channel(self.target, options=options)
             else:
-                from ..tls import channel_credentials
+                from logstream.node.tls import channel_credentials
 
                 self._channel = grpc.secure_channel(self.target, channel_credentials(*self.tls), options=options)
         stub = logstream_pb2_grpc.ClusterStatusStub(self._channel)  # type: ignore[no-untyped-call]

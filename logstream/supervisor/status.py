@@ -9,10 +9,10 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
-from ..config.cluster import ClusterConfig, ConfigError, load_cluster, mediator_address
-from ..config.flags import GoFlagParser
-from ..status_cli import StatusError, fetch_status, format_table
-from .control import paths_for, socket_answers, supervisor_rpc
+from logstream.cluster.config import ClusterConfig, ConfigError, load_cluster, mediator_address
+from logstream.config.flags import GoFlagParser
+from logstream.commands.status import StatusError, fetch_status, format_table
+from logstream.supervisor.control import paths_for, socket_answers, supervisor_rpc
 
 # Exit codes: everything up; something is down or unreachable.
 OK, DEGRADED = 0, 1
@@ -22,7 +22,7 @@ def _credentials(config: ClusterConfig) -> Any:
     tls = config.tls
     if tls is None or tls.crt is None:
         return None
-    from ..tls import channel_credentials
+    from logstream.node.tls import channel_credentials
 
     cwd = Path.cwd()
     files = [None if p is None else (p if p.is_absolute() else cwd / p) for p in (tls.ca, tls.crt, tls.pk)]

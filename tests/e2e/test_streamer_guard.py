@@ -22,9 +22,9 @@ from helpers import Node, start_node
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
-from logstream.auth import call_metadata
-from logstream.status_cli import fetch_status
-from logstream.tls import channel_credentials
+from logstream.node.auth import call_metadata
+from logstream.commands.status import fetch_status
+from logstream.node.tls import channel_credentials
 
 if TYPE_CHECKING:
     from tests.conftest import TlsFiles

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
-from logstream.auth import call_metadata
+from logstream.node.auth import call_metadata
 
 pytestmark = pytest.mark.e2e
 

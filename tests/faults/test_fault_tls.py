@@ -15,8 +15,8 @@ import pytest
 from faultnodes import channel, mediator, procs, status, streamer, wait_live, wait_placing
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
-from logstream.auth import MEDIATOR_HEADER
-from logstream.tls import channel_credentials
+from logstream.node.auth import MEDIATOR_HEADER
+from logstream.node.tls import channel_credentials
 
 if TYPE_CHECKING:
     from tests.conftest import TlsFiles

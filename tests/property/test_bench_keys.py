@@ -8,7 +8,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream.bench_keys import call_groups, client_keys, key_load, key_name, spread, total_keys
+from logstream.commands.bench_keys import call_groups, client_keys, key_load, key_name, spread, total_keys
 
 counts = st.integers(min_value=1, max_value=3000)
 clients = st.integers(min_value=1, max_value=8)

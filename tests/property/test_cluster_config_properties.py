@@ -14,12 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from supervisor.options import ServerOptions
 
-from logstream.config.cluster import load_cluster, plan_nodes, to_toml, token_path
+from logstream.cluster.config import load_cluster, plan_nodes, to_toml, token_path
 from logstream.config.flags import load_settings
 from logstream.config.settings import MediatorSettings, StreamerSettings
 from logstream.config.units import format_duration, format_size, parse_size
 from logstream.supervisor.render import render, run_paths
-from logstream.token_file import ensure_token
+from logstream.node.token_file import ensure_token
 
 counts = st.integers(min_value=1, max_value=6)
 sizes = st.integers(min_value=1, max_value=10**12).map(format_size) | st.just("-1B")

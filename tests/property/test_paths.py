@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream.streamer.paths import BadTarget, validate_target
+from logstream.keys.paths import BadTarget, validate_target
 from logstream.streamer.writer import BadRequest, Writer
 
 segments = st.sampled_from(["a", "b", "..", ".", "", "out", "up", "loop", "inside", "file.log", "x\x00y",

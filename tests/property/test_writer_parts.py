@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream.streamer.paths import Target
+from logstream.keys.paths import Target
 from logstream.streamer.writer import Chunk, split_parts
 
 targets = st.builds(Target, st.sampled_from([(), ("a",), ("a", "b"), ("c",), ("d",)]),

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream import certs
-from logstream.auth import Guard, Peer, call_metadata, forward_refusal, parse_token
-from logstream.peer import PeerReader, cert_kind
-from logstream.ratelog import RateLimitedLog
+from logstream.commands import certs
+from logstream.node.auth import Guard, Peer, call_metadata, forward_refusal, parse_token
+from logstream.node.peer import PeerReader, cert_kind
+from logstream.node.ratelog import RateLimitedLog
 from logstream.streamer.legacy import legacy_from_status
 
 kinds = st.sampled_from(["node", "client", "none"])

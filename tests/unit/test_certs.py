@@ -9,7 +9,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from logstream import certs, cli
+from logstream.commands import certs
+from logstream.commands import main as cli
 from logstream.config.flags import UsageError
 
 

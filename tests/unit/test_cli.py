@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from logstream import __version__
-from logstream.cli import COMMANDS, main
+from logstream.commands.main import COMMANDS, main
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from logstream import client as lc
-from logstream import tls
+from logstream.node import tls
 from logstream.config.settings import StreamerSettings
 
 if TYPE_CHECKING:

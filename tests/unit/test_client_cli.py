@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from logstream import cli, tls
-from logstream.client_cli import parse_target
+from logstream.commands import main as cli
+from logstream.node import tls
+from logstream.commands.send import parse_target
 from logstream.config.flags import UsageError
 from logstream.config.settings import StreamerSettings
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from logstream.config.cluster import (
+from logstream.cluster.config import (
     ClusterConfig,
     ConfigError,
     check_files,
@@ -20,7 +20,7 @@ from logstream.config.cluster import (
 )
 from logstream.config.flags import UsageError, load_settings
 from logstream.config.settings import MediatorSettings, StreamerSettings
-from logstream.token_file import ensure_token, read_token
+from logstream.node.token_file import ensure_token, read_token
 
 
 def write(tmp_path: Path, text: str, name: str = "cluster.toml") -> Path:

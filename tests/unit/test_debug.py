@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from logstream import debug
+from logstream.node import debug
 from logstream.config.flags import UsageError
 
 

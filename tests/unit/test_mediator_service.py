@@ -12,13 +12,13 @@ from prometheus_client.registry import CollectorRegistry
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
-from logstream.auth import Guard, call_metadata
+from logstream.node.auth import Guard, call_metadata
 from logstream.mediator.metrics import MediatorCollector, register
 from logstream.mediator.placement import FileKey
 from logstream.mediator.router import Router, RouterConfig
 from logstream.mediator.server import build_server
 from logstream.mediator.service import BadInput, ClusterStatusServicer, Validator, check_address
-from logstream.status_cli import format_table
+from logstream.commands.status import format_table
 
 
 def test_equivalent_paths_are_one_key_so_one_owner() -> None:

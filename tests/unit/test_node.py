@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from logstream import node
+from logstream.node import run as node
 
 
 @pytest.mark.asyncio

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from logstream.procstat import Sampler, open_fds, peak_rss_kb, status_kb
+from logstream.node.procstat import Sampler, open_fds, peak_rss_kb, status_kb
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from logstream._proto import logstream_pb2 as pb
-from logstream.protogen import generate
+from logstream._proto.gen import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,9 +23,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
-from logstream.auth import LINK_HEADER, Guard, call_metadata
+from logstream.node.auth import LINK_HEADER, Guard, call_metadata
 from logstream.streamer.lease import Lease
-from logstream.node import set_serving
+from logstream.node.run import set_serving
 from logstream.streamer.server import build_server
 from logstream.streamer.service import StreamerCore, wrap_int32
 from logstream.streamer.writer import Chunk, Writer

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from logstream.streamer.paths import Target
+from logstream.keys.paths import Target
 from logstream.streamer.service import status_for
 from logstream.streamer.writer import BadRequest, FileLocked, OutOfDescriptors, RootUnusable, Writer
 

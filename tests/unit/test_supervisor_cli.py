@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from logstream.cli import main as cli
-from logstream.config.cluster import ClusterConfig, load_cluster
-from logstream.supervisor.init_cli import starter_text
+from logstream.commands.main import main as cli
+from logstream.cluster.config import ClusterConfig, load_cluster
+from logstream.commands.init import starter_text
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from logstream import tasks
-from logstream.tasks import NodeFailed, TaskSupervisor
+from logstream.node import tasks
+from logstream.node.tasks import NodeFailed, TaskSupervisor
 
 
 class Flaky:
@@ -174,7 +174,7 @@ async def test_the_mediator_reports_not_serving_while_its_health_loop_is_down_th
 
 
 def test_a_node_whose_work_failed_exits_with_code_1() -> None:
-    from logstream.node import run_until_signalled
+    from logstream.node.run import run_until_signalled
 
     async def serve(stop: asyncio.Event) -> None:
         raise NodeFailed("background task health-loop ended 6 times in 60s")

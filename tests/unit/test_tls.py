@@ -10,12 +10,12 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from logstream import tls
+from logstream.node import tls
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.config.flags import UsageError
 from logstream.config.settings import StreamerSettings
-from logstream.net import SERVER_OPTIONS
+from logstream.node.net import SERVER_OPTIONS
 
 if TYPE_CHECKING:
     from tests.conftest import TlsFiles

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bench_keys import key_load, spread, total_keys
-from .config.flags import UsageError
-from .procstat import ProcFigures, Sampler
+from logstream.commands.bench_keys import key_load, spread, total_keys
+from logstream.config.flags import UsageError
+from logstream.node.procstat import ProcFigures, Sampler
 
 MODES = ("ping", "unary", "batch", "stream")  # ping: the gRPC round trip alone, no write
 _LISTENING = re.compile(r"(?<!debug server )listening on (\S+):(\d+)")
@@ -132,8 +132,8 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
 
     import grpc
 
-    from . import tls
-    from ._proto import logstream_pb2 as pb
+    from logstream.node import tls
+    from logstream._proto import logstream_pb2 as pb
 
     creds = tls.channel_credentials(*(Path(p) if p else None for p in (plan.ca, plan.crt, plan.pk)))
     channel = tls.secure_or_insecure_channel(plan.target, creds)
@@ -376,8 +376,8 @@ def _wait_cluster(mediator: str, count: int, timeout_s: float = 30.0) -> None:
     """Until the mediator reports `count` live streamers."""
     import grpc
 
-    from ._proto import logstream_pb2 as pb
-    from ._proto import logstream_pb2_grpc as pb_grpc
+    from logstream._proto import logstream_pb2 as pb
+    from logstream._proto import logstream_pb2_grpc as pb_grpc
 
     deadline = time.monotonic() + timeout_s
     with grpc.insecure_channel(mediator) as channel:

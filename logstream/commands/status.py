@@ -13,11 +13,11 @@ from typing import Any
 
 import grpc
 
-from ._proto import logstream_pb2 as pb
-from ._proto import logstream_pb2_grpc as pb_grpc
-from .config.flags import GoFlagParser, UsageError
-from .config.types import _parse_address
-from .net import CHANNEL_OPTIONS
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.config.flags import GoFlagParser, UsageError
+from logstream.config.types import _parse_address
+from logstream.node.net import CHANNEL_OPTIONS
 
 
 class StatusError(Exception):
@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     if argv and not argv[0].startswith("-"):  # `logstream status cluster.toml`: supervisord's view too
-        from .supervisor.status import cluster_status_main
+        from logstream.supervisor.status import cluster_status_main
 
         return cluster_status_main(argv[0], argv[1:])
     args = _parser().parse_args(argv)
@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
         target = _parse_address(args.mediator)
     except ValueError as exc:
         raise UsageError(f"-mediator: {exc}") from None
-    from .tls import channel_credentials
+    from logstream.node.tls import channel_credentials
 
     creds = channel_credentials(args.ca, args.crt, args.pk)
     try:

@@ -9,22 +9,22 @@ from __future__ import annotations
 import importlib
 import sys
 
-from . import __version__
-from .config.flags import UsageError
+from logstream import __version__
+from logstream.config.flags import UsageError
 
 # name -> ("module:function", one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("logstream.supervisor.run:main", "launch a whole cluster from a TOML file under supervisord"),
     "streamer": ("logstream.streamer.main:main", "run one streamer (writes lines to files)"),
     "mediator": ("logstream.mediator.main:main", "run the mediator (routes lines to streamers)"),
-    "send": ("logstream.client_cli:main", "send lines (arguments or stdin) to a mediator or streamer"),
-    "status": ("logstream.status_cli:main", "show a cluster's streamers, files and counters"),
+    "send": ("logstream.commands.send:main", "send lines (arguments or stdin) to a mediator or streamer"),
+    "status": ("logstream.commands.status:main", "show a cluster's streamers, files and counters"),
     "stop": ("logstream.supervisor.control:stop_main", "stop a cluster started with `logstream run`"),
     "restart": ("logstream.supervisor.control:restart_main", "restart one node of a running cluster"),
-    "init": ("logstream.supervisor.init_cli:main", "write a commented starter cluster file"),
-    "config": ("logstream.supervisor.init_cli:config_main", "show the effective configuration of a cluster file"),
-    "certs": ("logstream.certs:main", "make a development CA and node certificates"),
-    "bench": ("logstream.bench:main", "measure lines/s and latency, with a direct-append baseline"),
+    "init": ("logstream.commands.init:main", "write a commented starter cluster file"),
+    "config": ("logstream.commands.init:config_main", "show the effective configuration of a cluster file"),
+    "certs": ("logstream.commands.certs:main", "make a development CA and node certificates"),
+    "bench": ("logstream.commands.bench:main", "measure lines/s and latency, with a direct-append baseline"),
 }
 
 USAGE = "usage: logstream [--version] COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(

@@ -29,10 +29,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .flags import UsageError, flag_name
-from .settings import tls_set_problem
-from .types import Address, Duration, Size, ZeroOrDuration
-from .units import format_duration, format_size
+from logstream.config.flags import UsageError, flag_name
+from logstream.config.settings import tls_set_problem
+from logstream.config.types import Address, Duration, Size, ZeroOrDuration
+from logstream.config.units import format_duration, format_size
 
 ENV_PREFIX = "LOGSTREAM_"
 ENV_DELIMITER = "__"
@@ -439,7 +439,7 @@ def _file_problem(key: str, path: Path, cwd: Path) -> str | None:
 def _tls_content_problems(tls: TlsSection, cwd: Path) -> list[str]:
     """Certificates and keys that are not PEM, or a key that does not match its certificate: the
     nodes would refuse to start, so say it before anything starts."""
-    from ..tls import read_certificates, read_key_pair  # imports grpc: only when TLS is configured
+    from logstream.node.tls import read_certificates, read_key_pair  # imports grpc: only when TLS is configured
 
     try:
         if tls.crt is not None and tls.pk is not None:

@@ -7,9 +7,9 @@ import logging
 import os
 from pathlib import Path
 
-from .auth import Guard, new_token, parse_token
-from .config.flags import UsageError
-from .config.settings import RoleSettings
+from logstream.node.auth import Guard, new_token, parse_token
+from logstream.config.flags import UsageError
+from logstream.config.settings import RoleSettings
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from .config.flags import UsageError
-from .config.settings import RoleSettings
-from .net import CHANNEL_OPTIONS
+from logstream.config.flags import UsageError
+from logstream.config.settings import RoleSettings
+from logstream.node.net import CHANNEL_OPTIONS
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .rotation import ROTATED_SUFFIX_MAX, looks_rotated
+from logstream.streamer.rotation import ROTATED_SUFFIX_MAX, looks_rotated
 
 LOG_SUFFIX = ".log"
 # Linux's limits; the writer passes the root file system's actual values.

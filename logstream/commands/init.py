@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from ..config.cluster import ClusterConfig, ConfigError, check_files, load_cluster, to_toml
-from ..config.flags import UsageError
+from logstream.cluster.config import ClusterConfig, ConfigError, check_files, load_cluster, to_toml
+from logstream.config.flags import UsageError
 
 DEFAULT_FILE = "cluster.toml"
 
@@ -74,7 +74,7 @@ def config_main(argv: list[str]) -> int:
     parser.add_argument("--run-dir", metavar="DIR", help="cluster.run_dir")
     parser.add_argument("--path", metavar="DIR", help="streamers.path")
     args = parser.parse_args(argv)
-    from .run import short_flags
+    from logstream.supervisor.run import short_flags
 
     prog = f"logstream config {args.action}"
     try:

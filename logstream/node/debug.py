@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from .config.flags import UsageError
+from logstream.config.flags import UsageError
 
 logger = logging.getLogger(__name__)
 

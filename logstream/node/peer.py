@@ -6,7 +6,7 @@ import grpc
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .auth import LINK_HEADER, MEDIATOR_HEADER, TOKEN_HEADER, CertKind, Peer
+from logstream.node.auth import LINK_HEADER, MEDIATOR_HEADER, TOKEN_HEADER, CertKind, Peer
 
 _CACHE_MAX = 1024
 

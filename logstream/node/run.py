@@ -13,9 +13,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from . import tls
-from .decoding import CheckedServer
-from .net import SERVER_OPTIONS, listen_address
+from logstream.node import tls
+from logstream.node.decoding import CheckedServer
+from logstream.node.net import SERVER_OPTIONS, listen_address
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Seq
 
 
 async def set_serving(built: Built, serving: bool = True) -> None:
-    """SERVING, or NOT_SERVING while background work of the node is down (logstream.tasks)."""
+    """SERVING, or NOT_SERVING while background work of the node is down (logstream.node.tasks)."""
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", *built.services):
         await built.health.set(name, status)
@@ -93,7 +93,7 @@ def run_until_signalled(serve: Serve, loop: str = "uvloop") -> int:
     The exit code: 0, or 1 when the node's background work could not be kept running
     (`tasks.NodeFailed`), so that a process supervisor restarts it.
     """
-    from .tasks import NodeFailed
+    from logstream.node.tasks import NodeFailed
 
     try:
         _run(serve, loop)

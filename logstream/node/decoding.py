@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from .ratelog import RateLimitedLog
+from logstream.node.ratelog import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 

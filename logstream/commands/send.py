@@ -11,9 +11,9 @@ from typing import BinaryIO, TypeVar
 
 import grpc
 
-from .client import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_LINES, DEFAULT_TIMEOUT_S, RetryPolicy, SendError, SyncLogClient
-from .config.flags import GoFlagParser, UsageError, join_flag_values
-from .config.units import UnitError, format_duration, format_size, parse_duration, parse_size
+from logstream.client import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_LINES, DEFAULT_TIMEOUT_S, RetryPolicy, SendError, SyncLogClient
+from logstream.config.flags import GoFlagParser, UsageError, join_flag_values
+from logstream.config.units import UnitError, format_duration, format_size, parse_duration, parse_size
 
 logger = logging.getLogger(__name__)
 
