@@ -37,7 +37,8 @@ def render(cluster: str, nodes: Sequence[Node], cwd: Path, python: str, log_dir:
         f"; files = /path/to/{conf_name(cluster)}",
     ]
     for node in nodes:
-        # Within the group supervisord starts lower priorities first and stops them last.
+        # Within the group supervisord starts lower priorities first and signals them last on a stop
+        # (without waiting in between: one group keeps `supervisorctl stop logstream-NAME:*` whole).
         priority = 1 if node.role == "mediator" else 2
         lines += [
             "",

@@ -37,13 +37,15 @@ def _uptime(info: dict[str, Any]) -> str:
 
 
 def supervisor_view(config: ClusterConfig) -> list[dict[str, Any]]:
-    """One entry per node supervisord runs here: name, state, pid, uptime_s."""
+    """One entry per node supervisord runs here: name, state, pid, uptime_s, and the name
+    `supervisorctl` knows it by (`streamers:s1`: a bare `s1` is "no such process")."""
     with supervisor_rpc(paths_for(config), timeout_s=5.0) as rpc:
         infos = rpc.getAllProcessInfo()
     processes = []
     for info in infos:
         processes.append({
             "name": info["name"], "group": info["group"], "state": info["statename"], "pid": info["pid"],
+            "supervisorctl": info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}",
             "uptime_s": max(0, int(info["now"]) - int(info["start"])) if info["statename"] == "RUNNING" else 0,
             "uptime": _uptime(info), "description": info["description"],
         })
@@ -95,12 +97,13 @@ def cluster_status_main(path: str, argv: list[str]) -> int:
     if result.get("supervisord_error"):
         print(f"supervisord: {result['supervisord_error']}")
     else:
-        rows = [("NODE", "STATE", "PID", "UPTIME")] + [
-            (p["name"], p["state"], str(p["pid"] or "-"), p["uptime"]) for p in result["processes"]
+        rows = [("NODE", "STATE", "PID", "UPTIME", "SUPERVISORCTL")] + [
+            (p["name"], p["state"], str(p["pid"] or "-"), p["uptime"], p["supervisorctl"]) for p in result["processes"]
         ]
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
         for row in rows:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print(f"(supervisorctl -c {paths.conf} stop|start|restart|tail NAME, with NAME as in SUPERVISORCTL)")
     print()
     if "mediator_error" in result:
         print(f"mediator {target}: unreachable: {result['mediator_error']}")
