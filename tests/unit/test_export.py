@@ -5,6 +5,7 @@ writer read back by PyYAML, and the command's errors (one line, exit 2, nothing 
 from __future__ import annotations
 
 import configparser
+import os
 import shlex
 import shutil
 import subprocess
@@ -324,3 +325,50 @@ def test_the_real_command_is_listed_and_exits_2(tmp_path: Path) -> None:
     assert "nofile.toml" in done.stderr
     assert "export" in subprocess.run([sys.executable, "-m", "logstream", "--help"], capture_output=True,
                                       text=True, timeout=60).stdout
+
+
+def test_k8s_container_args_are_flags_the_nodes_accept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      tls_files: Any) -> None:
+    """What a pod would run, with the kubelet's $(POD_NAME) expansion and the mounts simulated in
+    tmp_path, parsed by the nodes' own settings loader: every flag exists and validates."""
+    from logstream.config.flags import load_settings
+    from logstream.config.settings import MediatorSettings, StreamerSettings
+
+    extra = f"[tls]\nca = '{tls_files.ca}'\ncrt = '{tls_files.node_crt}'\npk = '{tls_files.node_key}'\n"
+    file = cluster_file(tmp_path, "size = '10MB'\n" + extra)
+    assert run_export(tmp_path, [str(file), "--format", "k8s", "--out", "k8s"], monkeypatch) == 0
+    objects = by_kind(manifests(tmp_path / "k8s"))
+    mounts = {k8s.TOKEN_MOUNT: tmp_path / "token", k8s.TLS_MOUNT: tmp_path / "tls",
+              k8s.LOGS_MOUNT: tmp_path / "pv", k8s.RUN_MOUNT: tmp_path / "empty"}
+    for folder in mounts.values():
+        folder.mkdir()
+    (tmp_path / "token" / "cluster.token").write_text((tmp_path / "run" / "cluster.token").read_text())
+    for key, source in (("ca.crt", tls_files.ca), ("tls.crt", tls_files.node_crt), ("tls.key", tls_files.node_key)):
+        (tmp_path / "tls" / key).write_bytes(Path(source).read_bytes())
+
+    def pod_args(kind: str, name: str, pod: str) -> list[str]:
+        container = objects[(kind, name)]["spec"]["template"]["spec"]["containers"][0]
+        out = []
+        for arg in container["args"][1:]:
+            arg = arg.replace("$(POD_NAME)", pod).replace("$$", "$")
+            for mount, local in mounts.items():
+                arg = arg.replace(mount, str(local))
+            out.append(arg)
+        return out
+
+    for name in list(os.environ):
+        if name.startswith("LOGSTREAM_"):
+            monkeypatch.delenv(name)
+    pod = "logstream-prod-streamer-1"
+    streamer = load_settings(StreamerSettings, pod_args("StatefulSet", "logstream-prod-streamer", pod), "s", "")
+    assert (streamer.id, streamer.advertise, streamer.mediator) == (
+        pod, f"{pod}.logstream-prod-streamers:8080", "logstream-prod-mediator-peers:8000")
+    assert (streamer.host, streamer.port, streamer.phost, streamer.pprof, streamer.pport) == (
+        "0.0.0.0", 8080, "0.0.0.0", True, 1112)
+    assert (streamer.path, streamer.size, streamer.grace, streamer.tls_mode) == (
+        tmp_path / "pv", 10_000_000, 3.0, "mutual")
+    mediator = load_settings(MediatorSettings, pod_args("Deployment", "logstream-prod-mediator", "m-1"), "m", "")
+    assert (mediator.host, mediator.port, mediator.pprof, mediator.pport, mediator.grace) == (
+        "0.0.0.0", 8000, True, 1111, 2.0)
+    assert mediator.lease_file == tmp_path / "empty" / "mediator.lease"
+    assert mediator.token_file == tmp_path / "token" / "cluster.token"
