@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--path", metavar="DIR", help="root folder for log files (streamers.path)")
     parser.add_argument("--python", metavar="PATH", default=sys.executable,
                         help="systemd, supervisord: the Python that runs `-m logstream` (default: this one, "
-                             f"{sys.executable})")
+                             f"{sys.executable})".replace("%", "%%"))
     parser.add_argument("--user", metavar="USER", help="systemd, supervisord: run the nodes as this user")
     parser.add_argument("--image", metavar="IMAGE", default=f"logstream:{__version__}",
                         help="k8s: the container image (built from the Dockerfile; default: %(default)s)")

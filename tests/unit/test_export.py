@@ -129,6 +129,13 @@ def test_exec_start_words_are_quoted_so_systemd_keeps_them(arg: str) -> None:
     assert shlex.split(word.replace("%%", "%").replace("$$", "$"))[0] == arg
 
 
+@given(st.text(alphabet=st.characters(exclude_characters="\n\r\x00")))
+def test_any_exec_start_word_reads_back(arg: str) -> None:
+    """The same model of systemd's reading as above, for any one-line word."""
+    word = systemd.quote_arg(arg)
+    assert shlex.split(word.replace("%%", "%").replace("$$", "$")) == [arg]
+
+
 def test_odd_paths_still_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     odd = tmp_path / "a%b c$d"
     odd.mkdir()
