@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from logstream.config import timings
 from logstream.config.types import Address, Duration, Size, ZeroOrDuration
 
 
@@ -206,21 +207,21 @@ class MediatorSettings(RoleSettings):
         if self.health_interval <= 0:
             raise ValueError("-health-interval must be positive")
         if self.ping_timeout is None:
-            self.ping_timeout = min(self.health_interval / 2, 2.0)
+            self.ping_timeout = timings.default_ping_timeout_s(self.health_interval)
         if not 0 < self.ping_timeout <= self.health_interval:
             raise ValueError(
                 f"-ping-timeout ({self.ping_timeout}s) must be positive and at most -health-interval "
                 f"({self.health_interval}s)"
             )
         if self.lease is None:
-            self.lease = 1.5 * self.health_interval
-        if self.lease <= self.health_interval:
+            self.lease = timings.default_lease_s(self.health_interval)
+        if not timings.lease_outlasts_interval(self.lease, self.health_interval):
             raise ValueError(
                 f"-lease ({self.lease}s) must be longer than -health-interval ({self.health_interval}s), "
                 "or every lease lapses between two pings"
             )
         if self.handoff_wait is None:
-            self.handoff_wait = self.health_interval + self.ping_timeout + 1.1 * self.lease
+            self.handoff_wait = timings.default_handoff_wait_s(self.health_interval, self.ping_timeout, self.lease)
         if self.batch_bytes == -1:
             raise ValueError("-batch-bytes must be a finite size")
         if self.max_line == -1:
