@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from logstream.config.flags import error_text
 from logstream.config.settings import MediatorSettings, RoleSettings, SettingsConflict, StreamerSettings
-from logstream.cluster.plan import WILDCARDS, mediator_values, override_of, setting_key, streamer_values
+from logstream.cluster.plan import WILDCARDS, mediator_values, setting_key, streamer_values
 from logstream.cluster.schema import ClusterConfig
 
 

@@ -14,10 +14,12 @@ from logstream.cluster.schema import COMMON, SECTION_MODELS, ClusterConfig, Stre
 def _ordered(model: type[BaseModel], values: Mapping[str, Any]) -> dict[str, Any]:
     """The keys a cluster declares for a section first (count, host, port, ...), then the role's
     own, then those every node shares (grace, log_level, ...)."""
-    own = set(model.__annotations__) if isinstance(getattr(model, "__annotations__", None), dict) else set()
+    own = list(vars(model).get("__annotations__", {}))
 
-    def rank(key: str) -> int:
-        return 0 if key in own else 2 if key in COMMON else 1
+    def rank(key: str) -> tuple[int, int]:
+        if key in own:
+            return (0, own.index(key))
+        return (2 if key in COMMON else 1, 0)
 
     return {key: values[key] for key in sorted(values, key=rank)}
 
