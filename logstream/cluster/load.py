@@ -1,6 +1,6 @@
 """Loading a cluster file: one precedence, and every problem named by where its value came from.
 
-Precedence, declared once in `cluster_sources` (first wins): short flags and `--set section.key=value`
+Precedence, declared once in `cluster_sources` (first wins): short flags > `--set section.key=value`
 > environment (`LOGSTREAM_SECTION__KEY`) > the TOML file > defaults. Every mistake comes back as one
 line naming the source of the value and its key path, e.g. `configs/x.toml: streamers.size: not a size: 'abc'`.
 """
@@ -191,10 +191,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
 
 
-def cluster_sources(given: Mapping[str, Any], environ: Mapping[str, str],
+def cluster_sources(flags: Mapping[str, Any], sets: Mapping[str, Any], environ: Mapping[str, str],
                     file_data: Mapping[str, Any] | None) -> tuple[PydanticBaseSettingsSource, ...]:
-    """The one precedence of a cluster's values, first wins: given (flags, --set) > environment > file."""
-    sources: list[PydanticBaseSettingsSource] = [InitSettingsSource(ClusterConfig, dict(given)),
+    """The one precedence of a cluster's values, first wins: short flags > --set > environment > file."""
+    sources: list[PydanticBaseSettingsSource] = [InitSettingsSource(ClusterConfig, dict(flags)),
+                                                 InitSettingsSource(ClusterConfig, dict(sets)),
                                                  environment_source(ClusterConfig, environ)]
     if file_data is not None:
         sources.append(InitSettingsSource(ClusterConfig, dict(file_data)))
@@ -216,19 +217,19 @@ def load_cluster(
     path = Path(file) if file is not None else None
     toml_data = _read_toml(path) if path is not None else None
     parsed = parse_sets(sets)
-    given = parsed.values
+    flag_values: dict[str, Any] = {}
     flag_origins: dict[tuple[str, ...], str] = {}
     for dotted, value in (flags or {}).items():
         parts = tuple(dotted.split("."))
-        given = merge_values([InitSettingsSource(ClusterConfig, _nested(parts, value)),
-                              InitSettingsSource(ClusterConfig, given)])
+        flag_values = merge_values([InitSettingsSource(ClusterConfig, _nested(parts, value)),
+                                    InitSettingsSource(ClusterConfig, flag_values)])
         flag_origins[parts] = f"{SHORT_FLAGS.get(parts, dotted)} {value}"
     env = dict(os.environ if environ is None else environ)
     origin_maps: list[Origins] = [flag_origins, parsed.origins, _env_origins(env)]
     if path is not None and toml_data is not None:
         origin_maps.append(_toml_origins(toml_data, path))
     try:
-        merged = merge_values(cluster_sources(given, env, toml_data))
+        merged = merge_values(cluster_sources(flag_values, parsed.values, env, toml_data))
         origin_maps.insert(1, patch_streamers(merged, parsed))
         config = ClusterConfig.model_validate(merged)
     except ValidationError as exc:
