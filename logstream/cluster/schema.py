@@ -116,7 +116,8 @@ class TlsSection(Section):
     def _complete(self) -> TlsSection:
         ca, crt, pk, verify = self.ca, self.crt, self.pk, self.verify_clients
         if tls_set_problem(ca, crt, pk, verify, str):
-            raise SettingsConflict(("crt", "pk", "ca", "verify_clients"),
+            given = tuple(key for key in ("crt", "pk", "ca", "verify_clients") if getattr(self, key) is not None)
+            raise SettingsConflict(given,
                                    lambda name: tls_set_problem(ca, crt, pk, verify, name) or "")
         return self
 

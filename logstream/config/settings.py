@@ -101,7 +101,8 @@ class RoleSettings(BaseSettings):
     def _tls_files_complete(self) -> RoleSettings:
         ca, crt, pk, verify = self.ca, self.crt, self.pk, self.verify_clients
         if tls_set_problem(ca, crt, pk, verify, flag_spelling):
-            raise SettingsConflict(("crt", "pk", "ca", "verify_clients"),
+            given = tuple(key for key in ("crt", "pk", "ca", "verify_clients") if getattr(self, key) is not None)
+            raise SettingsConflict(given,
                                    lambda name: tls_set_problem(ca, crt, pk, verify, name) or "")
         for name in ("ca", "crt", "pk", "token_file"):
             file = getattr(self, name)
@@ -161,21 +162,22 @@ class MediatorSettings(RoleSettings):
     id: str = Field("", description="this mediator's name in logs (default: host:port)")
     health_interval: Duration = Field(5.0, description="how often each streamer is pinged")
     ping_timeout: Duration | None = Field(
-        None, description="a ping slower than this fails (default: half the health interval, at most 2s)"
+        None, description="a ping slower than this fails (default: half the health interval, at most "
+        f"{format_duration(timings.PING_TIMEOUT_CAP_S)})"
     )
     lease: Duration | None = Field(
-        None, description="how long a ping lets a streamer write (default: 1.5 x health interval)"
+        None, description=f"how long a ping lets a streamer write (default: {timings.LEASE_INTERVALS} x health interval)"
     )
     handoff_wait: Duration | None = Field(
         None,
         description="how long a request for a key without a usable owner (hand-off, failed owner) waits "
         "before UNAVAILABLE (default: long enough to ride out a failed streamer: "
-        "health interval + ping timeout + 1.1 x lease)",
+        f"health interval + ping timeout + {timings.CLOCK_RATE_MARGIN} x lease)",
     )
     restart_grace: ZeroOrDuration | None = Field(
         None,
         description="after start-up, place no key until leases a previous mediator granted have surely "
-        "expired (default: what -lease-file records, else ping timeout + 1.1 x lease)",
+        f"expired (default: what -lease-file records, else ping timeout + {timings.CLOCK_RATE_MARGIN} x lease)",
     )
     lease_file: Path | None = Field(
         None,

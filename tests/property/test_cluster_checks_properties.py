@@ -22,7 +22,7 @@ values = st.one_of(
     st.integers(min_value=1, max_value=10**12).map(format_size),
     st.integers(min_value=1, max_value=10**6).map(lambda ms: format_duration(ms / 1000)),
     st.sampled_from(["0", "0s", "-5s", "true", "false", "never", "asyncio", "lots", "", "debug", "1e3"]),
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
+    st.text(st.characters(codec="utf-8"), max_size=12),
 )
 
 MEDIATOR_KEYS = sorted(set(MediatorSettings.model_fields) - MEDIATOR_PLANNED)

@@ -344,7 +344,7 @@ def test_config_check_refuses_what_the_node_refuses(tmp_path: Path, capsys: pyte
     section, field = key.split(".")
     model = MediatorSettings if section == "mediator" else StreamerSettings
     with pytest.raises(UsageError):  # the node refuses the same value
-        load_settings(model, [f"-{field.replace('_', '-')}={item.split('=', 1)[1]}"], "test", "")  # type: ignore[type-var]
+        load_settings(model, [f"-{field.replace('_', '-')}={item.split('=', 1)[1]}"], "test", "")
 
 
 def test_a_streamer_table_set_on_the_command_line_is_named_by_its_set(tmp_path: Path) -> None:
