@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from logstream.cluster.config import ClusterConfig, ConfigError, check_files, load_cluster, to_toml
+from logstream.cluster import ClusterConfig, ConfigError, check_files, load_cluster, to_toml
 from logstream.config.flags import UsageError
 
 DEFAULT_FILE = "cluster.toml"

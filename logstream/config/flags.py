@@ -15,7 +15,8 @@ from typing import Any, NoReturn, TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
-from logstream.config.settings import RoleSettings
+from logstream.config.settings import RoleSettings, flag_spelling, load_role
+from logstream.config.types import show_value
 
 S = TypeVar("S", bound=RoleSettings)
 
@@ -49,7 +50,7 @@ def _go_bool(text: str) -> bool:
 
 
 def flag_name(field: str) -> str:
-    return field.replace("_", "-")
+    return flag_spelling(field).removeprefix("-")
 
 
 def build_parser(model: type[RoleSettings], prog: str, description: str) -> argparse.ArgumentParser:
@@ -62,7 +63,7 @@ def build_parser(model: type[RoleSettings], prog: str, description: str) -> argp
         if "(default:" not in description:
             default = field.get_default(call_default_factory=True)
             if default not in (None, ""):
-                description += f" (default: {_show_default(name, default)})"
+                description += f" (default: {show_value(field, default)})"
         if field.annotation in (bool, bool | None):
             # Go's flag package: `-console`, `-console=true`, `-console=false`.
             parser.add_argument(f"-{flag}", f"--{flag}", dest=name, nargs="?", const=True,
@@ -97,20 +98,6 @@ def join_flag_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[s
     return joined
 
 
-def _show_default(name: str, default: Any) -> str:
-    if default is None:
-        return "unset"
-    if name in ("size", "max_line", "batch_bytes"):
-        from logstream.config.units import format_size
-
-        return format_size(default)
-    if isinstance(default, float):
-        from logstream.config.units import format_duration
-
-        return format_duration(default)
-    return str(default)
-
-
 def load_settings(model: type[S], argv: list[str], prog: str, description: str) -> S:
     """Parse `argv` and validate every source; raise UsageError with one line on any mistake."""
     parser = build_parser(model, prog, description)
@@ -118,9 +105,8 @@ def load_settings(model: type[S], argv: list[str], prog: str, description: str) 
     config_file: Path | None = given.pop("config", None)
     if config_file is not None and not config_file.is_file():
         raise UsageError(f"-config: no such file: {config_file}")
-    bound = type(model.__name__, (model,), {"config_file": config_file})
     try:
-        return bound(**given)  # type: ignore[no-any-return]
+        return load_role(model, given, config_file)
     except ValidationError as exc:
         raise UsageError(describe_validation_error(exc, model, given, config_file)) from None
     except SettingsError as exc:
@@ -133,7 +119,7 @@ def describe_validation_error(exc: ValidationError, model: type[BaseSettings], g
                               config_file: Path | None) -> str:
     """One line: where the first bad value came from (flag, variable, file key) and why."""
     error = exc.errors()[0]
-    message = str(error["msg"]).removeprefix("Value error, ")
+    message = error_text(error)
     loc = [str(part) for part in error["loc"]]
     if not loc:  # a model-level check; its message names the flags
         return message
@@ -152,3 +138,9 @@ def describe_validation_error(exc: ValidationError, model: type[BaseSettings], g
     else:
         source = f"-{flag_name(name)}"
     return f"invalid {source}: {message}"
+
+
+def error_text(error: Any) -> str:
+    """Why a value was refused: a validator's own exception as it wrote it, else pydantic's message."""
+    raised = error.get("ctx", {}).get("error")
+    return str(raised) if isinstance(raised, Exception) else str(error["msg"])

@@ -1,26 +1,29 @@
 """The per-role settings (StreamerSettings, MediatorSettings) and their one precedence.
 
-Precedence, declared once in `RoleSettings.settings_customise_sources`: flags (passed as init
-values) > environment (`LOGSTREAM_STREAMER_*`, `LOGSTREAM_MEDIATOR_*`) > the TOML file's table
-(`[streamer]` / `[mediator]` of `-config FILE`) > defaults.
+Precedence, declared once in `role_sources`: flags > environment (`LOGSTREAM_STREAMER_*`,
+`LOGSTREAM_MEDIATOR_*`) > the TOML file's table (`[streamer]` / `[mediator]` of `-config FILE`) > defaults.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
-from logstream.config.types import Address, Duration, Size, ZeroOrDuration
+from logstream.config import timings
+from logstream.config.units import format_duration
+from logstream.config.types import Address, Duration, FiniteSize, Size, ZeroOrDuration
 
 
 class TomlTableSource(TomlConfigSettingsSource):
@@ -36,6 +39,22 @@ class TomlTableSource(TomlConfigSettingsSource):
         if not isinstance(section, dict):
             raise ValueError(f"{file_path}: [{self.table}] must be a table")
         return section
+
+
+class SettingsConflict(ValueError):
+    """Settings each valid alone but not together. `explain(name)` says why, spelling each key with
+    `name` (a flag "-lease" for a node, a key path "mediator.lease" in a cluster file); `keys[0]` is
+    the one to change."""
+
+    def __init__(self, keys: tuple[str, ...], explain: Callable[[Callable[[str], str]], str]) -> None:
+        self.keys = keys
+        self.explain = explain
+        super().__init__(explain(flag_spelling))
+
+
+def flag_spelling(field: str) -> str:
+    """How a node's flag spells a settings field: `health_interval` -> `-health-interval`."""
+    return f"-{field.replace('_', '-')}"
 
 
 def tls_set_problem(ca: object, crt: object, pk: object, verify_clients: bool | None,
@@ -56,8 +75,6 @@ class RoleSettings(BaseSettings):
 
     # The TOML table this role reads from `-config FILE`; set by each role.
     toml_table: ClassVar[str] = ""
-    # The file given with -config; set by the loader before validation.
-    config_file: ClassVar[Path | None] = None
 
     model_config = SettingsConfigDict(extra="forbid", validate_default=True)
 
@@ -82,14 +99,15 @@ class RoleSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_files_complete(self) -> RoleSettings:
-        problem = tls_set_problem(self.ca, self.crt, self.pk, self.verify_clients,
-                                  lambda key: f"-{key.replace('_', '-')}")
-        if problem:
-            raise ValueError(problem)
+        ca, crt, pk, verify = self.ca, self.crt, self.pk, self.verify_clients
+        if tls_set_problem(ca, crt, pk, verify, flag_spelling):
+            given = tuple(key for key in ("crt", "pk", "ca", "verify_clients") if getattr(self, key) is not None)
+            raise SettingsConflict(given,
+                                   lambda name: tls_set_problem(ca, crt, pk, verify, name) or "")
         for name in ("ca", "crt", "pk", "token_file"):
             file = getattr(self, name)
             if file is not None and not Path(file).is_file():
-                raise ValueError(f"-{name.replace('_', '-')}: no such file: {file}")
+                raise ValueError(f"{flag_spelling(name)}: no such file: {file}")
         return self
 
     @property
@@ -99,20 +117,6 @@ class RoleSettings(BaseSettings):
             return "none"
         verify = self.ca is not None if self.verify_clients is None else self.verify_clients
         return "mutual" if verify else "server"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if cls.config_file is not None:
-            sources.append(TomlTableSource(settings_cls, cls.config_file, cls.toml_table))
-        return tuple(sources)
 
 
 def _default_node_id() -> str:
@@ -135,7 +139,7 @@ class StreamerSettings(RoleSettings):
     advertise: Address | None = Field(
         None, description="host:port the mediator reaches this streamer at (default: bind host, or this host's name, and -port)"
     )
-    max_line: Size = Field(1_048_576, description="longest accepted line (bytes, e.g. 64KiB)")
+    max_line: FiniteSize = Field(1_048_576, description="longest accepted line (bytes, e.g. 64KiB)")
     fsync: Literal["never", "always", "interval"] = Field(
         "never", description="durability: never (OS page cache), always (fsync before every ack), interval"
     )
@@ -146,12 +150,6 @@ class StreamerSettings(RoleSettings):
     loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="event loop: uvloop (faster; falls back to asyncio when not installed) or asyncio"
     )
-
-    @model_validator(mode="after")
-    def _size_holds_a_line(self) -> StreamerSettings:
-        if self.max_line == -1:
-            raise ValueError("-max-line must be a finite size")
-        return self
 
 
 class MediatorSettings(RoleSettings):
@@ -164,21 +162,22 @@ class MediatorSettings(RoleSettings):
     id: str = Field("", description="this mediator's name in logs (default: host:port)")
     health_interval: Duration = Field(5.0, description="how often each streamer is pinged")
     ping_timeout: Duration | None = Field(
-        None, description="a ping slower than this fails (default: half the health interval, at most 2s)"
+        None, description="a ping slower than this fails (default: half the health interval, at most "
+        f"{format_duration(timings.PING_TIMEOUT_CAP_S)})"
     )
     lease: Duration | None = Field(
-        None, description="how long a ping lets a streamer write (default: 1.5 x health interval)"
+        None, description=f"how long a ping lets a streamer write (default: {timings.LEASE_INTERVALS} x health interval)"
     )
     handoff_wait: Duration | None = Field(
         None,
         description="how long a request for a key without a usable owner (hand-off, failed owner) waits "
         "before UNAVAILABLE (default: long enough to ride out a failed streamer: "
-        "health interval + ping timeout + 1.1 x lease)",
+        f"health interval + ping timeout + {timings.CLOCK_RATE_MARGIN} x lease)",
     )
     restart_grace: ZeroOrDuration | None = Field(
         None,
         description="after start-up, place no key until leases a previous mediator granted have surely "
-        "expired (default: what -lease-file records, else ping timeout + 1.1 x lease)",
+        f"expired (default: what -lease-file records, else ping timeout + {timings.CLOCK_RATE_MARGIN} x lease)",
     )
     lease_file: Path | None = Field(
         None,
@@ -187,8 +186,8 @@ class MediatorSettings(RoleSettings):
     )
     forward_timeout: Duration = Field(5.0, description="deadline of one forward to a streamer (then it counts as failed)")
     batch_lines: int = Field(20_000, ge=1, description="most lines coalesced into one forward")
-    batch_bytes: Size = Field(4_000_000, description="most bytes coalesced into one forward")
-    max_line: Size = Field(1_048_576, description="longest accepted line (bytes)")
+    batch_bytes: FiniteSize = Field(4_000_000, description="most bytes coalesced into one forward")
+    max_line: FiniteSize = Field(1_048_576, description="longest accepted line (bytes)")
     linger: ZeroOrDuration = Field(
         0.005, description="under load, how long a forward waits for more requests to join it (0: never)"
     )
@@ -203,26 +202,63 @@ class MediatorSettings(RoleSettings):
 
     @model_validator(mode="after")
     def _derived_timings(self) -> MediatorSettings:
-        if self.health_interval <= 0:
-            raise ValueError("-health-interval must be positive")
         if self.ping_timeout is None:
-            self.ping_timeout = min(self.health_interval / 2, 2.0)
-        if not 0 < self.ping_timeout <= self.health_interval:
-            raise ValueError(
-                f"-ping-timeout ({self.ping_timeout}s) must be positive and at most -health-interval "
-                f"({self.health_interval}s)"
-            )
+            self.ping_timeout = timings.default_ping_timeout_s(self.health_interval)
+        interval, ping_timeout = self.health_interval, self.ping_timeout
+        if not 0 < ping_timeout <= interval:
+            raise SettingsConflict(("ping_timeout", "health_interval"), lambda name: (
+                f"{name('ping_timeout')}: {format_duration(ping_timeout)} must be at most "
+                f"{name('health_interval')} ({format_duration(interval)})"))
         if self.lease is None:
-            self.lease = 1.5 * self.health_interval
-        if self.lease <= self.health_interval:
-            raise ValueError(
-                f"-lease ({self.lease}s) must be longer than -health-interval ({self.health_interval}s), "
-                "or every lease lapses between two pings"
-            )
+            self.lease = timings.default_lease_s(self.health_interval)
+        lease = self.lease
+        if not timings.lease_outlasts_interval(lease, interval):
+            raise SettingsConflict(("lease", "health_interval"), lambda name: (
+                f"{name('lease')}: {format_duration(lease)} must be longer than {name('health_interval')} "
+                f"({format_duration(interval)}), or every lease lapses between two pings"))
         if self.handoff_wait is None:
-            self.handoff_wait = self.health_interval + self.ping_timeout + 1.1 * self.lease
-        if self.batch_bytes == -1:
-            raise ValueError("-batch-bytes must be a finite size")
-        if self.max_line == -1:
-            raise ValueError("-max-line must be a finite size")
+            self.handoff_wait = timings.default_handoff_wait_s(self.health_interval, self.ping_timeout, self.lease)
         return self
+
+
+R = TypeVar("R", bound=RoleSettings)
+
+
+def merge_values(sources: Sequence[PydanticBaseSettingsSource]) -> dict[str, Any]:
+    """The values of `sources`, the first that sets a key winning; tables merge key by key."""
+    merged: dict[str, Any] = {}
+    for source in reversed(sources):
+        _deep_update(merged, source())
+    return merged
+
+
+def _deep_update(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def environment_source(model: type[BaseSettings], environ: Mapping[str, str] | None) -> EnvSettingsSource:
+    """`model`'s variables, from `environ` (os.environ when None): tests and children pass their own."""
+    source = EnvSettingsSource(model)
+    if environ is not None:
+        source.env_vars = {(k if source.case_sensitive else k.lower()): v for k, v in environ.items()}
+    return source
+
+
+def role_sources(model: type[RoleSettings], flags: Mapping[str, Any], config_file: Path | None,
+                 environ: Mapping[str, str] | None = None) -> tuple[PydanticBaseSettingsSource, ...]:
+    """The one precedence of a node's settings, first wins: flags > environment > the file's table."""
+    sources: list[PydanticBaseSettingsSource] = [InitSettingsSource(model, dict(flags)),
+                                                 environment_source(model, environ)]
+    if config_file is not None:
+        sources.append(TomlTableSource(model, config_file, model.toml_table))
+    return tuple(sources)
+
+
+def load_role(model: type[R], flags: Mapping[str, Any], config_file: Path | None = None,
+              environ: Mapping[str, str] | None = None) -> R:
+    """`model` from its sources (raises pydantic's ValidationError, pydantic-settings' SettingsError)."""
+    return model.model_validate(merge_values(role_sources(model, flags, config_file, environ)))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, TypeAdapter
+from pydantic.fields import FieldInfo
 
-from logstream.config.units import format_duration, format_size, parse_duration, parse_size
+from logstream.config.units import UNLIMITED, format_duration, format_size, parse_duration, parse_size
 
 
 def _parse_address(value: Any) -> str:
@@ -19,6 +20,16 @@ def _parse_address(value: Any) -> str:
 
 # Bytes as an int (-1 = unlimited); accepts "1MB", "1.5KiB", "-1B", 4096.
 Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
+
+
+def _finite(n_bytes: int) -> int:
+    if n_bytes == UNLIMITED:
+        raise ValueError("must be a finite size (-1B, unlimited, is not allowed here)")
+    return n_bytes
+
+
+# A Size that cannot be unlimited (-1B is refused).
+FiniteSize = Annotated[Size, AfterValidator(_finite)]
 # Seconds as a float; accepts "5s", "250ms", "1m30s", 2.5.
 Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
@@ -31,3 +42,16 @@ ZeroOrDuration = Annotated[
 ]
 # "host:port" with a port in 1..65535.
 Address = Annotated[str, BeforeValidator(_parse_address)]
+
+
+def show_value(field: FieldInfo, value: Any) -> str:
+    """`value` of `field` as a flag or a person writes it: sizes and durations in their units (known
+    from the field's type and its serializer, not its name), booleans as true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(TypeAdapter(field_type(field)).dump_python(value, mode="json"))
+
+
+def field_type(field: FieldInfo) -> Any:
+    """The field's whole type, with the validators and serializers pydantic keeps beside it."""
+    return Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation

@@ -9,6 +9,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from logstream.config.timings import expiry_bound_s
+
 
 class Holder(NamedTuple):
     """One streamer process as the mediator knows it: its id and the address it serves.
@@ -59,7 +61,7 @@ class Registered:
 class Membership:
     """The registry of streamers and the mediator's conservative view of their leases.
 
-    `surely_expired_at(h)` = last ping sent to `h` + ping_timeout + lease * 1.1: a streamer starts its
+    `surely_expired_at(h)` = last ping sent to `h` + `timings.expiry_bound_s`: a streamer starts its
     lease when it receives a ping, which (for a ping delivered at all) is before the ping's deadline,
     and the 10% covers the two clocks running at slightly different rates.
     """
@@ -74,7 +76,7 @@ class Membership:
 
     @property
     def expiry_bound_s(self) -> float:
-        return self.ping_timeout_s + self.lease_s * 1.1
+        return expiry_bound_s(self.ping_timeout_s, self.lease_s)
 
     def _displaced_by(self, holder: Holder) -> list[Member]:
         """Members that `holder` would replace: its id elsewhere, or another id on its address

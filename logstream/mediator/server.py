@@ -17,6 +17,7 @@ from logstream.node.run import Built
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.config.settings import MediatorSettings
+from logstream.config.timings import expiry_bound_s
 from logstream.node.net import listen_address
 from logstream.config.flags import UsageError
 from logstream.node.auth import Guard
@@ -49,7 +50,7 @@ def open_ledger(settings: MediatorSettings) -> LeaseLedger | None:
         return None
     assert settings.ping_timeout is not None and settings.lease is not None
     try:
-        return LeaseLedger(settings.lease_file, settings.ping_timeout + 1.1 * settings.lease)
+        return LeaseLedger(settings.lease_file, expiry_bound_s(settings.ping_timeout, settings.lease))
     except OSError as exc:
         raise UsageError(f"-lease-file {settings.lease_file}: {exc.strerror or exc}") from None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from logstream.config.timings import outlived_s
 from logstream.mediator.membership import Holder, Membership, Registered
 from logstream.mediator.ownership import Handoff, Ownership, Route
 from logstream.mediator.placement import FileKey
@@ -36,7 +37,7 @@ class ClusterState:
         the last of those leases does: no other streamer can hold one. True if it was shortened."""
         if self.awaited.get(holder, 0.0) is not None:
             return False
-        self.awaited[holder] = now + max(0.0, lease_left_s) * 1.1
+        self.awaited[holder] = now + outlived_s(max(0.0, lease_left_s))
         ends = list(self.awaited.values())
         if any(end is None for end in ends):
             return False

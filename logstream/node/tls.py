@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -20,13 +20,27 @@ logger = logging.getLogger(__name__)
 ChannelOptions = Sequence[tuple[str, int | str]]
 
 
+class TlsFileError(UsageError):
+    """A TLS file that cannot be used: the setting naming it (`-crt`), its `path` and the `reason`;
+    for a key that does not belong to its certificate, `other` is the certificate's flag and path."""
+
+    def __init__(self, flag: str, path: Path, reason: str, other: tuple[str, Path] | None = None) -> None:
+        self.flag, self.path, self.reason, self.other = flag, path, reason, other
+        super().__init__(self.text(lambda flag: flag, " "))
+
+    def text(self, name: Callable[[str], str], separator: str = ": ") -> str:
+        """The message with each flag spelled by `name` (e.g. `-crt` -> `tls.crt`)."""
+        against = f" {name(self.other[0])} {self.other[1]}" if self.other else ""
+        return f"{name(self.flag)}{separator}{self.path}: {self.reason}{against}"
+
+
 def _read(flag: str, path: Path) -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"{flag} {path}: no such file") from None
+        raise TlsFileError(flag, path, "no such file") from None
     except OSError as exc:
-        raise UsageError(f"{flag} {path}: cannot read: {exc.strerror or exc}") from None
+        raise TlsFileError(flag, path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def read_certificates(flag: str, path: Path) -> bytes:
@@ -35,7 +49,7 @@ def read_certificates(flag: str, path: Path) -> bytes:
     try:
         x509.load_pem_x509_certificates(data)
     except ValueError:
-        raise UsageError(f"{flag} {path}: not a PEM certificate") from None
+        raise TlsFileError(flag, path, "not a PEM certificate") from None
     return data
 
 
@@ -45,9 +59,9 @@ def read_private_key(flag: str, path: Path) -> bytes:
     try:
         serialization.load_pem_private_key(data, password=None)
     except TypeError:
-        raise UsageError(f"{flag} {path}: private key is encrypted (give an unencrypted key)") from None
+        raise TlsFileError(flag, path, "private key is encrypted (give an unencrypted key)") from None
     except (ValueError, UnsupportedAlgorithm):
-        raise UsageError(f"{flag} {path}: not a PEM private key") from None
+        raise TlsFileError(flag, path, "not a PEM private key") from None
     return data
 
 
@@ -59,7 +73,7 @@ def read_key_pair(crt: Path, pk: Path) -> tuple[bytes, bytes]:
     key_public = serialization.load_pem_private_key(key, password=None).public_key()
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if leaf_public.public_bytes(*fmt) != key_public.public_bytes(*fmt):
-        raise UsageError(f"-pk {pk}: key does not match the certificate in -crt {crt}")
+        raise TlsFileError("-pk", pk, "key does not match the certificate in", other=("-crt", crt))
     return key, chain
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from logstream.cluster.config import ClusterConfig, ConfigError, load_cluster
+from logstream.cluster import ClusterConfig, ConfigError, load_cluster
 from logstream.config.flags import GoFlagParser, UsageError
 from logstream.supervisor.render import RunPaths, process_name, run_paths
 

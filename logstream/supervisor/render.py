@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from logstream.cluster.config import Node
+from logstream.cluster import Node
 
 # Unix socket paths are limited (108 bytes on Linux, 104 on macOS); beyond this, use /tmp.
 _MAX_SOCKET_PATH = 100

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, NoReturn
 
-from logstream.cluster.config import (
+from logstream.cluster import (
     ClusterConfig,
     ConfigError,
     Node,

@@ -9,7 +9,7 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
-from logstream.cluster.config import ClusterConfig, ConfigError, load_cluster, mediator_address
+from logstream.cluster import ClusterConfig, ConfigError, load_cluster, mediator_address
 from logstream.config.flags import GoFlagParser
 from logstream.commands.status import StatusError, fetch_status, format_table
 from logstream.supervisor.control import paths_for, socket_answers, supervisor_rpc

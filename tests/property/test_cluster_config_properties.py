@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from supervisor.options import ServerOptions
 
-from logstream.cluster.config import load_cluster, plan_nodes, to_toml, token_path
+from logstream.cluster import load_cluster, plan_nodes, to_toml, token_path
 from logstream.config.flags import load_settings
 from logstream.config.settings import MediatorSettings, StreamerSettings
 from logstream.config.units import format_duration, format_size, parse_size

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from logstream.cluster.config import (
+from logstream.cluster import (
     ClusterConfig,
     ConfigError,
     check_files,
@@ -310,3 +310,61 @@ def test_a_tilde_path_naming_no_user_is_taken_literally(tmp_path: Path) -> None:
     (streamer,) = [node for node in plan_nodes(config, tmp_path) if node.role == "streamer"]
     argv = streamer.argv("python")
     assert f"-path={tmp_path / '~no-such-user-here/logs'}" in argv
+
+
+# --- one declaration per setting: the node sections are the roles' settings -----------------------
+
+
+def test_node_sections_hold_every_role_setting_the_planner_does_not_set() -> None:
+    from logstream.cluster import MediatorSection, StreamerOverride, StreamersSection
+    from logstream.cluster.schema import MEDIATOR_PLANNED, STREAMER_PLANNED
+
+    assert set(MediatorSection.model_fields) == set(MediatorSettings.model_fields) - MEDIATOR_PLANNED | {"advertise"}
+    assert set(StreamersSection.model_fields) == set(StreamerSettings.model_fields) - STREAMER_PLANNED - {"advertise"} | {"count"}
+    assert set(StreamerOverride.model_fields) == set(StreamerSettings.model_fields) - STREAMER_PLANNED | {"name"}
+    # The same description, the same checks: the role's field, not a copy typed again.
+    assert StreamersSection.model_fields["size"].description == StreamerSettings.model_fields["size"].description
+
+
+@pytest.mark.parametrize(("item", "key"), [
+    ("mediator.batch_bytes=-1B", "mediator.batch_bytes"),
+    ("streamers.max_line=-1B", "streamers.max_line"),
+    ("mediator.max_line=-1B", "mediator.max_line"),
+    ("mediator.ping_timeout=10s", "mediator.ping_timeout"),
+])
+def test_config_check_refuses_what_the_node_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    item: str, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from logstream.commands.init import config_main
+
+    monkeypatch.chdir(tmp_path)
+    file = write(tmp_path, "[cluster]\nname = 'x'\n")
+    assert config_main(["check", str(file), "--set", item]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"logstream config check: error: --set {item}: {key}"), line
+    section, field = key.split(".")
+    model = MediatorSettings if section == "mediator" else StreamerSettings
+    with pytest.raises(UsageError):  # the node refuses the same value
+        load_settings(model, [f"-{field.replace('_', '-')}={item.split('=', 1)[1]}"], "test", "")
+
+
+def test_a_streamer_table_set_on_the_command_line_is_named_by_its_set(tmp_path: Path) -> None:
+    [line] = problems(write(tmp_path, "[[streamer]]\nname = 's3'\n"), ["streamer.s2.max_line=-1B"])
+    assert line.startswith("--set streamer.s2.max_line=-1B: streamer[1].max_line: must be a finite size"), line
+
+
+def test_settings_are_loaded_as_their_own_class(tmp_path: Path) -> None:
+    file = write(tmp_path, "[streamer]\nport = 7001\n")
+    settings = load_settings(StreamerSettings, ["-config", str(file)], "test", "")
+    assert type(settings) is StreamerSettings and settings.port == 7001
+    assert type(load_cluster(write(tmp_path, "[streamers]\ncount = 2\n", "c.toml"), environ={})) is ClusterConfig
+
+
+def test_a_tls_file_error_carries_its_setting_and_path(tmp_path: Path) -> None:
+    from logstream.node.tls import TlsFileError, read_certificates
+
+    (tmp_path / "junk.crt").write_text("junk")
+    with pytest.raises(TlsFileError) as caught:
+        read_certificates("-ca", tmp_path / "junk.crt")
+    assert (caught.value.flag, caught.value.path) == ("-ca", tmp_path / "junk.crt")
+    assert caught.value.text(lambda flag: "tls." + flag.removeprefix("-")) == f"tls.ca: {tmp_path / 'junk.crt'}: not a PEM certificate"
+    assert str(caught.value) == f"-ca {tmp_path / 'junk.crt'}: not a PEM certificate"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from logstream.commands.main import main as cli
-from logstream.cluster.config import ClusterConfig, load_cluster
+from logstream.cluster import ClusterConfig, load_cluster
 from logstream.commands.init import starter_text
 
 

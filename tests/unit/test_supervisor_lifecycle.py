@@ -41,7 +41,7 @@ print(f"fake {name} bye", flush=True)
 DRIVER = """\
 import sys
 from pathlib import Path
-from logstream.cluster.config import load_cluster, plan_nodes
+from logstream.cluster import load_cluster, plan_nodes
 from logstream.supervisor.render import run_paths
 from logstream.supervisor.run import Runner
 

@@ -9,7 +9,7 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
-from logstream.cluster.config import load_cluster, plan_nodes
+from logstream.cluster import load_cluster, plan_nodes
 from logstream.supervisor.render import STOP_MARGIN_S, escape, process_name, render, run_paths
 
 

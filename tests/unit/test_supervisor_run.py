@@ -6,7 +6,7 @@ import io
 import socket
 from pathlib import Path
 
-from logstream.cluster.config import load_cluster, plan_nodes
+from logstream.cluster import load_cluster, plan_nodes
 from logstream.supervisor.run import Follower, Printer, busy_ports
 
 
