@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from logstream import __version__
-from logstream.cluster.config import ConfigError, load_cluster, plan_nodes
+from logstream.cluster import ConfigError, load_cluster, plan_nodes
 from logstream.config.flags import UsageError
 from logstream.export import k8s, supervisord, systemd
 

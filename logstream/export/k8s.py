@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from logstream.cluster.config import Node
+from logstream.cluster import Node
 from logstream.export import yaml
 from logstream.supervisor.render import stop_wait_s
 

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from logstream.cluster.config import Node
+from logstream.cluster import Node
 from logstream.supervisor.render import START_SECS, escape, stop_wait_s
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from logstream.cluster.config import Node
+from logstream.cluster import Node
 from logstream.supervisor.render import stop_wait_s
 
 # Seconds systemd waits before restarting a node that failed; with the default start limit

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from supervisor.options import ServerOptions
 
-from logstream.cluster.config import load_cluster, plan_nodes
+from logstream.cluster import load_cluster, plan_nodes
 from logstream.commands import export
 from logstream.commands.main import main as logstream_main
 from logstream.export import k8s, systemd, yaml
