@@ -439,14 +439,14 @@ def _file_problem(key: str, path: Path, cwd: Path) -> str | None:
 def _tls_content_problems(tls: TlsSection, cwd: Path) -> list[str]:
     """Certificates and keys that are not PEM, or a key that does not match its certificate: the
     nodes would refuse to start, so say it before anything starts."""
-    from logstream.node.tls import read_certificates, read_key_pair  # imports grpc: only when TLS is configured
+    from logstream.node.tls import CredentialsError, read_certificates, read_key_pair  # imports grpc: only when TLS is configured
 
     try:
         if tls.crt is not None and tls.pk is not None:
             read_key_pair(_absolute(tls.crt, cwd), _absolute(tls.pk, cwd))
         if tls.ca is not None:
             read_certificates("-ca", _absolute(tls.ca, cwd))
-    except UsageError as exc:
+    except CredentialsError as exc:
         message = str(exc)
         for name in ("ca", "crt", "pk"):
             message = message.replace(f"-{name} ", f"tls.{name}: ", 1) if message.startswith(f"-{name} ") else \

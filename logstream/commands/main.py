@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from logstream import __version__
-from logstream.config.flags import UsageError
+from logstream.errors import UserError
 
 # name -> ("module:function", one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     function = getattr(importlib.import_module(module_name), function_name)
     try:
         return int(function(rest))
-    except UsageError as exc:
+    except UserError as exc:  # UsageError and every library error a user can fix
         print(f"logstream {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

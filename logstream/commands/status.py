@@ -16,7 +16,7 @@ import grpc
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.config.flags import GoFlagParser, UsageError
-from logstream.config.types import _parse_address
+from logstream.node.address import AddressError, parse_address
 from logstream.node.net import CHANNEL_OPTIONS
 
 
@@ -102,8 +102,8 @@ def main(argv: list[str]) -> int:
         return cluster_status_main(argv[0], argv[1:])
     args = _parser().parse_args(argv)
     try:
-        target = _parse_address(args.mediator)
-    except ValueError as exc:
+        target = parse_address(args.mediator)
+    except AddressError as exc:
         raise UsageError(f"-mediator: {exc}") from None
     from logstream.node.tls import channel_credentials
 

@@ -16,11 +16,12 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
 from logstream.config.settings import RoleSettings
+from logstream.errors import UserError
 
 S = TypeVar("S", bound=RoleSettings)
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A mistake the user made on the command line, in the environment or in a config file."""
 
 

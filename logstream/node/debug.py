@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from logstream.config.flags import UsageError
+from logstream.node.net import ListenError
 
 logger = logging.getLogger(__name__)
 
@@ -471,8 +471,8 @@ def start_debug_server(host: str, port: int, node: str,
         httpd = server_class((host.strip("[]"), port), node, loop or _current_loop(), health)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise UsageError(f"-pport {port}: address in use") from None
-        raise UsageError(f"-phost {host} -pport {port}: cannot listen: {exc.strerror or exc}") from None
+            raise ListenError(f"-pport {port}: address in use") from None
+        raise ListenError(f"-phost {host} -pport {port}: cannot listen: {exc.strerror or exc}") from None
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
                               name=f"debug-http-{httpd.server_address[1]}", daemon=True)
     thread.start()

@@ -3,30 +3,47 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from logstream.config.flags import UsageError
-from logstream.config.settings import RoleSettings
-from logstream.node.net import CHANNEL_OPTIONS
+from logstream.errors import UserError
+from logstream.node.channel import ChannelOptions, aio_channel
+from logstream.node.net import ListenError
+
+if TYPE_CHECKING:  # a type only: the client imports this module without pydantic
+    from logstream.config.settings import RoleSettings
 
 logger = logging.getLogger(__name__)
 
-ChannelOptions = Sequence[tuple[str, int | str]]
+__all__ = ["ChannelOptions", "CredentialsError", "ListenError", "add_port", "channel_credentials",
+           "node_channel_credentials", "read_certificates", "read_key_pair", "read_private_key",
+           "secure_or_insecure_channel", "server_credentials"]
+
+# The name the roles use; one constructor lives in node/channel.py.
+secure_or_insecure_channel = aio_channel
+
+
+class CredentialsError(UserError):
+    """A certificate or key file that is missing, unreadable, not PEM or not matching; `flag` names
+    the setting that gave `path` (e.g. "-ca") and `reason` says what is wrong with it."""
+
+    def __init__(self, flag: str, path: Path | None, reason: str) -> None:
+        self.flag, self.path, self.reason = flag, path, reason
+        super().__init__(f"{flag} {path}: {reason}" if path is not None else f"{flag} {reason}")
 
 
 def _read(flag: str, path: Path) -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"{flag} {path}: no such file") from None
+        raise CredentialsError(flag, path, "no such file") from None
     except OSError as exc:
-        raise UsageError(f"{flag} {path}: cannot read: {exc.strerror or exc}") from None
+        raise CredentialsError(flag, path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def read_certificates(flag: str, path: Path) -> bytes:
@@ -35,7 +52,7 @@ def read_certificates(flag: str, path: Path) -> bytes:
     try:
         x509.load_pem_x509_certificates(data)
     except ValueError:
-        raise UsageError(f"{flag} {path}: not a PEM certificate") from None
+        raise CredentialsError(flag, path, "not a PEM certificate") from None
     return data
 
 
@@ -45,9 +62,9 @@ def read_private_key(flag: str, path: Path) -> bytes:
     try:
         serialization.load_pem_private_key(data, password=None)
     except TypeError:
-        raise UsageError(f"{flag} {path}: private key is encrypted (give an unencrypted key)") from None
+        raise CredentialsError(flag, path, "private key is encrypted (give an unencrypted key)") from None
     except (ValueError, UnsupportedAlgorithm):
-        raise UsageError(f"{flag} {path}: not a PEM private key") from None
+        raise CredentialsError(flag, path, "not a PEM private key") from None
     return data
 
 
@@ -59,7 +76,7 @@ def read_key_pair(crt: Path, pk: Path) -> tuple[bytes, bytes]:
     key_public = serialization.load_pem_private_key(key, password=None).public_key()
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if leaf_public.public_bytes(*fmt) != key_public.public_bytes(*fmt):
-        raise UsageError(f"-pk {pk}: key does not match the certificate in -crt {crt}")
+        raise CredentialsError("-pk", pk, f"key does not match the certificate in -crt {crt}")
     return key, chain
 
 
@@ -73,7 +90,7 @@ def server_credentials(settings: RoleSettings) -> grpc.ServerCredentials | None:
     if mode == "server":
         return grpc.ssl_server_credentials([(key, chain)])
     if settings.ca is None:  # pragma: no cover - the settings validator rejects this
-        raise UsageError("-verify-clients needs -ca")
+        raise CredentialsError("-verify-clients", None, "needs -ca")
     root = read_certificates("-ca", settings.ca)
     return grpc.ssl_server_credentials([(key, chain)], root_certificates=root, require_client_auth=True)
 
@@ -85,7 +102,7 @@ def channel_credentials(ca: Path | None, crt: Path | None, pk: Path | None) -> g
         return None
     if (crt is None) != (pk is None):
         given, missing = ("-crt", "-pk") if pk is None else ("-pk", "-crt")
-        raise UsageError(f"{given} needs {missing} too (a client certificate needs its key)")
+        raise CredentialsError(given, None, f"needs {missing} too (a client certificate needs its key)")
     root = read_certificates("-ca", ca) if ca is not None else None
     if crt is not None and pk is not None:
         key, chain = read_key_pair(crt, pk)
@@ -102,17 +119,6 @@ def node_channel_credentials(settings: RoleSettings) -> grpc.ChannelCredentials 
     return channel_credentials(settings.ca, settings.crt, settings.pk)
 
 
-def secure_or_insecure_channel(
-    target: str,
-    creds: grpc.ChannelCredentials | None,
-    options: ChannelOptions = CHANNEL_OPTIONS,
-) -> grpc.aio.Channel:
-    """A grpc.aio channel to `target`: TLS with `creds`, plaintext when `creds` is None."""
-    if creds is None:
-        return grpc.aio.insecure_channel(target, options=list(options))
-    return grpc.aio.secure_channel(target, creds, options=list(options))
-
-
 def add_port(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
     """Bind `address` (host:port; port 0 picks a free one) and return the bound port."""
     try:
@@ -123,5 +129,5 @@ def add_port(server: grpc.aio.Server, address: str, creds: grpc.ServerCredential
     except RuntimeError:  # newer grpc raises instead of returning 0
         port = 0
     if port == 0:
-        raise UsageError(f"cannot listen on {address} (address in use or not available here)")
+        raise ListenError(f"cannot listen on {address} (address in use or not available here)")
     return int(port)

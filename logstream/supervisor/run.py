@@ -34,7 +34,7 @@ from logstream.cluster.config import (
     token_path,
 )
 from logstream.config.flags import UsageError
-from logstream.node.token_file import ensure_token
+from logstream.node.token_file import TokenFileError, ensure_token
 from logstream.supervisor.control import socket_answers, supervisord_pid
 from logstream.supervisor.render import RunPaths, render, run_paths, stop_wait_s
 
@@ -489,7 +489,7 @@ def main(argv: list[str]) -> int:
     token = token_path(config, cwd)
     try:
         ensure_token(token)  # one per cluster, kept across restarts; nodes read it with -token-file
-    except (OSError, UsageError) as exc:
+    except (OSError, TokenFileError) as exc:
         print(f"logstream run: error: cluster token {token}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2
     return Runner(config, nodes, paths, cwd, started=started).run()

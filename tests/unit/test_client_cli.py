@@ -8,11 +8,14 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 
+from logstream.client import SendError
 from logstream.commands import main as cli
 from logstream.node import tls
-from logstream.commands.send import parse_target
+from logstream.commands.send import describe, parse_target
+from logstream.node.channel import Reach, probe
 from logstream.config.flags import UsageError
 from logstream.config.settings import StreamerSettings
 
@@ -83,6 +86,7 @@ def test_a_server_that_is_down_is_a_failure(capsys: pytest.CaptureFixture[str]) 
 @pytest.mark.parametrize("args, message", [
     (["-target", "nohost", "-filename", "f", "x"], "-target 'nohost': not a host:port address"),
     (["-target", "::1:80", "-filename", "f", "x"], "not a host:port address"),
+    (["-target", "h:1", "-filename", "f", "-attempts", "2.5", "x"], "'2.5': not a whole number"),
     (["-target", "h:1"], "the following arguments are required: -filename/--filename"),
     (["-targ", "h:1", "-filename", "f"], "the following arguments are required: -target/--target"),
     (["-target", "h:1", "-filename", "f", "-bogus", "x"], "unrecognized arguments: -bogus"),
@@ -128,3 +132,33 @@ def test_tls_modes(memory_server_factory: Callable[..., MemoryLogServer], tls_fi
     code, err = _send(["-target", server_only.target, "-ca", str(tls_files.node_key), *common, "x"], capsys)
     assert code == 2 and "-ca " in err and "not a PEM certificate" in err
     assert server_only.lines("", "f") == ["s"] and mutual.lines("", "f") == ["m"]
+
+
+def test_a_server_s_own_unavailable_is_retried_and_gets_no_tls_hint(
+        memory_server: MemoryLogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    # The handshake works (the probe sees READY): the UNAVAILABLE is the server's, not TLS's.
+    memory_server.fail(*[grpc.StatusCode.UNAVAILABLE] * 2)
+    code, err = _send(["-target", memory_server.target, "-filename", "f", "-attempts", "2", "x"], capsys)
+    assert code == 1 and "UNAVAILABLE" in err and "(after 2 attempts)" in err and "TLS" not in err
+
+
+def test_describe_adds_the_tls_hint_only_for_a_failed_handshake() -> None:
+    error = SendError("h:1", grpc.StatusCode.UNAVAILABLE, "any\nwording", attempts=1)
+    assert describe(error, uses_tls=False, reach=Reach.HANDSHAKE_FAILS).endswith("(the server may require TLS: "
+                                                                                 "give -ca, and -crt/-pk for mutual TLS)")
+    assert "(TLS: check -ca" in describe(error, uses_tls=True, reach=Reach.HANDSHAKE_FAILS)
+    for reach in (Reach.ANSWERS, Reach.NOT_LISTENING, Reach.UNDECIDED):
+        assert describe(error, uses_tls=True, reach=reach) == "h:1: UNAVAILABLE: any wording"
+    refused = SendError("h:1", grpc.StatusCode.INVALID_ARGUMENT, "bad", attempts=1, sent_lines=3)
+    assert describe(refused, uses_tls=False, reach=Reach.HANDSHAKE_FAILS) == "h:1: INVALID_ARGUMENT: bad; 3 lines were sent before"
+
+
+def test_probe_tells_nothing_listening_from_a_failed_handshake_from_an_answer(
+        memory_server_factory: Callable[..., MemoryLogServer], tls_files: TlsFiles) -> None:
+    server_only = memory_server_factory(tls.server_credentials(
+        StreamerSettings.model_validate(dict(crt=tls_files.node_crt, pk=tls_files.node_key))))
+    assert probe(server_only.target, None, 10) is Reach.HANDSHAKE_FAILS  # plaintext to a TLS server
+    assert probe(server_only.target, tls.channel_credentials(tls_files.ca, None, None), 10) is Reach.ANSWERS
+    with socket.socket() as bound:  # bound, never listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        assert probe(f"127.0.0.1:{bound.getsockname()[1]}", None, 10) is Reach.NOT_LISTENING

@@ -20,7 +20,7 @@ from logstream.cluster.config import (
 )
 from logstream.config.flags import UsageError, load_settings
 from logstream.config.settings import MediatorSettings, StreamerSettings
-from logstream.node.token_file import ensure_token, read_token
+from logstream.node.token_file import TokenFileError, ensure_token, read_token
 
 
 def write(tmp_path: Path, text: str, name: str = "cluster.toml") -> Path:
@@ -252,7 +252,7 @@ def test_the_cluster_token_is_made_once_owner_only_and_kept(tmp_path: Path) -> N
     assert not ensure_token(path) and path.read_text() == first
     assert read_token(path) == first.strip()
     path.write_text("  \n")
-    with pytest.raises(UsageError, match="empty"):
+    with pytest.raises(TokenFileError, match="empty"):
         read_token(path)
 
 

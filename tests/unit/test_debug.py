@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from logstream.node import debug
-from logstream.config.flags import UsageError
+from logstream.node.net import ListenError
 
 
 def _get(url: str, timeout_s: float = 10) -> tuple[int, str, str]:
@@ -176,8 +176,8 @@ def test_one_profile_at_a_time_and_close_ends_it(stop: threading.Event) -> None:
     assert results and results[0][0] == 200
 
 
-def test_a_port_in_use_is_a_usage_error(server: debug.DebugServer) -> None:
-    with pytest.raises(UsageError, match=rf"^-pport {server.port}: address in use$"):
+def test_a_port_in_use_is_a_listen_error(server: debug.DebugServer) -> None:
+    with pytest.raises(ListenError, match=rf"^-pport {server.port}: address in use$"):
         debug.start_debug_server("127.0.0.1", server.port, "n2")
 
 

@@ -1,0 +1,43 @@
+"""Every place that takes a host:port (send's -target, status's -mediator, settings' Address fields,
+the mediator's Register) applies the one rule of `node/address.py`."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from logstream.commands import status
+from logstream.commands.send import parse_target
+from logstream.config.flags import UsageError
+from logstream.config.types import Address
+from logstream.mediator.service import BadInput, check_address
+from logstream.node.address import AddressError, parse_address
+
+SAMPLES = ["127.0.0.1:8000", "[::1]:8000", "logs.example.org:443", " h:1 ", "::1:8000", "[::1]", "h:0",
+           "h:65536", "h:8o", "h:²", "[name]:80", "nohost", ":80"]
+
+
+def _accepts(check: object, text: str, errors: tuple[type[Exception], ...]) -> bool:
+    try:
+        check(text)  # type: ignore[operator]
+    except errors:
+        return False
+    return True
+
+
+def _status_accepts(text: str) -> bool:
+    # status.main parses -mediator before it dials anything; a bad address is a UsageError
+    try:
+        status.main(["-mediator", text, "-timeout", "0.001"])
+    except UsageError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_all_users_agree_with_the_one_parser(text: str) -> None:
+    expected = _accepts(parse_address, text, (AddressError,))
+    assert _accepts(parse_target, text, (UsageError,)) == expected
+    assert _accepts(TypeAdapter(Address).validate_python, text, (ValidationError,)) == expected
+    assert _accepts(check_address, text.strip(), (BadInput,)) == _accepts(parse_address, text.strip(), (AddressError,))
+    assert _status_accepts(text) == expected
