@@ -132,11 +132,12 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
 
     import grpc
 
-    from logstream.node import tls
     from logstream._proto import logstream_pb2 as pb
+    from logstream.node import tls
+    from logstream.node.channel import aio_channel
 
     creds = tls.channel_credentials(*(Path(p) if p else None for p in (plan.ca, plan.crt, plan.pk)))
-    channel = tls.secure_or_insecure_channel(plan.target, creds)
+    channel = aio_channel(plan.target, creds)
     lines = make_lines(client, plan.batch_lines if plan.mode != "unary" else 1000, plan.line_bytes)
     load = key_load(client, plan.clients, plan.keys, plan.files, plan.keys_per_call, plan.keys_per_folder,
                     plan.batch_lines)
@@ -378,9 +379,10 @@ def _wait_cluster(mediator: str, count: int, timeout_s: float = 30.0) -> None:
 
     from logstream._proto import logstream_pb2 as pb
     from logstream._proto import logstream_pb2_grpc as pb_grpc
+    from logstream.node.channel import sync_channel
 
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(mediator) as channel:
+    with sync_channel(mediator) as channel:
         stub = pb_grpc.ClusterStatusStub(channel)  # type: ignore[no-untyped-call]
         while time.monotonic() < deadline:
             try:

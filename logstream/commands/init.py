@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from logstream.cluster.config import ClusterConfig, ConfigError, check_files, load_cluster, to_toml
 from logstream.config.flags import UsageError
+from logstream.errors import report
 
 DEFAULT_FILE = "cluster.toml"
 
@@ -74,7 +75,7 @@ def config_main(argv: list[str]) -> int:
     parser.add_argument("--run-dir", metavar="DIR", help="cluster.run_dir")
     parser.add_argument("--path", metavar="DIR", help="streamers.path")
     args = parser.parse_args(argv)
-    from logstream.supervisor.run import short_flags
+    from logstream.commands.run import short_flags
 
     prog = f"logstream config {args.action}"
     try:
@@ -84,9 +85,7 @@ def config_main(argv: list[str]) -> int:
             if problems:
                 raise ConfigError(problems)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{prog}: error: {problem}", file=sys.stderr)
-        return 2
+        return report(prog, exc)
     if args.action == "show":
         sys.stdout.write(to_toml(config))
     else:

@@ -10,11 +10,11 @@ import importlib
 import sys
 
 from logstream import __version__
-from logstream.errors import UserError
+from logstream.errors import UserError, report
 
 # name -> ("module:function", one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("logstream.supervisor.run:main", "launch a whole cluster from a TOML file under supervisord"),
+    "run": ("logstream.commands.run:main", "launch a whole cluster from a TOML file under supervisord"),
     "streamer": ("logstream.streamer.main:main", "run one streamer (writes lines to files)"),
     "mediator": ("logstream.mediator.main:main", "run the mediator (routes lines to streamers)"),
     "send": ("logstream.commands.send:main", "send lines (arguments or stdin) to a mediator or streamer"),
@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(function(rest))
     except UserError as exc:  # UsageError and every library error a user can fix
-        print(f"logstream {name}: error: {exc}", file=sys.stderr)
-        return 2
+        return report(f"logstream {name}", exc)
     except KeyboardInterrupt:
         return 130
 

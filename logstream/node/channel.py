@@ -15,6 +15,12 @@ from logstream.node.net import CHANNEL_OPTIONS
 ChannelOptions = Sequence[tuple[str, int | str]]
 
 
+def with_options(base: ChannelOptions, **overrides: int | str) -> list[tuple[str, int | str]]:
+    """`base` with some options replaced (named without the "grpc." prefix, dots as "__")."""
+    changed = {f"grpc.{name.replace('__', '.')}": value for name, value in overrides.items()}
+    return [(key, changed.pop(key, value)) for key, value in base] + list(changed.items())
+
+
 def aio_channel(target: str, creds: grpc.ChannelCredentials | None = None,
                 options: ChannelOptions = CHANNEL_OPTIONS) -> grpc.aio.Channel:
     """A grpc.aio channel to `target`: TLS with `creds`, plaintext when `creds` is None."""

@@ -17,6 +17,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from logstream.cluster.config import ClusterConfig, ConfigError, load_cluster
 from logstream.config.flags import GoFlagParser, UsageError
+from logstream.errors import report
 from logstream.supervisor.render import RunPaths, process_name, run_paths
 
 
@@ -117,18 +118,12 @@ def _load(prog: str, argv: list[str], extra: list[str] = []) -> tuple[argparse.N
     return args, config, paths
 
 
-def _print_problems(prog: str, exc: ConfigError) -> int:
-    for problem in exc.problems:
-        print(f"{prog}: error: {problem}", file=sys.stderr)
-    return 2
-
-
 def stop_main(argv: list[str]) -> int:
     """Stop every node (streamers, then the mediator) and supervisord; wait until it is gone."""
     try:
         args, config, paths = _load("logstream stop", argv)
     except ConfigError as exc:
-        return _print_problems("logstream stop", exc)
+        return report("logstream stop", exc)
     except NotRunning as exc:
         print(f"logstream stop: {exc}", file=sys.stderr)
         return 1
@@ -156,7 +151,7 @@ def restart_main(argv: list[str]) -> int:
     try:
         args, config, paths = _load("logstream restart", argv, extra=["node"])
     except ConfigError as exc:
-        return _print_problems("logstream restart", exc)
+        return report("logstream restart", exc)
     except NotRunning as exc:
         print(f"logstream restart: {exc}", file=sys.stderr)
         return 1

@@ -4,7 +4,6 @@ batching, and one-line errors with exit 2 for user mistakes and 1 for server or 
 from __future__ import annotations
 
 import io
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ from logstream.commands.send import describe, parse_target
 from logstream.node.channel import Reach, probe
 from logstream.config.flags import UsageError
 from logstream.config.settings import StreamerSettings
+from netports import refusing_port
 
 if TYPE_CHECKING:
     from tests.conftest import MemoryLogServer, TlsFiles
@@ -36,12 +36,6 @@ def _send(args: list[str], capsys: pytest.CaptureFixture[str], stdin: bytes | No
     code = cli.main(["send", *args])
     err = capsys.readouterr().err
     return code, err
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_lines_from_arguments(memory_server: MemoryLogServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,8 +71,9 @@ def test_invalid_argument_is_a_user_error_with_the_servers_message(
 
 
 def test_a_server_that_is_down_is_a_failure(capsys: pytest.CaptureFixture[str]) -> None:
-    target = f"127.0.0.1:{_free_port()}"
-    code, err = _send(["-target", target, "-filename", "f", "-attempts", "2", "-timeout", "2s", "x"], capsys)
+    with refusing_port() as port:
+        target = f"127.0.0.1:{port}"
+        code, err = _send(["-target", target, "-filename", "f", "-attempts", "2", "-timeout", "2s", "x"], capsys)
     assert code == 1 and err.count("\n") == 1
     assert err.startswith(f"logstream send: error: {target}: UNAVAILABLE:") and "(after 2 attempts)" in err
 
@@ -159,6 +154,5 @@ def test_probe_tells_nothing_listening_from_a_failed_handshake_from_an_answer(
         StreamerSettings.model_validate(dict(crt=tls_files.node_crt, pk=tls_files.node_key))))
     assert probe(server_only.target, None, 10) is Reach.HANDSHAKE_FAILS  # plaintext to a TLS server
     assert probe(server_only.target, tls.channel_credentials(tls_files.ca, None, None), 10) is Reach.ANSWERS
-    with socket.socket() as bound:  # bound, never listening: connections are refused
-        bound.bind(("127.0.0.1", 0))
-        assert probe(f"127.0.0.1:{bound.getsockname()[1]}", None, 10) is Reach.NOT_LISTENING
+    with refusing_port() as port:
+        assert probe(f"127.0.0.1:{port}", None, 10) is Reach.NOT_LISTENING

@@ -13,6 +13,7 @@ import pytest
 from logstream.commands.main import main as cli
 from logstream.cluster.config import ClusterConfig, load_cluster
 from logstream.commands.init import starter_text
+from netports import reserve_ports
 
 
 @pytest.fixture(autouse=True)
@@ -23,14 +24,8 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def cluster_file(tmp_path: Path, extra: str = "") -> Path:
-    mediator, first = free_port(), free_port()
+    mediator, first = reserve_ports(2)
     path = tmp_path / "cluster.toml"
     path.write_text(f"[cluster]\nrun_dir = 'run'\n[mediator]\nport = {mediator}\n"
                     f"[streamers]\ncount = 1\nport = {first}\npath = 'logs'\n{extra}")
