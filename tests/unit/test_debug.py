@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from logstream.node import debug
+from logstream.node import debug, introspect
 from logstream.node.net import ListenError
 
 
@@ -182,7 +182,7 @@ def test_a_port_in_use_is_a_listen_error(server: debug.DebugServer) -> None:
 
 
 def test_profile_tables_are_computed_from_stacks() -> None:
-    profile = debug.Profile(samples=4, duration_s=0.04)
+    profile = introspect.Profile(samples=4, duration_s=0.04)
     for stack in [("t", "main", "work"), ("t", "main", "work"), ("t", "main"), ("t", "main", "main")]:
         profile.add(stack)
     flat, cumulative = profile.flat_and_cumulative()
