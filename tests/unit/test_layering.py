@@ -102,3 +102,11 @@ def test_with_options_replaces_and_adds() -> None:
     base = [("grpc.a", 1), ("grpc.b_c", 2)]
     assert with_options(base, b_c=3, d__e="x") == [("grpc.a", 1), ("grpc.b_c", 3), ("grpc.d.e", "x")]
     assert with_options(base) == base
+
+
+def test_shared_and_supervisor_code_raise_their_own_errors_not_the_cli_s() -> None:
+    # node/ (what both roles and the client use), supervisor/ and the client library name their own
+    # error types; only commands/ (and the roles' main modules) turn problems into UsageError.
+    library = [*(ROOT / "node").glob("*.py"), *(ROOT / "supervisor").glob("*.py"), ROOT / "client.py"]
+    offenders = [_module_name(path) for path in library if "UsageError" in path.read_text(encoding="utf-8")]
+    assert offenders == []

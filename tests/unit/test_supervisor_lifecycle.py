@@ -17,7 +17,8 @@ import pytest
 
 from logstream.commands import status
 from logstream.commands import run
-from logstream.supervisor import control, manager
+from logstream.commands import control
+from logstream.supervisor import manager
 from netports import RefusingPort
 from watched import Watched, kill_leftovers, wait_gone
 
