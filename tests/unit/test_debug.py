@@ -165,7 +165,10 @@ def test_one_profile_at_a_time_and_close_ends_it(stop: threading.Event) -> None:
     results: list[tuple[int, str, str]] = []
     first = threading.Thread(target=lambda: results.append(_get(server.url + "/debug/profile?seconds=60")))
     first.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10  # until the first profile runs (polled: no fixed sleep under load)
+    while not server._httpd.profiling.locked():
+        assert time.monotonic() < deadline, "the first profile never started"
+        time.sleep(0.01)
     status, _, body = _get(server.url + "/debug/profile?seconds=1")
     assert status == 409 and "already running" in body
     began = time.monotonic()
