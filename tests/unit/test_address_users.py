@@ -25,19 +25,27 @@ def _accepts(check: object, text: str, errors: tuple[type[Exception], ...]) -> b
     return True
 
 
-def _status_accepts(text: str) -> bool:
-    # status.main parses -mediator before it dials anything; a bad address is a UsageError
+def _status_accepts(text: str, monkeypatch: pytest.MonkeyPatch) -> bool:
+    asked: list[str] = []
+
+    def fetch(target: str, *_: object) -> dict[str, object]:  # no network: only the parsed address matters
+        asked.append(target)
+        return {"mediator": target}
+
+    monkeypatch.setattr(status, "fetch_status", fetch)
     try:
-        status.main(["-mediator", text, "-timeout", "0.001"])
+        status.main(["-mediator", text, "--json"])
     except UsageError:
         return False
+    assert asked == [parse_address(text)]
     return True
 
 
 @pytest.mark.parametrize("text", SAMPLES)
-def test_all_users_agree_with_the_one_parser(text: str) -> None:
+def test_all_users_agree_with_the_one_parser(text: str, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     expected = _accepts(parse_address, text, (AddressError,))
     assert _accepts(parse_target, text, (UsageError,)) == expected
     assert _accepts(TypeAdapter(Address).validate_python, text, (ValidationError,)) == expected
     assert _accepts(check_address, text.strip(), (BadInput,)) == _accepts(parse_address, text.strip(), (AddressError,))
-    assert _status_accepts(text) == expected
+    assert _status_accepts(text, monkeypatch) == expected
