@@ -88,7 +88,7 @@ class Runner:
     """One run of supervisord with the cluster's nodes, from start to a clean exit."""
 
     def __init__(self, config: ClusterConfig, nodes: Sequence[Node], paths: RunPaths, cwd: Path,
-                 out: IO[str] = sys.stdout, started: float | None = None,
+                 out: IO[str] | None = None, started: float | None = None,
                  python: str = sys.executable, ready: Callable[[], bool] | None = None) -> None:
         self.config = config
         self.nodes = list(nodes)
@@ -96,7 +96,8 @@ class Runner:
         self.cwd = cwd
         self.python = python
         self.started = time.monotonic() if started is None else started
-        self.printer = Printer(["supervisord", *(node.name for node in self.nodes)], out)
+        # sys.stdout when running, not when this module was imported (tests swap it)
+        self.printer = Printer(["supervisord", *(node.name for node in self.nodes)], out or sys.stdout)
         self.exit_signal: int | None = None
         self.force = False
         self.children: dict[int, str] = {}  # pid -> node name, from supervisord's "spawned:" lines

@@ -122,3 +122,12 @@ def test_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert cli(["config", "check", str(file)]) == 0
     assert cli(["config", "check", str(file), "--set", "tls.crt=x.crt", "--set", "tls.pk=x.key"]) == 2
     assert "logstream config check: error: tls.crt: no such file: x.crt" in capsys.readouterr().err
+
+
+def test_a_path_supervisord_conf_cannot_hold_is_one_line_and_exit_2(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # The manager raises its own RenderError; the CLI edge prints it like any user error.
+    assert cli(["run", str(cluster_file(tmp_path)), "--path", "lo\ngs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("logstream run: error: a line break cannot be written into supervisord.conf")
+    assert not (tmp_path / "run" / "supervisord.pid").exists()
