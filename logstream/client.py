@@ -2,7 +2,8 @@
 
 Delivery: a call returns only after the server acknowledged the write. UNAVAILABLE and
 DEADLINE_EXCEEDED are retried with capped, jittered exponential backoff for a bounded number of
-attempts; a retry after a lost reply may write a batch twice (at-least-once, as the cluster).
+attempts (decided on the status code alone: a TLS mismatch also reads UNAVAILABLE and costs its
+few bounded tries); a retry after a lost reply may write a batch twice (at-least-once, as the cluster).
 INVALID_ARGUMENT and every other status fail at once. Lines of one call are sent in order, one
 batch at a time. Servers without LogBatch (the Go original) get one unary Log per line.
 """
@@ -26,8 +27,8 @@ import grpc
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
-from logstream.node.net import CHANNEL_OPTIONS
-from logstream.node.tls import channel_credentials, secure_or_insecure_channel
+from logstream.node.channel import aio_channel, sync_channel
+from logstream.node.tls import channel_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ DEFAULT_BATCH_LINES = 1000
 DEFAULT_BATCH_BYTES = 1_000_000
 DEFAULT_TIMEOUT_S = 10.0
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-# UNAVAILABLE also reports TLS failures; retrying a certificate mismatch cannot help.
-_TLS_FAILURE_HINTS = ("handshake", "ssl", "certificate", "tls")
 
 Line = str | bytes
 
@@ -61,12 +60,10 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1)
 
 
-def is_retryable(code: grpc.StatusCode, details: str) -> bool:
-    """Worth another try: the server or the network may recover; a TLS mismatch will not."""
-    if code not in RETRYABLE:
-        return False
-    lowered = details.lower()
-    return not (code == grpc.StatusCode.UNAVAILABLE and any(hint in lowered for hint in _TLS_FAILURE_HINTS))
+def is_retryable(code: grpc.StatusCode) -> bool:
+    """Worth another try: the server or the network may recover. Decided on the code only (grpc's
+    message wording is no contract)."""
+    return code in RETRYABLE
 
 
 def encode_line(line: Line) -> bytes:
@@ -145,7 +142,7 @@ class LogClient:
         self.batch_lines = batch_lines
         self.batch_bytes = batch_bytes
         self._sleep = sleep
-        self._channel = secure_or_insecure_channel(target, channel_credentials(ca, crt, pk), CHANNEL_OPTIONS)
+        self._channel = aio_channel(target, channel_credentials(ca, crt, pk))
         self._stub = pb_grpc.LogStreamerStub(self._channel)  # type: ignore[no-untyped-call]
         self._batch_supported = True
 
@@ -156,7 +153,7 @@ class LogClient:
                 return await make_call()
             except grpc.aio.AioRpcError as exc:
                 code, details = _status(exc)
-                if attempt > len(delays) or not is_retryable(code, details):
+                if attempt > len(delays) or not is_retryable(code):
                     raise SendError(self.target, code, details, attempt, sent_lines) from None
                 logger.debug("%s: %s (%s); retrying in %.2fs", self.target, code.name, details, delays[attempt - 1])
                 await self._sleep(delays[attempt - 1])
@@ -201,12 +198,6 @@ class LogClient:
 
 # ---------------------------------------------------------------- blocking client
 
-def _sync_channel(target: str, creds: grpc.ChannelCredentials | None) -> grpc.Channel:
-    if creds is None:
-        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-    return grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
-
-
 class SyncLogClient:
     """The blocking twin of LogClient, for scripts and threads without an event loop."""
 
@@ -220,7 +211,7 @@ class SyncLogClient:
         self.batch_lines = batch_lines
         self.batch_bytes = batch_bytes
         self._sleep = sleep
-        self._channel = _sync_channel(target, channel_credentials(ca, crt, pk))
+        self._channel = sync_channel(target, channel_credentials(ca, crt, pk))
         self._stub = pb_grpc.LogStreamerStub(self._channel)  # type: ignore[no-untyped-call]
         self._batch_supported = True
 
@@ -231,7 +222,7 @@ class SyncLogClient:
                 return make_call()
             except grpc.RpcError as exc:
                 code, details = _status(exc)
-                if attempt > len(delays) or not is_retryable(code, details):
+                if attempt > len(delays) or not is_retryable(code):
                     raise SendError(self.target, code, details, attempt, sent_lines) from None
                 logger.debug("%s: %s (%s); retrying in %.2fs", self.target, code.name, details, delays[attempt - 1])
                 self._sleep(delays[attempt - 1])

@@ -24,14 +24,14 @@ def _file_problem(key: str, path: Path, cwd: Path) -> str | None:
 def _tls_content_problems(tls: TlsSection, cwd: Path) -> list[str]:
     """Certificates and keys that are not PEM, or a key that does not match its certificate: the
     nodes would refuse to start, so say it before anything starts."""
-    from logstream.node.tls import TlsFileError, read_certificates, read_key_pair  # imports grpc: only with TLS
+    from logstream.node.tls import CredentialsError, read_certificates, read_key_pair  # imports grpc: only with TLS
 
     try:
         if tls.crt is not None and tls.pk is not None:
             read_key_pair(absolute(tls.crt, cwd), absolute(tls.pk, cwd))
         if tls.ca is not None:
             read_certificates("-ca", absolute(tls.ca, cwd))
-    except TlsFileError as exc:
+    except CredentialsError as exc:
         return [exc.text(lambda flag: f"tls.{flag.removeprefix('-')}")]
     return []
 

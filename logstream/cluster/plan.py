@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from logstream.config.flags import UsageError
+from logstream.errors import UserError
 from logstream.config.settings import MediatorSettings, RoleSettings, StreamerSettings, flag_spelling
 from logstream.config.types import show_value
 from logstream.cluster.schema import ClusterConfig, StreamerOverride
@@ -147,6 +147,10 @@ def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
     return nodes
 
 
+class UnknownNode(UserError):
+    """`--only` names a node the cluster does not have."""
+
+
 def select_nodes(config: ClusterConfig, only: str | None) -> list[str]:
     """The node names `--only` picks ("mediator", "s1,s2"); all nodes when None."""
     names = config.node_names()
@@ -155,6 +159,6 @@ def select_nodes(config: ClusterConfig, only: str | None) -> list[str]:
     wanted = [part.strip() for part in only.split(",") if part.strip()]
     unknown = [name for name in wanted if name not in names]
     if unknown or not wanted:
-        raise UsageError(f"--only {only!r}: unknown node {', '.join(unknown) or '(none given)'} "
+        raise UnknownNode(f"--only {only!r}: unknown node {', '.join(unknown) or '(none given)'} "
                          f"(this cluster has {', '.join(names)})")
     return [name for name in names if name in wanted]

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from logstream.config.flags import UsageError
+from logstream.errors import UserError
 from logstream.config.settings import MediatorSettings, RoleSettings, SettingsConflict, StreamerSettings, tls_set_problem
 from logstream.config.types import Address, field_type
 
@@ -33,7 +33,7 @@ STREAMER_PLANNED = PLANNED | {"mediator"}
 COMMON = frozenset(RoleSettings.model_fields) - PLANNED
 
 
-class ConfigError(UsageError):
+class ConfigError(UserError):
     """An invalid cluster configuration: one line per problem, each naming its key path."""
 
     def __init__(self, problems: Sequence[str]) -> None:

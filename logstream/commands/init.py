@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 from logstream.cluster import ClusterConfig, ConfigError, check_files, load_cluster, to_toml
-from logstream.config.flags import UsageError
+from logstream.config.flags import GoFlagParser, UsageError
+from logstream.errors import report
 
 DEFAULT_FILE = "cluster.toml"
 
@@ -35,18 +34,13 @@ _OPTIONAL = """
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def starter_text(file: str) -> str:
     """The starter file: every key with its default, each after a comment saying what it does."""
     return _HEADER.format(file=file) + "\n" + to_toml(ClusterConfig.model_validate({}), comments=True) + _OPTIONAL
 
 
 def main(argv: list[str]) -> int:
-    parser = _Parser(prog="logstream init", allow_abbrev=False, description="Write a commented starter cluster file.")
+    parser = GoFlagParser(prog="logstream init", allow_abbrev=False, description="Write a commented starter cluster file.")
     parser.add_argument("file", nargs="?", default=DEFAULT_FILE, metavar="FILE",
                         help=f"where to write it (default: {DEFAULT_FILE})")
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -64,7 +58,7 @@ def main(argv: list[str]) -> int:
 
 
 def config_main(argv: list[str]) -> int:
-    parser = _Parser(prog="logstream config", allow_abbrev=False,
+    parser = GoFlagParser(prog="logstream config", allow_abbrev=False,
                      description="show: print the effective configuration as TOML; check: validate it.")
     parser.add_argument("action", choices=["show", "check"])
     parser.add_argument("file", metavar="FILE")
@@ -74,7 +68,7 @@ def config_main(argv: list[str]) -> int:
     parser.add_argument("--run-dir", metavar="DIR", help="cluster.run_dir")
     parser.add_argument("--path", metavar="DIR", help="streamers.path")
     args = parser.parse_args(argv)
-    from logstream.supervisor.run import short_flags
+    from logstream.commands.run import short_flags
 
     prog = f"logstream config {args.action}"
     try:
@@ -84,9 +78,7 @@ def config_main(argv: list[str]) -> int:
             if problems:
                 raise ConfigError(problems)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{prog}: error: {problem}", file=sys.stderr)
-        return 2
+        return report(prog, exc)
     if args.action == "show":
         sys.stdout.write(to_toml(config))
     else:

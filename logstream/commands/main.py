@@ -10,17 +10,17 @@ import importlib
 import sys
 
 from logstream import __version__
-from logstream.config.flags import UsageError
+from logstream.errors import UserError, report
 
 # name -> ("module:function", one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("logstream.supervisor.run:main", "launch a whole cluster from a TOML file under supervisord"),
+    "run": ("logstream.commands.run:main", "launch a whole cluster from a TOML file under supervisord"),
     "streamer": ("logstream.streamer.main:main", "run one streamer (writes lines to files)"),
     "mediator": ("logstream.mediator.main:main", "run the mediator (routes lines to streamers)"),
     "send": ("logstream.commands.send:main", "send lines (arguments or stdin) to a mediator or streamer"),
     "status": ("logstream.commands.status:main", "show a cluster's streamers, files and counters"),
-    "stop": ("logstream.supervisor.control:stop_main", "stop a cluster started with `logstream run`"),
-    "restart": ("logstream.supervisor.control:restart_main", "restart one node of a running cluster"),
+    "stop": ("logstream.commands.control:stop_main", "stop a cluster started with `logstream run`"),
+    "restart": ("logstream.commands.control:restart_main", "restart one node of a running cluster"),
     "init": ("logstream.commands.init:main", "write a commented starter cluster file"),
     "config": ("logstream.commands.init:config_main", "show the effective configuration of a cluster file"),
     "export": ("logstream.commands.export:main", "write a cluster as systemd units, a supervisord group or k8s manifests"),
@@ -49,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     function = getattr(importlib.import_module(module_name), function_name)
     try:
         return int(function(rest))
-    except UsageError as exc:
-        print(f"logstream {name}: error: {exc}", file=sys.stderr)
-        return 2
+    except UserError as exc:  # UsageError and every library error a user can fix
+        return report(f"logstream {name}", exc)
     except KeyboardInterrupt:
         return 130
 

@@ -14,6 +14,9 @@ import grpc
 from logstream.client import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_LINES, DEFAULT_TIMEOUT_S, RetryPolicy, SendError, SyncLogClient
 from logstream.config.flags import GoFlagParser, UsageError, join_flag_values
 from logstream.config.units import UnitError, format_duration, format_size, parse_duration, parse_size
+from logstream.node.address import AddressError, parse_address
+from logstream.node.channel import Reach, probe
+from logstream.node.tls import channel_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +30,16 @@ DESCRIPTION = ("Send lines to a logstream mediator or streamer: the LINE argumen
 USER_ERRORS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE})
 
 
+# How long the diagnosis of a failed connection may take (only after a failure).
+HANDSHAKE_PROBE_S = 2.0
+
+
 def parse_target(text: str) -> str:
     """`host:port` (IPv6 as `[::1]:8000`) with a port in 1..65535, or UsageError."""
-    host, sep, port = text.strip().rpartition(":")
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not bare or not port.isdigit() or not 0 < int(port) < 65536 or (":" in bare and bare == host):
-        raise UsageError(f"-target {text!r}: not a host:port address (e.g. 127.0.0.1:8000 or [::1]:8000)")
-    return text.strip()
+    try:
+        return parse_address(text)
+    except AddressError as exc:
+        raise UsageError(f"-target {exc}") from None
 
 
 def _converter(parse: Callable[[str], T]) -> Callable[[str], T]:
@@ -42,13 +48,15 @@ def _converter(parse: Callable[[str], T]) -> Callable[[str], T]:
         try:
             return parse(text)
         except (UnitError, ValueError) as exc:
-            reason = str(exc) if isinstance(exc, UnitError) or "literal" not in str(exc) else "not a whole number"
-            raise argparse.ArgumentTypeError(f"{text!r}: {reason}") from None
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
     return convert
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:  # int()'s own message quotes Python's syntax ("invalid literal ...")
+        raise ValueError("not a whole number") from None
     if value < 1:
         raise ValueError("must be at least 1")
     return value
@@ -100,7 +108,10 @@ def send(args: argparse.Namespace, lines: Iterable[str | bytes]) -> int:
     try:
         sent = client.log_many(args.path, args.filename, lines)
     except SendError as exc:
-        print(f"logstream send: error: {_describe(exc, uses_tls=args.ca is not None)}", file=sys.stderr)
+        reach = Reach.UNDECIDED
+        if exc.code == grpc.StatusCode.UNAVAILABLE:
+            reach = probe(args.target, channel_credentials(args.ca, args.crt, args.pk), HANDSHAKE_PROBE_S)
+        print(f"logstream send: error: {describe(exc, uses_tls=args.ca is not None, reach=reach)}", file=sys.stderr)
         return 2 if exc.code in USER_ERRORS else 1
     finally:
         client.close()
@@ -108,11 +119,12 @@ def send(args: argparse.Namespace, lines: Iterable[str | bytes]) -> int:
     return 0
 
 
-def _describe(exc: SendError, uses_tls: bool) -> str:
+def describe(exc: SendError, uses_tls: bool, reach: Reach) -> str:
+    """The one-line report of a failed send; `reach` is how far a fresh connection got afterwards."""
     text = str(exc)
-    details = exc.details.lower()
-    # A refused TLS session often reaches the client only as a closed socket.
-    if exc.code == grpc.StatusCode.UNAVAILABLE and ("handshake" in details or "socket closed" in details):
+    # grpc reports a refused TLS session as UNAVAILABLE, like a refused connection or a server's own
+    # UNAVAILABLE; the probe tells them apart on connectivity states, not on message wording.
+    if exc.code == grpc.StatusCode.UNAVAILABLE and reach is Reach.HANDSHAKE_FAILS:
         text += (" (TLS: check -ca, -crt and -pk against the server's certificates; a mutual-TLS server "
                  "needs -crt and -pk)" if uses_tls else " (the server may require TLS: give -ca, and -crt/-pk "
                  "for mutual TLS)")

@@ -1,7 +1,5 @@
-"""`logstream status -mediator HOST:PORT [--json]`: the mediator's view of the cluster.
-
-`fetch_status` and `format_table` are the library side, also used by `logstream status cluster.toml`.
-"""
+"""`logstream status FILE [--json]` (supervisord's and the mediator's view of a cluster started with
+`logstream run`) and `logstream status -mediator HOST:PORT [--json]` (the mediator's view)."""
 
 from __future__ import annotations
 
@@ -11,72 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from logstream._proto import logstream_pb2 as pb
-from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.config.flags import GoFlagParser, UsageError
-from logstream.config.types import _parse_address
-from logstream.node.net import CHANNEL_OPTIONS
+from logstream.errors import report
+from logstream.node.address import AddressError, parse_address
+from logstream.node.cluster_status import StatusError, fetch_status, format_table
 
-
-class StatusError(Exception):
-    """The mediator could not be asked (unreachable, TLS mismatch, timeout)."""
-
-
-def fetch_status(target: str, creds: grpc.ChannelCredentials | None = None, timeout_s: float = 5.0) -> dict[str, Any]:
-    """The mediator's `ClusterStatus.Status` as DESIGN §7's JSON shape:
-    `{"mediator", "mediator_id", "streamers": [{"id", "addr", "alive", "files", "lines", "bytes",
-    "last_seen_s"}], "counters": {...}}`; StatusError when the mediator cannot be asked."""
-    if creds is None:
-        channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-    else:
-        channel = grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
-    try:
-        stub = pb_grpc.ClusterStatusStub(channel)  # type: ignore[no-untyped-call]
-        reply: pb.StatusResponse = stub.Status(pb.StatusRequest(), timeout=timeout_s)
-    except grpc.RpcError as exc:
-        code = exc.code() if isinstance(exc, grpc.Call) else None
-        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-        raise StatusError(f"cannot get status from mediator {target}: "
-                          f"{code.name if code else 'error'}: {details}") from None
-    finally:
-        channel.close()
-    return {
-        "mediator": target,
-        "mediator_id": reply.mediator_id,
-        "streamers": [
-            {
-                "id": s.id,
-                "addr": s.addr,
-                "alive": s.alive,
-                "files": [f"{k.path}/{k.filename}" if k.path else k.filename for k in s.files],
-                "lines": s.lines,
-                "bytes": s.bytes,
-                "last_seen_s": None if s.last_seen_s < 0 else round(s.last_seen_s, 3),
-            }
-            for s in reply.streamers
-        ],
-        "counters": dict(sorted(reply.counters.items())),
-    }
-
-
-def format_table(status: dict[str, Any]) -> str:
-    """A readable table of `fetch_status`'s result."""
-    rows = [("ID", "ADDRESS", "ALIVE", "FILES", "LINES", "BYTES", "LAST PING")]
-    for s in status.get("streamers", []):
-        seen = "-" if s.get("last_seen_s") is None else f"{s['last_seen_s']:.1f}s ago"
-        rows.append((s["id"], s["addr"], "yes" if s["alive"] else "no", str(len(s["files"])),
-                     str(s["lines"]), str(s["bytes"]), seen))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [f"mediator {status.get('mediator', '?')} (id {status.get('mediator_id', '?')})"]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    if len(rows) == 1:
-        lines.append("(no streamer registered)")
-    counters = status.get("counters", {})
-    if counters:
-        lines.append("counters: " + ", ".join(f"{name} {value}" for name, value in counters.items()))
-    return "\n".join(lines)
+__all__ = ["StatusError", "cluster_main", "fetch_status", "format_table", "main", "mediator_main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,13 +35,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     if argv and not argv[0].startswith("-"):  # `logstream status cluster.toml`: supervisord's view too
-        from logstream.supervisor.status import cluster_status_main
+        return cluster_main(argv[0], argv[1:])
+    return mediator_main(argv)
 
-        return cluster_status_main(argv[0], argv[1:])
+
+def mediator_main(argv: list[str]) -> int:
+    """`logstream status -mediator HOST:PORT [--json]`."""
     args = _parser().parse_args(argv)
     try:
-        target = _parse_address(args.mediator)
-    except ValueError as exc:
+        target = parse_address(args.mediator)
+    except AddressError as exc:
         raise UsageError(f"-mediator: {exc}") from None
     from logstream.node.tls import channel_credentials
 
@@ -115,3 +56,46 @@ def main(argv: list[str]) -> int:
         return 1
     print(json.dumps(status, indent=2) if args.json else format_table(status))
     return 0
+
+
+def cluster_main(path: str, argv: list[str]) -> int:
+    """`logstream status FILE [--set k=v]... [--json]`."""
+    from logstream.cluster import ConfigError, load_cluster
+    from logstream.supervisor.status import cluster_view
+
+    parser = GoFlagParser(prog="logstream status", allow_abbrev=False,
+                     description="supervisord's view and the mediator's view of a cluster started with `logstream run`")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--run-dir", metavar="DIR")
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    args = parser.parse_args(argv)
+    try:
+        config = load_cluster(path, args.set, {"cluster.run_dir": args.run_dir} if args.run_dir else {})
+    except ConfigError as exc:
+        return report("logstream status", exc)
+    result, code = cluster_view(config)
+    if args.json:
+        print(json.dumps(result, indent=None, sort_keys=True, default=str))
+    else:
+        print(_cluster_text(result))
+    return code
+
+
+def _cluster_text(result: dict[str, Any]) -> str:
+    lines = [f"cluster \"{result['cluster']}\" (run dir {result['run_dir']})"]
+    if result.get("supervisord_error"):
+        lines.append(f"supervisord: {result['supervisord_error']}")
+    else:
+        rows = [("NODE", "STATE", "PID", "UPTIME", "SUPERVISORCTL")] + [
+            (p["name"], p["state"], str(p["pid"] or "-"), p["uptime"], p["supervisorctl"]) for p in result["processes"]
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        conf = Path(result["run_dir"]) / "supervisord.conf"
+        lines.append(f"(supervisorctl -c {conf} stop|start|restart|tail NAME, with NAME as in SUPERVISORCTL)")
+    lines.append("")
+    if "mediator_error" in result:
+        lines.append(f"mediator {result['mediator_address']}: unreachable: {result['mediator_error']}")
+    else:
+        lines.append(format_table(result["mediator"]))
+    return "\n".join(lines)

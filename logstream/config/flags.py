@@ -17,11 +17,12 @@ from pydantic_settings import BaseSettings, SettingsError
 
 from logstream.config.settings import RoleSettings, flag_spelling, load_role
 from logstream.config.types import show_value
+from logstream.errors import UserError
 
 S = TypeVar("S", bound=RoleSettings)
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A mistake the user made on the command line, in the environment or in a config file."""
 
 

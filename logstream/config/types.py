@@ -8,14 +8,7 @@ from pydantic import AfterValidator, BeforeValidator, PlainSerializer, TypeAdapt
 from pydantic.fields import FieldInfo
 
 from logstream.config.units import UNLIMITED, format_duration, format_size, parse_duration, parse_size
-
-
-def _parse_address(value: Any) -> str:
-    text = str(value).strip()
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not a host:port address: {text!r}")
-    return text
+from logstream.node.address import parse_address
 
 
 # Bytes as an int (-1 = unlimited); accepts "1MB", "1.5KiB", "-1B", 4096.
@@ -40,8 +33,8 @@ ZeroOrDuration = Annotated[
     BeforeValidator(lambda value: 0.0 if str(value).strip().lower() in ("0", "0s", "0ms", "0.0") else parse_duration(value)),
     PlainSerializer(lambda seconds: "0s" if seconds == 0 else format_duration(seconds), return_type=str),
 ]
-# "host:port" with a port in 1..65535.
-Address = Annotated[str, BeforeValidator(_parse_address)]
+# "host:port" with a port in 1..65535 (IPv6 in brackets); AddressError is a ValueError.
+Address = Annotated[str, BeforeValidator(parse_address)]
 
 
 def show_value(field: FieldInfo, value: Any) -> str:

@@ -12,6 +12,7 @@ import grpc
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
+from logstream.node.address import AddressError, parse_host_port
 from logstream.node.auth import Guard
 from logstream.node.peer import PeerReader
 from logstream.node.ratelog import RateLimitedLog
@@ -33,9 +34,10 @@ class BadInput(ValueError):
 
 
 def check_address(addr: str) -> str:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadInput(f"addr must be host:port with a port in 1..65535, got {addr!r}")
+    try:
+        parse_host_port(addr)  # the one host:port rule (IPv6 in brackets)
+    except AddressError:
+        raise BadInput(f"addr must be host:port with a port in 1..65535, got {addr!r}") from None
     return addr
 
 

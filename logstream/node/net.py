@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from logstream.errors import UserError
+
+
+class ListenError(UserError):
+    """A server cannot bind its address (in use, or not an address of this host)."""
+
 # Large batches are the fast path; allow them well past grpc's 4 MiB default.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 

@@ -82,7 +82,7 @@ async def stop_serving(built: Built, grace_s: float) -> None:
     await built.server.stop(grace_s)
 
 
-# serve(stop, on_bound): runs the node until `stop` is set; calls on_bound(node_id) once it knows it.
+# serve(stop): runs the node until `stop` is set, then returns after its ordered shutdown.
 Serve = Callable[[asyncio.Event], Awaitable[None]]
 
 

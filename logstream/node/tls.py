@@ -3,34 +3,46 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from logstream.config.flags import UsageError
-from logstream.config.settings import RoleSettings
-from logstream.node.net import CHANNEL_OPTIONS
+from logstream.errors import UserError
+from logstream.node.channel import ChannelOptions, aio_channel
+from logstream.node.net import ListenError
+
+if TYPE_CHECKING:  # a type only: the client imports this module without pydantic
+    from logstream.config.settings import RoleSettings
 
 logger = logging.getLogger(__name__)
 
-ChannelOptions = Sequence[tuple[str, int | str]]
+__all__ = ["ChannelOptions", "CredentialsError", "ListenError", "add_port", "channel_credentials",
+           "node_channel_credentials", "read_certificates", "read_key_pair", "read_private_key",
+           "secure_or_insecure_channel", "server_credentials"]
+
+# The name the roles use; one constructor lives in node/channel.py.
+secure_or_insecure_channel = aio_channel
 
 
-class TlsFileError(UsageError):
-    """A TLS file that cannot be used: the setting naming it (`-crt`), its `path` and the `reason`;
-    for a key that does not belong to its certificate, `other` is the certificate's flag and path."""
+class CredentialsError(UserError):
+    """A certificate or key file that cannot be used: the setting naming it (`-crt`), its `path` and
+    the `reason`; for a key that does not belong to its certificate, `other` is the certificate's flag
+    and path."""
 
-    def __init__(self, flag: str, path: Path, reason: str, other: tuple[str, Path] | None = None) -> None:
+    def __init__(self, flag: str, path: Path | None, reason: str, other: tuple[str, Path] | None = None) -> None:
         self.flag, self.path, self.reason, self.other = flag, path, reason, other
         super().__init__(self.text(lambda flag: flag, " "))
 
     def text(self, name: Callable[[str], str], separator: str = ": ") -> str:
         """The message with each flag spelled by `name` (e.g. `-crt` -> `tls.crt`)."""
         against = f" {name(self.other[0])} {self.other[1]}" if self.other else ""
+        if self.path is None:
+            return f"{name(self.flag)} {self.reason}{against}"
         return f"{name(self.flag)}{separator}{self.path}: {self.reason}{against}"
 
 
@@ -38,9 +50,9 @@ def _read(flag: str, path: Path) -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise TlsFileError(flag, path, "no such file") from None
+        raise CredentialsError(flag, path, "no such file") from None
     except OSError as exc:
-        raise TlsFileError(flag, path, f"cannot read: {exc.strerror or exc}") from None
+        raise CredentialsError(flag, path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def read_certificates(flag: str, path: Path) -> bytes:
@@ -49,7 +61,7 @@ def read_certificates(flag: str, path: Path) -> bytes:
     try:
         x509.load_pem_x509_certificates(data)
     except ValueError:
-        raise TlsFileError(flag, path, "not a PEM certificate") from None
+        raise CredentialsError(flag, path, "not a PEM certificate") from None
     return data
 
 
@@ -59,9 +71,9 @@ def read_private_key(flag: str, path: Path) -> bytes:
     try:
         serialization.load_pem_private_key(data, password=None)
     except TypeError:
-        raise TlsFileError(flag, path, "private key is encrypted (give an unencrypted key)") from None
+        raise CredentialsError(flag, path, "private key is encrypted (give an unencrypted key)") from None
     except (ValueError, UnsupportedAlgorithm):
-        raise TlsFileError(flag, path, "not a PEM private key") from None
+        raise CredentialsError(flag, path, "not a PEM private key") from None
     return data
 
 
@@ -73,7 +85,7 @@ def read_key_pair(crt: Path, pk: Path) -> tuple[bytes, bytes]:
     key_public = serialization.load_pem_private_key(key, password=None).public_key()
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if leaf_public.public_bytes(*fmt) != key_public.public_bytes(*fmt):
-        raise TlsFileError("-pk", pk, "key does not match the certificate in", other=("-crt", crt))
+        raise CredentialsError("-pk", pk, "key does not match the certificate in", other=("-crt", crt))
     return key, chain
 
 
@@ -87,7 +99,7 @@ def server_credentials(settings: RoleSettings) -> grpc.ServerCredentials | None:
     if mode == "server":
         return grpc.ssl_server_credentials([(key, chain)])
     if settings.ca is None:  # pragma: no cover - the settings validator rejects this
-        raise UsageError("-verify-clients needs -ca")
+        raise CredentialsError("-verify-clients", None, "needs -ca")
     root = read_certificates("-ca", settings.ca)
     return grpc.ssl_server_credentials([(key, chain)], root_certificates=root, require_client_auth=True)
 
@@ -99,7 +111,7 @@ def channel_credentials(ca: Path | None, crt: Path | None, pk: Path | None) -> g
         return None
     if (crt is None) != (pk is None):
         given, missing = ("-crt", "-pk") if pk is None else ("-pk", "-crt")
-        raise UsageError(f"{given} needs {missing} too (a client certificate needs its key)")
+        raise CredentialsError(given, None, f"needs {missing} too (a client certificate needs its key)")
     root = read_certificates("-ca", ca) if ca is not None else None
     if crt is not None and pk is not None:
         key, chain = read_key_pair(crt, pk)
@@ -116,17 +128,6 @@ def node_channel_credentials(settings: RoleSettings) -> grpc.ChannelCredentials 
     return channel_credentials(settings.ca, settings.crt, settings.pk)
 
 
-def secure_or_insecure_channel(
-    target: str,
-    creds: grpc.ChannelCredentials | None,
-    options: ChannelOptions = CHANNEL_OPTIONS,
-) -> grpc.aio.Channel:
-    """A grpc.aio channel to `target`: TLS with `creds`, plaintext when `creds` is None."""
-    if creds is None:
-        return grpc.aio.insecure_channel(target, options=list(options))
-    return grpc.aio.secure_channel(target, creds, options=list(options))
-
-
 def add_port(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
     """Bind `address` (host:port; port 0 picks a free one) and return the bound port."""
     try:
@@ -137,5 +138,5 @@ def add_port(server: grpc.aio.Server, address: str, creds: grpc.ServerCredential
     except RuntimeError:  # newer grpc raises instead of returning 0
         port = 0
     if port == 0:
-        raise UsageError(f"cannot listen on {address} (address in use or not available here)")
+        raise ListenError(f"cannot listen on {address} (address in use or not available here)")
     return int(port)

@@ -8,22 +8,26 @@ import os
 from pathlib import Path
 
 from logstream.node.auth import Guard, new_token, parse_token
-from logstream.config.flags import UsageError
 from logstream.config.settings import RoleSettings
+from logstream.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 TOKEN_FILE = "cluster.token"
 
 
+class TokenFileError(UserError):
+    """A -token-file that cannot be read or does not hold a token."""
+
+
 def read_token(path: Path) -> str:
-    """The token in `path`; UsageError naming the file when it cannot be read or is not a token."""
+    """The token in `path`; TokenFileError naming the file when it cannot be read or is not a token."""
     try:
         return parse_token(Path(path).read_text(encoding="ascii"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"-token-file {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        raise TokenFileError(f"-token-file {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     except ValueError as exc:
-        raise UsageError(f"-token-file {path}: {exc}") from None
+        raise TokenFileError(f"-token-file {path}: {exc}") from None
 
 
 def ensure_token(path: Path) -> bool:

@@ -1,12 +1,10 @@
-"""`logstream stop FILE` and `logstream restart FILE NODE`: supervisord's XML-RPC over its unix socket."""
+"""A running cluster's supervisord, from outside: its XML-RPC over the unix socket, whether it answers, its pid."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import sys
-import time
 import xmlrpc.client
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,13 +13,8 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from logstream.cluster import ClusterConfig, ConfigError, load_cluster
-from logstream.config.flags import GoFlagParser, UsageError
-from logstream.supervisor.render import RunPaths, process_name, run_paths
-
-
-class NotRunning(UsageError):
-    """No supervisord answers on the run directory's socket."""
+from logstream.cluster import ClusterConfig
+from logstream.supervisor.render import RunPaths, run_paths
 
 
 @contextmanager
@@ -94,88 +87,6 @@ def supervisord_pid(paths: RunPaths) -> int | None:
 
 
 def paths_for(config: ClusterConfig, cwd: Path | None = None) -> RunPaths:
+    """The run directory's files of `config` (a relative run_dir counts from `cwd`, default: here)."""
     run_dir = config.cluster.run_dir.expanduser()
     return run_paths(run_dir if run_dir.is_absolute() else (cwd or Path.cwd()) / run_dir)
-
-
-def _load(prog: str, argv: list[str], extra: list[str] = []) -> tuple[argparse.Namespace, ClusterConfig, RunPaths]:
-    parser = GoFlagParser(prog=prog, allow_abbrev=False)
-    parser.add_argument("file", metavar="FILE", help="the cluster file given to `logstream run`")
-    for name in extra:
-        parser.add_argument(name)
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="the same overrides given to `logstream run` (run_dir matters)")
-    parser.add_argument("--run-dir", metavar="DIR", help="the run directory given to `logstream run`")
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="how long to wait (default: 60)")
-    args = parser.parse_args(argv)
-    flags = {"cluster.run_dir": args.run_dir} if args.run_dir else {}
-    config = load_cluster(args.file, args.set, flags)
-    paths = paths_for(config)
-    if not socket_answers(paths):
-        raise NotRunning(f"no cluster is running from {paths.run_dir} (no supervisord at {paths.sock})")
-    return args, config, paths
-
-
-def _print_problems(prog: str, exc: ConfigError) -> int:
-    for problem in exc.problems:
-        print(f"{prog}: error: {problem}", file=sys.stderr)
-    return 2
-
-
-def stop_main(argv: list[str]) -> int:
-    """Stop every node (streamers, then the mediator) and supervisord; wait until it is gone."""
-    try:
-        args, config, paths = _load("logstream stop", argv)
-    except ConfigError as exc:
-        return _print_problems("logstream stop", exc)
-    except NotRunning as exc:
-        print(f"logstream stop: {exc}", file=sys.stderr)
-        return 1
-    pid = supervisord_pid(paths)
-    started = time.monotonic()
-    try:
-        with supervisor_rpc(paths) as rpc:
-            rpc.shutdown()
-    except (OSError, xmlrpc.client.Fault) as exc:
-        print(f"logstream stop: supervisord at {paths.sock} did not accept shutdown: {exc}", file=sys.stderr)
-        return 1
-    deadline = started + args.timeout
-    while time.monotonic() < deadline:
-        if (pid is None or supervisord_pid(paths) is None) and not socket_answers(paths):
-            print(f"logstream stop: cluster \"{config.cluster.name}\" stopped in {time.monotonic() - started:.1f}s")
-            return 0
-        time.sleep(0.1)
-    print(f"logstream stop: cluster \"{config.cluster.name}\" still stopping after {args.timeout:.0f}s "
-          f"(supervisord pid {pid})", file=sys.stderr)
-    return 1
-
-
-def restart_main(argv: list[str]) -> int:
-    """Restart one node (`mediator`, `s1`, ...) of a running cluster."""
-    try:
-        args, config, paths = _load("logstream restart", argv, extra=["node"])
-    except ConfigError as exc:
-        return _print_problems("logstream restart", exc)
-    except NotRunning as exc:
-        print(f"logstream restart: {exc}", file=sys.stderr)
-        return 1
-    if args.node not in config.node_names():
-        raise UsageError(f"no node {args.node!r} in cluster \"{config.cluster.name}\" "
-                         f"(nodes: {', '.join(config.node_names())})")
-    name = process_name(args.node)
-    try:
-        with supervisor_rpc(paths, timeout_s=args.timeout) as rpc:
-            info = rpc.getProcessInfo(name)
-            if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
-                rpc.stopProcess(name, True)
-            rpc.startProcess(name, True)
-            info = rpc.getProcessInfo(name)
-    except xmlrpc.client.Fault as exc:
-        print(f"logstream restart: {args.node}: {exc.faultString}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"logstream restart: supervisord at {paths.sock}: {exc}", file=sys.stderr)
-        return 1
-    print(f"logstream restart: {args.node} {info['statename'].lower()} (pid {info['pid']})")
-    return 0

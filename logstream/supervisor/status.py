@@ -1,24 +1,23 @@
-"""`logstream status FILE`: supervisord's view of the nodes (states, pids) and the mediator's
-view of the streamers (alive, files, lines), as a table or one JSON object."""
+"""A cluster started with `logstream run`, as seen by supervisord (states, pids) and by its mediator
+(streamers alive, files, lines): one dict and an exit code; `commands/status.py` prints it."""
 
 from __future__ import annotations
 
-import json
-import sys
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
-from logstream.cluster import ClusterConfig, ConfigError, load_cluster, mediator_address
-from logstream.config.flags import GoFlagParser
-from logstream.commands.status import StatusError, fetch_status, format_table
+import grpc
+
+from logstream.cluster import ClusterConfig, mediator_address
+from logstream.node.cluster_status import StatusError, fetch_status
 from logstream.supervisor.control import paths_for, socket_answers, supervisor_rpc
 
 # Exit codes: everything up; something is down or unreachable.
 OK, DEGRADED = 0, 1
 
 
-def _credentials(config: ClusterConfig) -> Any:
+def _credentials(config: ClusterConfig) -> grpc.ChannelCredentials | None:
     tls = config.tls
     if tls is None or tls.crt is None:
         return None
@@ -53,20 +52,9 @@ def supervisor_view(config: ClusterConfig) -> list[dict[str, Any]]:
     return sorted(processes, key=lambda p: order.get(p["name"], len(order)))
 
 
-def cluster_status_main(path: str, argv: list[str]) -> int:
-    """`logstream status FILE [--set k=v]... [--json]`."""
-    parser = GoFlagParser(prog="logstream status", allow_abbrev=False,
-                     description="supervisord's view and the mediator's view of a cluster started with `logstream run`")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    parser.add_argument("--run-dir", metavar="DIR")
-    parser.add_argument("--json", action="store_true", help="one JSON object")
-    args = parser.parse_args(argv)
-    try:
-        config = load_cluster(path, args.set, {"cluster.run_dir": args.run_dir} if args.run_dir else {})
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"logstream status: error: {problem}", file=sys.stderr)
-        return 2
+def cluster_view(config: ClusterConfig) -> tuple[dict[str, Any], int]:
+    """Both views in one dict (`cluster`, `run_dir`, `processes`, `mediator_address`, and `mediator`
+    or `mediator_error`, `supervisord_error` when it cannot be asked) and OK or DEGRADED."""
     paths = paths_for(config)
     result: dict[str, Any] = {"cluster": config.cluster.name, "run_dir": str(paths.run_dir)}
     code = OK
@@ -90,23 +78,4 @@ def cluster_status_main(path: str, argv: list[str]) -> int:
         result["mediator_error"] = str(exc).splitlines()[0]
     if "mediator" in result and not all(s.get("alive") for s in result["mediator"].get("streamers", [])):
         code = DEGRADED
-    if args.json:
-        print(json.dumps(result, indent=None, sort_keys=True, default=str))
-        return code
-    print(f"cluster \"{config.cluster.name}\" (run dir {paths.run_dir})")
-    if result.get("supervisord_error"):
-        print(f"supervisord: {result['supervisord_error']}")
-    else:
-        rows = [("NODE", "STATE", "PID", "UPTIME", "SUPERVISORCTL")] + [
-            (p["name"], p["state"], str(p["pid"] or "-"), p["uptime"], p["supervisorctl"]) for p in result["processes"]
-        ]
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        for row in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-        print(f"(supervisorctl -c {paths.conf} stop|start|restart|tail NAME, with NAME as in SUPERVISORCTL)")
-    print()
-    if "mediator_error" in result:
-        print(f"mediator {target}: unreachable: {result['mediator_error']}")
-    else:
-        print(format_table(result["mediator"]))
-    return code
+    return result, code

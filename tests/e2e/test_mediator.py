@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from helpers import Node, run_logstream, start_node
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
-from logstream.commands.status import fetch_status
+from logstream.node.cluster_status import fetch_status
 from logstream.node.tls import channel_credentials
 
 if TYPE_CHECKING:
@@ -230,16 +229,10 @@ def test_a_streamer_joining_under_load_takes_its_share_without_loss_or_duplicate
                 node.__exit__()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_mediator_restart_streamers_come_back_and_logging_resumes(tmp_path: Path) -> None:
     root = tmp_path / "logs"
-    port = _free_port()
-    first = start_mediator(port=port)
+    first = start_mediator()  # port 0; the restart reuses the port it reported
+    port = first.port
     streamers = [start_streamer(f"s{i}", root, first.address) for i in range(3)]
     try:
         wait_live(first, 3)
@@ -354,8 +347,8 @@ def test_a_lease_ledger_spares_a_first_start_the_restart_grace(tmp_path: Path) -
     """With -lease-file a first start places keys at once; a restart waits only for the leases the
     killed mediator may still have out (never more than ping timeout + 1.1 x lease)."""
     ledger = tmp_path / "mediator.lease"
-    port = _free_port()
-    first = start_mediator("-lease-file", str(ledger), port=port)
+    first = start_mediator("-lease-file", str(ledger))
+    port = first.port
     streamer = start_streamer("s0", tmp_path / "logs", first.address)
     try:
         assert float(first.wait_for(r"placing keys after ([\d.]+)s").group(1)) == 0.0

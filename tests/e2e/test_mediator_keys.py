@@ -15,7 +15,7 @@ from helpers import start_node
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
-from logstream.commands.status import fetch_status
+from logstream.node.cluster_status import fetch_status
 
 pytestmark = pytest.mark.e2e
 

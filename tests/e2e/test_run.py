@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ import grpc
 import pytest
 
 from logstream._proto import logstream_pb2, logstream_pb2_grpc
-from logstream.supervisor import status
+from logstream.commands import status
+from netports import reserve_ports
 from watched import Watched, kill_leftovers, wait_gone
 
 pytestmark = pytest.mark.e2e
@@ -28,21 +28,10 @@ pytestmark = pytest.mark.e2e
 READY = r'logstream: cluster "(\w+)" ready in (\d+\.\d)s: mediator (\S+)(?: \(remote\))?, (\d+) streamers?'
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
-
-
 def write_cluster(tmp_path: Path, count: int = 3, extra: str = "") -> tuple[Path, int, list[int]]:
     """A cluster file on free ports. Streamer ports are given per node (free ports need not be
     consecutive), which also exercises the [[streamer]] overrides."""
-    mediator, *streamers = free_ports(count + 1)
+    mediator, *streamers = reserve_ports(count + 1)
     tables = "".join(f"[[streamer]]\nname = 's{i}'\nport = {port}\n" for i, port in enumerate(streamers, start=1))
     path = tmp_path / "cluster.toml"
     path.write_text(
@@ -83,7 +72,7 @@ def cluster_status(tmp_path: Path, file: Path, monkeypatch: pytest.MonkeyPatch,
                    capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    code = status.cluster_status_main(str(file), ["--json"])
+    code = status.cluster_main(str(file), ["--json"])
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -128,7 +117,7 @@ def test_run_send_status_sigkill_restart_and_sigint(
     assert {s["addr"] for s in view["mediator"]["streamers"]} == {  # type: ignore[index]
         f"127.0.0.1:{port}" for port in streamer_ports}
     capsys.readouterr()
-    assert status.cluster_status_main(str(file), []) == 0
+    assert status.cluster_main(str(file), []) == 0
     table = capsys.readouterr().out
     for name in ("mediator", "s1", "s2", "s3"):
         assert re.search(rf"^{name}\s+RUNNING\s+\d+", table, re.M), table

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from helpers import logstream_command, start_node
+from netports import refusing_port
 
 from logstream.client import LogstreamHandler, SyncLogClient
 
@@ -54,7 +55,8 @@ def test_send_to_a_plaintext_streamer(tmp_path: Path) -> None:
         assert handler.sent == 1 and (root / "app/python.log").read_text() == "WARNING from the handler 7\n"
         assert node.stop() == 0
 
-    down = _send(["-target", node.address, "-filename", "x", "-attempts", "2", "late"])
+    with refusing_port() as port:  # the stopped node's port may be anyone's by now: one surely refused
+        down = _send(["-target", f"127.0.0.1:{port}", "-filename", "x", "-attempts", "2", "late"])
     assert down.returncode == 1 and down.stderr.count("\n") == 1 and "UNAVAILABLE" in down.stderr
 
 

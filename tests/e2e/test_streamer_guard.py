@@ -23,7 +23,7 @@ from helpers import Node, start_node
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.node.auth import call_metadata
-from logstream.commands.status import fetch_status
+from logstream.node.cluster_status import fetch_status
 from logstream.node.tls import channel_credentials
 
 if TYPE_CHECKING:

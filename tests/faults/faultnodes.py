@@ -23,7 +23,7 @@ from helpers import Node, start_node  # noqa: E402
 from history import Driver, SizeSampler, Verdict, check, read_roots  # noqa: E402
 from logstream._proto import logstream_pb2 as pb  # noqa: E402
 from logstream._proto import logstream_pb2_grpc as pb_grpc  # noqa: E402
-from logstream.commands.status import StatusError, fetch_status  # noqa: E402
+from logstream.node.cluster_status import StatusError, fetch_status  # noqa: E402
 
 INTERVAL = "300ms"
 INTERVAL_S = 0.3

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -69,12 +68,6 @@ def test_a_streamer_sigkilled_ten_times_under_load(tmp_path: Path, figures: Figu
     assert len(resumes) == 10 and max(resumes) < FAILOVER_BOUND_S, resumes
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("interval_s", [1, 5], ids=["1s", "5s"])
 @pytest.mark.parametrize("ledger", [False, True], ids=["no-lease-file", "lease-file"])
 def test_the_mediator_sigkilled_and_restarted_under_load(tmp_path: Path, figures: Figures, ledger: bool,
@@ -83,10 +76,10 @@ def test_the_mediator_sigkilled_and_restarted_under_load(tmp_path: Path, figures
     interval = f"{interval_s}s"
     waited_s = 3 * interval_s + 15  # long enough to measure today's code too, which takes several intervals
     roots = {f"s{i}": tmp_path / f"s{i}" for i in range(3)}
-    port = _free_port()
     extra = ["-lease-file", str(tmp_path / "mediator.lease")] if ledger else []
     with procs() as started:
-        first = mediator(started, *extra, port=port, interval=interval)
+        first = mediator(started, *extra, interval=interval)  # port 0; the restart reuses the port it reported
+        port = first.port
         for name, root in roots.items():
             streamer(started, name, root, first.address)
         wait_live(first.address, list(roots))

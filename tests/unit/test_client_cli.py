@@ -4,17 +4,20 @@ batching, and one-line errors with exit 2 for user mistakes and 1 for server or 
 from __future__ import annotations
 
 import io
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 
+from logstream.client import SendError
 from logstream.commands import main as cli
 from logstream.node import tls
-from logstream.commands.send import parse_target
+from logstream.commands.send import describe, parse_target
+from logstream.node.channel import Reach, probe
 from logstream.config.flags import UsageError
 from logstream.config.settings import StreamerSettings
+from netports import refusing_port
 
 if TYPE_CHECKING:
     from tests.conftest import MemoryLogServer, TlsFiles
@@ -33,12 +36,6 @@ def _send(args: list[str], capsys: pytest.CaptureFixture[str], stdin: bytes | No
     code = cli.main(["send", *args])
     err = capsys.readouterr().err
     return code, err
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_lines_from_arguments(memory_server: MemoryLogServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,8 +71,9 @@ def test_invalid_argument_is_a_user_error_with_the_servers_message(
 
 
 def test_a_server_that_is_down_is_a_failure(capsys: pytest.CaptureFixture[str]) -> None:
-    target = f"127.0.0.1:{_free_port()}"
-    code, err = _send(["-target", target, "-filename", "f", "-attempts", "2", "-timeout", "2s", "x"], capsys)
+    with refusing_port() as port:
+        target = f"127.0.0.1:{port}"
+        code, err = _send(["-target", target, "-filename", "f", "-attempts", "2", "-timeout", "2s", "x"], capsys)
     assert code == 1 and err.count("\n") == 1
     assert err.startswith(f"logstream send: error: {target}: UNAVAILABLE:") and "(after 2 attempts)" in err
 
@@ -83,9 +81,11 @@ def test_a_server_that_is_down_is_a_failure(capsys: pytest.CaptureFixture[str]) 
 @pytest.mark.parametrize("args, message", [
     (["-target", "nohost", "-filename", "f", "x"], "-target 'nohost': not a host:port address"),
     (["-target", "::1:80", "-filename", "f", "x"], "not a host:port address"),
-    (["-target", "h:1"], "the following arguments are required: -filename/--filename"),
-    (["-targ", "h:1", "-filename", "f"], "the following arguments are required: -target/--target"),
-    (["-target", "h:1", "-filename", "f", "-bogus", "x"], "unrecognized arguments: -bogus"),
+    (["-target", "h:1", "-filename", "f", "-attempts", "2.5", "x"], "'2.5': not a whole number"),
+    # argparse's own wording is not ours to match: the line names the flag at fault
+    (["-target", "h:1"], "-filename"),
+    (["-targ", "h:1", "-filename", "f"], "-target"),
+    (["-target", "h:1", "-filename", "f", "-bogus", "x"], "-bogus"),
     (["-target", "h:1", "-filename", "f", "-batch-lines", "0"], "argument -batch-lines/--batch-lines: '0': must be at least 1"),
     (["-target", "h:1", "-filename", "f", "-batch-bytes", "-1B"], "'-1B': must be a finite size"),
     (["-target", "h:1", "-filename", "f", "-timeout", "soon"], "argument -timeout/--timeout: 'soon': not a duration"),
@@ -128,3 +128,32 @@ def test_tls_modes(memory_server_factory: Callable[..., MemoryLogServer], tls_fi
     code, err = _send(["-target", server_only.target, "-ca", str(tls_files.node_key), *common, "x"], capsys)
     assert code == 2 and "-ca " in err and "not a PEM certificate" in err
     assert server_only.lines("", "f") == ["s"] and mutual.lines("", "f") == ["m"]
+
+
+def test_a_server_s_own_unavailable_is_retried_and_gets_no_tls_hint(
+        memory_server: MemoryLogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    # The handshake works (the probe sees READY): the UNAVAILABLE is the server's, not TLS's.
+    memory_server.fail(*[grpc.StatusCode.UNAVAILABLE] * 2)
+    code, err = _send(["-target", memory_server.target, "-filename", "f", "-attempts", "2", "x"], capsys)
+    assert code == 1 and "UNAVAILABLE" in err and "(after 2 attempts)" in err and "TLS" not in err
+
+
+def test_describe_adds_the_tls_hint_only_for_a_failed_handshake() -> None:
+    error = SendError("h:1", grpc.StatusCode.UNAVAILABLE, "any\nwording", attempts=1)
+    assert describe(error, uses_tls=False, reach=Reach.HANDSHAKE_FAILS).endswith("(the server may require TLS: "
+                                                                                 "give -ca, and -crt/-pk for mutual TLS)")
+    assert "(TLS: check -ca" in describe(error, uses_tls=True, reach=Reach.HANDSHAKE_FAILS)
+    for reach in (Reach.ANSWERS, Reach.NOT_LISTENING, Reach.UNDECIDED):
+        assert describe(error, uses_tls=True, reach=reach) == "h:1: UNAVAILABLE: any wording"
+    refused = SendError("h:1", grpc.StatusCode.INVALID_ARGUMENT, "bad", attempts=1, sent_lines=3)
+    assert describe(refused, uses_tls=False, reach=Reach.HANDSHAKE_FAILS) == "h:1: INVALID_ARGUMENT: bad; 3 lines were sent before"
+
+
+def test_probe_tells_nothing_listening_from_a_failed_handshake_from_an_answer(
+        memory_server_factory: Callable[..., MemoryLogServer], tls_files: TlsFiles) -> None:
+    server_only = memory_server_factory(tls.server_credentials(
+        StreamerSettings.model_validate(dict(crt=tls_files.node_crt, pk=tls_files.node_key))))
+    assert probe(server_only.target, None, 10) is Reach.HANDSHAKE_FAILS  # plaintext to a TLS server
+    assert probe(server_only.target, tls.channel_credentials(tls_files.ca, None, None), 10) is Reach.ANSWERS
+    with refusing_port() as port:
+        assert probe(f"127.0.0.1:{port}", None, 10) is Reach.NOT_LISTENING

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from logstream.errors import UserError
+from logstream.cluster.plan import UnknownNode
 from logstream.cluster import (
     ClusterConfig,
     ConfigError,
@@ -20,7 +22,7 @@ from logstream.cluster import (
 )
 from logstream.config.flags import UsageError, load_settings
 from logstream.config.settings import MediatorSettings, StreamerSettings
-from logstream.node.token_file import ensure_token, read_token
+from logstream.node.token_file import TokenFileError, ensure_token, read_token
 
 
 def write(tmp_path: Path, text: str, name: str = "cluster.toml") -> Path:
@@ -168,8 +170,9 @@ def test_missing_and_folder_files(tmp_path: Path) -> None:
     assert problems(tmp_path)[0].endswith("is a folder, not a cluster file")
 
 
-def test_config_error_is_a_usage_error() -> None:
-    assert issubclass(ConfigError, UsageError)
+def test_config_error_is_a_user_error() -> None:
+    """The CLI prints every UserError as one line and exits 2."""
+    assert issubclass(ConfigError, UserError)
 
 
 # --- the file system checks ----------------------------------------------------------------------
@@ -252,7 +255,7 @@ def test_the_cluster_token_is_made_once_owner_only_and_kept(tmp_path: Path) -> N
     assert not ensure_token(path) and path.read_text() == first
     assert read_token(path) == first.strip()
     path.write_text("  \n")
-    with pytest.raises(UsageError, match="empty"):
+    with pytest.raises(TokenFileError, match="empty"):
         read_token(path)
 
 
@@ -265,7 +268,7 @@ def test_select_nodes() -> None:
     config = ClusterConfig.model_validate({})
     assert select_nodes(config, None) == ["mediator", "s1", "s2", "s3"]
     assert select_nodes(config, "s3,s1") == ["s1", "s3"]
-    with pytest.raises(UsageError, match="unknown node s9"):
+    with pytest.raises(UnknownNode, match="unknown node s9"):
         select_nodes(config, "s9")
 
 
@@ -360,10 +363,10 @@ def test_settings_are_loaded_as_their_own_class(tmp_path: Path) -> None:
 
 
 def test_a_tls_file_error_carries_its_setting_and_path(tmp_path: Path) -> None:
-    from logstream.node.tls import TlsFileError, read_certificates
+    from logstream.node.tls import CredentialsError, read_certificates
 
     (tmp_path / "junk.crt").write_text("junk")
-    with pytest.raises(TlsFileError) as caught:
+    with pytest.raises(CredentialsError) as caught:
         read_certificates("-ca", tmp_path / "junk.crt")
     assert (caught.value.flag, caught.value.path) == ("-ca", tmp_path / "junk.crt")
     assert caught.value.text(lambda flag: "tls." + flag.removeprefix("-")) == f"tls.ca: {tmp_path / 'junk.crt'}: not a PEM certificate"

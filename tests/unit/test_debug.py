@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from logstream.node import debug
-from logstream.config.flags import UsageError
+from logstream.node import debug, introspect
+from logstream.node.net import ListenError
 
 
 def _get(url: str, timeout_s: float = 10) -> tuple[int, str, str]:
@@ -165,7 +165,10 @@ def test_one_profile_at_a_time_and_close_ends_it(stop: threading.Event) -> None:
     results: list[tuple[int, str, str]] = []
     first = threading.Thread(target=lambda: results.append(_get(server.url + "/debug/profile?seconds=60")))
     first.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10  # until the first profile runs (polled: no fixed sleep under load)
+    while not server._httpd.profiling.locked():
+        assert time.monotonic() < deadline, "the first profile never started"
+        time.sleep(0.01)
     status, _, body = _get(server.url + "/debug/profile?seconds=1")
     assert status == 409 and "already running" in body
     began = time.monotonic()
@@ -176,13 +179,13 @@ def test_one_profile_at_a_time_and_close_ends_it(stop: threading.Event) -> None:
     assert results and results[0][0] == 200
 
 
-def test_a_port_in_use_is_a_usage_error(server: debug.DebugServer) -> None:
-    with pytest.raises(UsageError, match=rf"^-pport {server.port}: address in use$"):
+def test_a_port_in_use_is_a_listen_error(server: debug.DebugServer) -> None:
+    with pytest.raises(ListenError, match=rf"^-pport {server.port}: address in use$"):
         debug.start_debug_server("127.0.0.1", server.port, "n2")
 
 
 def test_profile_tables_are_computed_from_stacks() -> None:
-    profile = debug.Profile(samples=4, duration_s=0.04)
+    profile = introspect.Profile(samples=4, duration_s=0.04)
     for stack in [("t", "main", "work"), ("t", "main", "work"), ("t", "main"), ("t", "main", "main")]:
         profile.add(stack)
     flat, cumulative = profile.flat_and_cumulative()

@@ -18,7 +18,7 @@ from logstream.mediator.placement import FileKey
 from logstream.mediator.router import Router, RouterConfig
 from logstream.mediator.server import build_server
 from logstream.mediator.service import BadInput, ClusterStatusServicer, Validator, check_address
-from logstream.commands.status import format_table
+from logstream.node.cluster_status import format_table
 
 
 def test_equivalent_paths_are_one_key_so_one_owner() -> None:

@@ -13,6 +13,7 @@ import pytest
 from logstream.commands.main import main as cli
 from logstream.cluster import ClusterConfig, load_cluster
 from logstream.commands.init import starter_text
+from netports import reserve_ports
 
 
 @pytest.fixture(autouse=True)
@@ -23,14 +24,8 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def cluster_file(tmp_path: Path, extra: str = "") -> Path:
-    mediator, first = free_port(), free_port()
+    mediator, first = reserve_ports(2)
     path = tmp_path / "cluster.toml"
     path.write_text(f"[cluster]\nrun_dir = 'run'\n[mediator]\nport = {mediator}\n"
                     f"[streamers]\ncount = 1\nport = {first}\npath = 'logs'\n{extra}")
@@ -127,3 +122,12 @@ def test_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert cli(["config", "check", str(file)]) == 0
     assert cli(["config", "check", str(file), "--set", "tls.crt=x.crt", "--set", "tls.pk=x.key"]) == 2
     assert "logstream config check: error: tls.crt: no such file: x.crt" in capsys.readouterr().err
+
+
+def test_a_path_supervisord_conf_cannot_hold_is_one_line_and_exit_2(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # The manager raises its own RenderError; the CLI edge prints it like any user error.
+    assert cli(["run", str(cluster_file(tmp_path)), "--path", "lo\ngs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("logstream run: error: a line break cannot be written into supervisord.conf")
+    assert not (tmp_path / "run" / "supervisord.pid").exists()

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from logstream.supervisor import control, run, status
+from logstream.commands import status
+from logstream.commands import run
+from logstream.commands import control
+from logstream.supervisor import manager
+from netports import RefusingPort
 from watched import Watched, kill_leftovers, wait_gone
 
 FAKE_NODE = """\
@@ -43,7 +47,7 @@ import sys
 from pathlib import Path
 from logstream.cluster import load_cluster, plan_nodes
 from logstream.supervisor.render import run_paths
-from logstream.supervisor.run import Runner
+from logstream.supervisor.manager import Runner
 
 cwd = Path.cwd()
 config = load_cluster(sys.argv[1], sys.argv[3:])
@@ -62,6 +66,7 @@ CLUSTER = """\
 name = "fake"
 run_dir = "run"
 [mediator]
+port = {mediator_port}
 grace = "100ms"
 [streamers]
 count = 2
@@ -71,16 +76,24 @@ path = "logs"
 
 
 class Driven(Watched):
-    """`logstream run`'s Runner in a subprocess, driving fake nodes."""
+    """`logstream run`'s Runner in a subprocess, driving fake nodes. The fake mediator serves no
+    status; its port is held here, bound and never listening, so asking it is refused whatever
+    else runs on this machine (not only when nothing happens to listen on the default port)."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str] | None = None) -> None:
         fake = tmp_path / "fakepy"
         fake.write_text(f"#!{sys.executable}\n{FAKE_NODE}")
         fake.chmod(0o755)
+        self._mediator_port = RefusingPort()
+        port = self._mediator_port.port
         (tmp_path / "driver.py").write_text(DRIVER)
-        (tmp_path / "cluster.toml").write_text(CLUSTER)
+        (tmp_path / "cluster.toml").write_text(CLUSTER.format(mediator_port=port))
         self.tmp_path = tmp_path
         super().__init__([sys.executable, str(tmp_path / "driver.py"), "cluster.toml", str(fake)], tmp_path, env)
+
+    def kill(self) -> None:
+        super().kill()
+        self._mediator_port.close()
 
 
 @pytest.fixture
@@ -119,7 +132,7 @@ def test_a_running_cluster_restarts_serves_control_and_stops_on_sigint(
     assert re.search(r"s2 running \(pid \d+\)", capsys.readouterr().out)
 
     # logstream status FILE: supervisord's view (the fake mediator serves no status: exit 1)
-    assert status.cluster_status_main("cluster.toml", ["--json"]) == 1
+    assert status.cluster_main("cluster.toml", ["--json"]) == 1
     view = json.loads(capsys.readouterr().out)
     assert [(p["name"], p["state"]) for p in view["processes"]] == [
         ("mediator", "RUNNING"), ("s1", "RUNNING"), ("s2", "RUNNING")]
@@ -146,7 +159,7 @@ def test_sigterm_exits_143_even_when_a_node_ignores_it(tmp_path: Path, cleanup: 
     driven.proc.send_signal(signal.SIGTERM)
     assert driven.wait() == 143
     # supervisord SIGKILLs s2 after its stopwaitsecs (grace 100ms -> 1 + 5 s)
-    assert time.monotonic() - started < 6 + 1 + 6 + run.KILL_MARGIN_S
+    assert time.monotonic() - started < 6 + 1 + 6 + manager.KILL_MARGIN_S
     assert "stopped: s2 (terminated by SIGKILL)" in "\n".join(driven.lines)
     assert wait_gone(tmp_path) == []
 

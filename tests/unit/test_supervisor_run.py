@@ -7,7 +7,8 @@ import socket
 from pathlib import Path
 
 from logstream.cluster import load_cluster, plan_nodes
-from logstream.supervisor.run import Follower, Printer, busy_ports
+from logstream.supervisor.printer import Printer
+from logstream.supervisor.process import Follower, busy_ports
 
 
 def test_follower_reads_complete_lines_from_now_on(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from logstream.node import tls
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.config.flags import UsageError
+from logstream.errors import UserError
 from logstream.config.settings import StreamerSettings
 from logstream.node.net import SERVER_OPTIONS
 
@@ -136,26 +137,26 @@ async def test_a_node_in_server_mode_calls_a_server_only_peer(server_only: int, 
 def test_a_file_that_is_not_a_certificate_is_named(tmp_path: Path, tls_files: TlsFiles) -> None:
     bad = tmp_path / "x.crt"
     bad.write_text("hello\n")
-    with pytest.raises(UsageError, match=r"^-crt .*x\.crt: not a PEM certificate$"):
+    with pytest.raises(tls.CredentialsError, match=r"^-crt .*x\.crt: not a PEM certificate$"):
         tls.server_credentials(_settings(crt=bad, pk=tls_files.node_key))
-    with pytest.raises(UsageError, match=r"^-ca .*x\.crt: not a PEM certificate$"):
+    with pytest.raises(tls.CredentialsError, match=r"^-ca .*x\.crt: not a PEM certificate$"):
         tls.channel_credentials(bad, None, None)
 
 
 def test_a_file_that_is_not_a_key_is_named(tls_files: TlsFiles) -> None:
-    with pytest.raises(UsageError, match=r"^-pk .*node\.crt: not a PEM private key$"):
+    with pytest.raises(tls.CredentialsError, match=r"^-pk .*node\.crt: not a PEM private key$"):
         tls.channel_credentials(tls_files.ca, tls_files.node_crt, tls_files.node_crt)
 
 
 def test_a_key_of_another_certificate_is_refused(tls_files: TlsFiles) -> None:
-    with pytest.raises(UsageError, match="-pk .*client.key: key does not match the certificate in -crt"):
+    with pytest.raises(tls.CredentialsError, match="-pk .*client.key: key does not match the certificate in -crt"):
         tls.server_credentials(_settings(crt=tls_files.node_crt, pk=tls_files.client_key))
 
 
 def test_missing_files_and_half_pairs(tmp_path: Path, tls_files: TlsFiles) -> None:
-    with pytest.raises(UsageError, match=r"^-ca .*nope\.crt: no such file$"):
+    with pytest.raises(tls.CredentialsError, match=r"^-ca .*nope\.crt: no such file$"):
         tls.channel_credentials(tmp_path / "nope.crt", None, None)
-    with pytest.raises(UsageError, match="^-crt needs -pk"):
+    with pytest.raises(tls.CredentialsError, match="^-crt needs -pk"):
         tls.channel_credentials(None, tls_files.client_crt, None)
 
 
@@ -163,7 +164,16 @@ def test_missing_files_and_half_pairs(tmp_path: Path, tls_files: TlsFiles) -> No
 async def test_add_port_reports_an_address_in_use(plaintext_server: int) -> None:
     server = grpc.aio.server(options=SERVER_OPTIONS)
     try:
-        with pytest.raises(UsageError, match=f"^cannot listen on 127.0.0.1:{plaintext_server}"):
+        with pytest.raises(tls.ListenError, match=f"^cannot listen on 127.0.0.1:{plaintext_server}"):
             tls.add_port(server, f"127.0.0.1:{plaintext_server}", None)
     finally:
         await server.stop(None)
+
+
+def test_credential_problems_are_the_library_s_own_errors_not_the_cli_s(tmp_path: Path) -> None:
+    # The CLI edge prints every UserError as one line; the library never raises the CLI's UsageError.
+    assert issubclass(tls.CredentialsError, UserError) and not issubclass(tls.CredentialsError, UsageError)
+    assert issubclass(tls.ListenError, UserError) and not issubclass(tls.ListenError, UsageError)
+    with pytest.raises(tls.CredentialsError) as caught:
+        tls.channel_credentials(tmp_path / "nope.crt", None, None)
+    assert (caught.value.flag, caught.value.path, caught.value.reason) == ("-ca", tmp_path / "nope.crt", "no such file")

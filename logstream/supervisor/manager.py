@@ -1,5 +1,5 @@
-"""`logstream run FILE`: validate, render supervisord.conf, run supervisord as a child, follow the
-nodes' output, announce readiness once, and on SIGINT/SIGTERM stop everything, leaving no process.
+"""`logstream run`'s manager: render supervisord.conf, run supervisord as a child, follow the nodes'
+output, announce readiness once, and on SIGINT/SIGTERM stop everything, leaving no process.
 
 Like honcho's Manager, one loop owns all state: the signal handlers only record the signal, and
 the loop (poll files, poll supervisord, check readiness) does the work.
@@ -7,12 +7,9 @@ the loop (poll files, poll supervisord, check readiness) does the work.
 
 from __future__ import annotations
 
-import argparse
-import errno
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,23 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, NoReturn
+from typing import IO
 
-from logstream.cluster import (
-    ClusterConfig,
-    ConfigError,
-    Node,
-    check_files,
-    load_cluster,
-    mediator_address,
-    plan_nodes,
-    select_nodes,
-    token_path,
-)
-from logstream.config.flags import UsageError
-from logstream.node.token_file import ensure_token
-from logstream.supervisor.control import socket_answers, supervisord_pid
-from logstream.supervisor.render import RunPaths, render, run_paths, stop_wait_s
+from logstream.cluster import ClusterConfig, Node, mediator_address
+from logstream.errors import UserError
+from logstream.supervisor.control import socket_answers
+from logstream.supervisor.printer import Printer
+from logstream.supervisor.process import Follower, alive, clean_environment, is_our_node
+from logstream.supervisor.render import RunPaths, render, stop_wait_s
 
 # Seconds between readiness checks, and after which a missing node is reported once.
 READY_POLL_S = 0.25
@@ -48,144 +36,10 @@ _SPAWNED_RE = re.compile(r"spawned: '([^']+)' with pid (\d+)")
 _FATAL_RE = re.compile(r"gave up: (\S+) entered FATAL state")
 # supervisord lines that alarm without informing: the socket is chmod 0700 in the run directory.
 _QUIET = ("running without any HTTP authentication checking", "Supervisor is running as root")
-# Variables of the role settings would leak into every node below the cluster file's flags.
-_NODE_ENV_PREFIXES = ("LOGSTREAM_STREAMER_", "LOGSTREAM_MEDIATOR_")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="logstream run", allow_abbrev=False,
-                     description="Launch a cluster (a mediator and N streamers) under supervisord.")
-    parser.add_argument("file", metavar="FILE", help="the cluster file (TOML), e.g. configs/local.toml")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override any key, e.g. --set streamers.count=5 (repeatable)")
-    parser.add_argument("--streamers", type=int, metavar="N", help="how many streamers (streamers.count)")
-    parser.add_argument("--only", metavar="NODES",
-                        help="run only these nodes here: `mediator` or `s1,s2` (clusters spread over hosts)")
-    parser.add_argument("--run-dir", metavar="DIR", help="supervisord's files and node output (cluster.run_dir)")
-    parser.add_argument("--path", metavar="DIR", help="root folder for log files (streamers.path)")
-    return parser
-
-
-def short_flags(args: argparse.Namespace) -> dict[str, object]:
-    """Short options as key paths; they win over --set."""
-    flags: dict[str, object] = {}
-    if args.streamers is not None:
-        flags["streamers.count"] = args.streamers
-    if args.run_dir is not None:
-        flags["cluster.run_dir"] = args.run_dir
-    if args.path is not None:
-        flags["streamers.path"] = args.path
-    return flags
-
-
-def busy_ports(nodes: Sequence[Node]) -> list[str]:
-    """Ports some other process already listens on (or addresses this machine does not have)."""
-    problems = []
-    for node in nodes:
-        candidates = [(node.host, node.port, "port")]
-        if node.pprof_port is not None:
-            candidates.append((node.pprof_host, node.pprof_port, "pport"))
-        for host, port, key in candidates:
-            section = "mediator" if node.role == "mediator" else f"streamer {node.name}"
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            probe = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind((host, port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    problems.append(f"{section}: {key} {host}:{port} is already in use by another process")
-                elif exc.errno == errno.EADDRNOTAVAIL:
-                    problems.append(f"{section}: {host} is not an address of this machine "
-                                    f"(run the other hosts' nodes there with --only)")
-                else:
-                    problems.append(f"{section}: cannot listen on {host}:{port}: {exc.strerror or exc}")
-            finally:
-                probe.close()
-    return problems
-
-
-class Follower:
-    """Reads the lines appended to one file (supervisord's log for a node), across rotations."""
-
-    def __init__(self, path: Path, from_start: bool = False) -> None:
-        self.path = path
-        self._file: IO[bytes] | None = None
-        self._inode: int | None = None
-        self._partial = b""
-        self._skip_to_end = not from_start
-
-    def _open(self) -> bool:
-        try:
-            handle = self.path.open("rb")
-        except OSError:
-            return False
-        if self._skip_to_end:  # output of earlier runs is in the file; follow from now on
-            handle.seek(0, os.SEEK_END)
-            self._skip_to_end = False
-        self._file, self._inode = handle, os.fstat(handle.fileno()).st_ino
-        return True
-
-    def poll(self, final: bool = False) -> list[str]:
-        if self._file is None and not self._open():
-            self._skip_to_end = False  # the file did not exist yet: everything in it is new
-            return []
-        assert self._file is not None
-        lines = self._read()
-        try:
-            stat = self.path.stat()
-            rotated = stat.st_ino != self._inode or stat.st_size < self._file.tell()
-        except OSError:
-            rotated = False
-        if rotated:  # supervisord rotated or truncated the log: finish the old file, open the new one
-            self._file.close()
-            self._file = None
-            if self._open():
-                lines += self._read()
-        if final and self._partial:
-            lines.append(self._partial.decode(errors="replace"))
-            self._partial = b""
-        return lines
-
-    def _read(self) -> list[str]:
-        assert self._file is not None
-        data = self._partial + self._file.read()
-        *complete, self._partial = data.split(b"\n")
-        return [line.decode(errors="replace").rstrip("\r") for line in complete]
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-_COLOURS = ["36", "33", "32", "35", "34", "31", "96", "93", "92", "95", "94"]
-
-
-class Printer:
-    """honcho's printer: `name | line`, names padded to one width, coloured on a terminal."""
-
-    def __init__(self, names: Sequence[str], out: IO[str], colour: bool | None = None) -> None:
-        self.width = max(len(name) for name in names)
-        self.out = out
-        use_colour = out.isatty() and "NO_COLOR" not in os.environ if colour is None else colour
-        self.colours = {name: _COLOURS[i % len(_COLOURS)] for i, name in enumerate(names)} if use_colour else {}
-
-    def line(self, name: str, text: str) -> None:
-        prefix = f"{name:<{self.width}} | "
-        if name in self.colours:
-            prefix = f"\033[{self.colours[name]}m{prefix}\033[0m"
-        self.out.write(prefix + text + "\n")
-        self.out.flush()
-
-    def say(self, text: str) -> None:
-        self.out.write(f"logstream: {text}\n")
-        self.out.flush()
+class RenderError(UserError):
+    """The cluster cannot be written as supervisord.conf (e.g. a line break in a path)."""
 
 
 @dataclass
@@ -204,16 +58,16 @@ class ReadyCheck:
         from logstream._proto import logstream_pb2, logstream_pb2_grpc
 
         if self._channel is None:
+            from logstream.node.channel import sync_channel, with_options
+            from logstream.node.net import CHANNEL_OPTIONS
+            from logstream.node.tls import channel_credentials
+
             # The mediator may not listen yet: retry connecting quickly rather than with grpc's
             # default backoff (1s, growing), which would delay the ready line by seconds.
-            options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
-                       ("grpc.max_reconnect_backoff_ms", 250)]
-            if self.tls is None:
-                self._channel = grpc.insecure_channel(self.target, options=options)
-            else:
-                from logstream.node.tls import channel_credentials
-
-                self._channel = grpc.secure_channel(self.target, channel_credentials(*self.tls), options=options)
+            options = with_options(CHANNEL_OPTIONS, initial_reconnect_backoff_ms=100, min_reconnect_backoff_ms=100,
+                                   max_reconnect_backoff_ms=250)
+            self._channel = sync_channel(self.target, None if self.tls is None else channel_credentials(*self.tls),
+                                         options)
         stub = logstream_pb2_grpc.ClusterStatusStub(self._channel)  # type: ignore[no-untyped-call]
         try:
             reply = stub.Status(logstream_pb2.StatusRequest(), timeout=1.0)
@@ -230,36 +84,11 @@ class ReadyCheck:
             self._channel = None
 
 
-def _clean_environment() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if not key.upper().startswith(_NODE_ENV_PREFIXES)}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _is_our_node(pid: int, name: str) -> bool:
-    """Whether `pid` is still the node we saw spawned (not a recycled pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return _alive(pid) and sys.platform != "linux"
-    return b"logstream" in cmdline and f"-id={name}".encode() in cmdline or (
-        name == "mediator" and b"mediator" in cmdline and b"logstream" in cmdline
-    )
-
-
 class Runner:
     """One run of supervisord with the cluster's nodes, from start to a clean exit."""
 
     def __init__(self, config: ClusterConfig, nodes: Sequence[Node], paths: RunPaths, cwd: Path,
-                 out: IO[str] = sys.stdout, started: float | None = None,
+                 out: IO[str] | None = None, started: float | None = None,
                  python: str = sys.executable, ready: Callable[[], bool] | None = None) -> None:
         self.config = config
         self.nodes = list(nodes)
@@ -267,7 +96,8 @@ class Runner:
         self.cwd = cwd
         self.python = python
         self.started = time.monotonic() if started is None else started
-        self.printer = Printer(["supervisord", *(node.name for node in self.nodes)], out)
+        # sys.stdout when running, not when this module was imported (tests swap it)
+        self.printer = Printer(["supervisord", *(node.name for node in self.nodes)], out or sys.stdout)
         self.exit_signal: int | None = None
         self.force = False
         self.children: dict[int, str] = {}  # pid -> node name, from supervisord's "spawned:" lines
@@ -306,7 +136,7 @@ class Runner:
         try:
             text = render(self.config.cluster.name, self.nodes, self.paths, self.cwd, self.python)
         except ValueError as exc:  # e.g. a line break in a path
-            raise UsageError(str(exc)) from None
+            raise RenderError(str(exc)) from None
         self.paths.conf.write_text(text, encoding="utf-8")
         for follower in self.followers.values():
             follower.poll()  # position every follower at the end of earlier runs' output
@@ -314,7 +144,7 @@ class Runner:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.paths.conf)],
-                cwd=self.cwd, env=_clean_environment(), stdin=subprocess.DEVNULL, stdout=output,
+                cwd=self.cwd, env=clean_environment(), stdin=subprocess.DEVNULL, stdout=output,
                 stderr=subprocess.STDOUT, start_new_session=True,  # our Ctrl-C must not reach the nodes
             )
         finally:
@@ -441,7 +271,7 @@ class Runner:
         self.process.wait()
         self._pump()
         for pid, name in list(self.children.items()):
-            if _alive(pid) and _is_our_node(pid, name):
+            if alive(pid) and is_our_node(pid, name):
                 self.printer.say(f"{name} (pid {pid}) outlived supervisord: killing it")
                 try:
                     os.killpg(pid, signal.SIGKILL)
@@ -457,39 +287,3 @@ class Runner:
         close = getattr(self.ready_check, "close", None)
         if close is not None:
             close()
-
-
-def main(argv: list[str]) -> int:
-    started = time.monotonic()
-    args = build_parser().parse_args(argv)
-    cwd = Path.cwd()
-    try:
-        config = load_cluster(args.file, args.set, short_flags(args))
-        selected = select_nodes(config, args.only)
-        problems = check_files(config, cwd, selected)
-        if problems:
-            raise ConfigError(problems)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"logstream run: error: {problem}", file=sys.stderr)
-        return 2
-    nodes = [node for node in plan_nodes(config, cwd) if node.name in selected]
-    run_dir = config.cluster.run_dir.expanduser()
-    paths = run_paths(run_dir if run_dir.is_absolute() else cwd / run_dir)
-    pid = supervisord_pid(paths)
-    if socket_answers(paths) or pid is not None:
-        print(f"logstream run: error: a cluster is already running from {paths.run_dir} "
-              f"(supervisord pid {pid or '?'}); stop it with `logstream stop {args.file}`", file=sys.stderr)
-        return 2
-    busy = busy_ports(nodes)
-    if busy:
-        for problem in busy:
-            print(f"logstream run: error: {problem}", file=sys.stderr)
-        return 2
-    token = token_path(config, cwd)
-    try:
-        ensure_token(token)  # one per cluster, kept across restarts; nodes read it with -token-file
-    except (OSError, UsageError) as exc:
-        print(f"logstream run: error: cluster token {token}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
-        return 2
-    return Runner(config, nodes, paths, cwd, started=started).run()

@@ -1,0 +1,83 @@
+"""`logstream run FILE`: check the cluster file, the ports and the run directory, then hand over to
+the manager (`supervisor/manager.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from logstream.cluster import (
+    ConfigError,
+    check_files,
+    load_cluster,
+    plan_nodes,
+    select_nodes,
+    token_path,
+)
+from logstream.config.flags import GoFlagParser
+from logstream.errors import UserError, report
+from logstream.node.token_file import TokenFileError, ensure_token
+from logstream.supervisor.control import socket_answers, supervisord_pid
+from logstream.supervisor.manager import Runner
+from logstream.supervisor.process import busy_ports
+from logstream.supervisor.render import run_paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = GoFlagParser(prog="logstream run", allow_abbrev=False,
+                     description="Launch a cluster (a mediator and N streamers) under supervisord.")
+    parser.add_argument("file", metavar="FILE", help="the cluster file (TOML), e.g. configs/local.toml")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any key, e.g. --set streamers.count=5 (repeatable)")
+    parser.add_argument("--streamers", type=int, metavar="N", help="how many streamers (streamers.count)")
+    parser.add_argument("--only", metavar="NODES",
+                        help="run only these nodes here: `mediator` or `s1,s2` (clusters spread over hosts)")
+    parser.add_argument("--run-dir", metavar="DIR", help="supervisord's files and node output (cluster.run_dir)")
+    parser.add_argument("--path", metavar="DIR", help="root folder for log files (streamers.path)")
+    return parser
+
+
+def short_flags(args: argparse.Namespace) -> dict[str, object]:
+    """Short options as key paths; they win over --set."""
+    flags: dict[str, object] = {}
+    if args.streamers is not None:
+        flags["streamers.count"] = args.streamers
+    if args.run_dir is not None:
+        flags["cluster.run_dir"] = args.run_dir
+    if args.path is not None:
+        flags["streamers.path"] = args.path
+    return flags
+
+
+def main(argv: list[str]) -> int:
+    started = time.monotonic()
+    args = build_parser().parse_args(argv)
+    cwd = Path.cwd()
+    try:
+        config = load_cluster(args.file, args.set, short_flags(args))
+        selected = select_nodes(config, args.only)
+        problems = check_files(config, cwd, selected)
+        if problems:
+            raise ConfigError(problems)
+    except ConfigError as exc:
+        return report("logstream run", exc)
+    nodes = [node for node in plan_nodes(config, cwd) if node.name in selected]
+    run_dir = config.cluster.run_dir.expanduser()
+    paths = run_paths(run_dir if run_dir.is_absolute() else cwd / run_dir)
+    pid = supervisord_pid(paths)
+    if socket_answers(paths) or pid is not None:
+        print(f"logstream run: error: a cluster is already running from {paths.run_dir} "
+              f"(supervisord pid {pid or '?'}); stop it with `logstream stop {args.file}`", file=sys.stderr)
+        return 2
+    busy = busy_ports(nodes)
+    if busy:
+        return report("logstream run", UserError("\n".join(busy)))
+    token = token_path(config, cwd)
+    try:
+        ensure_token(token)  # one per cluster, kept across restarts; nodes read it with -token-file
+    except (OSError, TokenFileError) as exc:
+        print(f"logstream run: error: cluster token {token}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 2
+    return Runner(config, nodes, paths, cwd, started=started).run()

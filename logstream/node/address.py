@@ -1,0 +1,53 @@
+"""host:port addresses: the one parser for flags, file keys, Register requests and clients."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from logstream.errors import UserError
+
+# Characters that never occur in a host name or an IP literal; refusing them keeps an address
+# from smuggling a path, a second address or whitespace into grpc's target syntax.
+_FORBIDDEN = frozenset(" \t\r\n/[]@,")
+
+
+class AddressError(UserError, ValueError):
+    """Text that is not a host:port address (pydantic turns a ValueError into a validation error)."""
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A host (name, IPv4 or IPv6 literal, without brackets) and a port in 1..65535."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_host_port(text: str) -> HostPort:
+    """`name:port`, `1.2.3.4:port` or `[v6]:port` (an IPv6 literal needs its brackets: `::1:8000`
+    is ambiguous and refused); the port is a decimal in 1..65535; AddressError otherwise."""
+    stripped = text.strip()
+    host, sep, port = stripped.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    bare = host[1:-1] if bracketed else host
+    if (not sep or not bare or any(c in _FORBIDDEN for c in bare)
+            or (":" in bare) != bracketed or (bracketed and not _is_ipv6(bare))  # brackets exactly around IPv6
+            or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536):
+        raise AddressError(f"{text!r}: not a host:port address (e.g. 127.0.0.1:8000 or [::1]:8000)")
+    return HostPort(bare, int(port))
+
+
+def parse_address(text: object) -> str:
+    """`text` checked by parse_host_port, in its canonical form (IPv6 bracketed, port without zeros)."""
+    return str(parse_host_port(str(text)))
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False

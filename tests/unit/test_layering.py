@@ -1,0 +1,112 @@
+"""The import graph of the package has no circle: every import, also one inside a function, points
+from a module to modules that do not import it back, directly or through others."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import logstream
+
+ROOT = Path(logstream.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports (`from pkg import mod` counts as mod when it is one)."""
+    paths = [p for p in ROOT.rglob("*.py") if "_proto" not in p.parts]
+    modules = {_module_name(p): p for p in paths}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name and target != "logstream":
+                    edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle per strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for succ in sorted(graph[node]):
+            if succ not in index:
+                visit(succ)
+                low[node] = min(low[node], low[succ])
+            elif succ in on_stack:
+                low[node] = min(low[node], index[succ])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_circle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle() -> None:
+    graph = import_graph()
+    assert "logstream.commands.status" in graph and graph["logstream.commands.send"]
+    assert cycles(graph) == []
+
+
+def test_only_node_channel_builds_grpc_channels() -> None:
+    builders = {"insecure_channel", "secure_channel"}
+    found = []
+    for path in ROOT.rglob("*.py"):
+        if "_proto" in path.parts or path == ROOT / "node" / "channel.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in builders:
+                found.append(f"{_module_name(path)}:{node.lineno}")
+    assert found == []
+
+
+def test_with_options_replaces_and_adds() -> None:
+    from logstream.node.channel import with_options
+
+    base = [("grpc.a", 1), ("grpc.b_c", 2)]
+    assert with_options(base, b_c=3, d__e="x") == [("grpc.a", 1), ("grpc.b_c", 3), ("grpc.d.e", "x")]
+    assert with_options(base) == base
+
+
+def test_shared_and_supervisor_code_raise_their_own_errors_not_the_cli_s() -> None:
+    # node/ (what both roles and the client use), supervisor/ and the client library name their own
+    # error types; only commands/ (and the roles' main modules) turn problems into UsageError.
+    library = [*(ROOT / "node").glob("*.py"), *(ROOT / "supervisor").glob("*.py"), ROOT / "client.py"]
+    offenders = [_module_name(path) for path in library if "UsageError" in path.read_text(encoding="utf-8")]
+    assert offenders == []
