@@ -1,0 +1,196 @@
+"""etcd mode's adapter (logstream/coord) against a real etcd process on loopback: claims race,
+a dead streamer's lease frees its keys, guarded deletes, validity lapses when etcd stops answering,
+and a mediator's view follows etcd."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from etcd_server import EtcdServer
+from logstream.coord.etcd import Etcd
+from logstream.coord.ownership import ClusterView, NoLease, StreamerSession
+from logstream.coord.protocol import NotOwner, Owned, delete_if_mine, owner_key
+
+pytestmark = pytest.mark.e2e
+
+CLUSTER = "t"
+TTL_S = 2  # etcd's smallest with the test server's 500 ms election timeout is 1 s
+
+
+@pytest.fixture
+def etcd_server(tmp_path: Path) -> Iterator[EtcdServer]:
+    server = EtcdServer(tmp_path / "etcd").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Streamer:
+    """A StreamerSession running as a streamer would run it, with the keys it was told to close."""
+
+    def __init__(self, endpoint: str, name: str) -> None:
+        self.etcd = Etcd([endpoint])
+        self.lapses: list[tuple[float, list[str]]] = []
+        self.session = StreamerSession(self.etcd, CLUSTER, name, f"127.0.0.1:{9000 + len(name)}",
+                                       on_lapse=lambda keys: self.lapses.append((time.monotonic(), keys)),
+                                       ttl_s=TTL_S)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.session.run(), name=f"session-{self.session.streamer_id}")
+        await wait_until(lambda: self.session.holdings is not None, 10.0, "a lease")
+
+    async def crash(self) -> None:
+        """Stop keeping the lease alive without revoking it (a killed process)."""
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.wait({self.task})
+            self.task = None
+
+    async def close(self) -> None:
+        await self.crash()
+        await self.session.close()
+        await self.etcd.close()
+
+
+async def wait_until(condition: object, timeout_s: float, what: str) -> float:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout_s}s")
+        await asyncio.sleep(0.02)
+    return time.monotonic()
+
+
+@asynccontextmanager
+async def streamers(endpoint: str, *names: str) -> AsyncIterator[list[Streamer]]:
+    started = [Streamer(endpoint, name) for name in names]
+    try:
+        for streamer in started:
+            await streamer.start()
+        yield started
+    finally:
+        for streamer in started:
+            await streamer.close()
+
+
+@pytest.mark.asyncio
+async def test_two_streamers_racing_for_keys_each_key_goes_to_one_and_the_other_is_told_who(
+        etcd_server: EtcdServer) -> None:
+    async with streamers(etcd_server.endpoint, "s1", "s2") as (a, b):
+        for n in range(20):
+            outcomes = await asyncio.gather(a.session.acquire("race", f"f{n}"), b.session.acquire("race", f"f{n}"))
+            winners = [s for s, o in zip((a, b), outcomes) if isinstance(o, Owned)]
+            assert len(winners) == 1, outcomes
+            winner = winners[0].session
+            loser_outcome = next(o for o in outcomes if not isinstance(o, Owned))
+            assert loser_outcome == NotOwner(winner.streamer_id)
+            assert winner.may_write("race", f"f{n}")
+            assert not (a.session.may_write("race", f"f{n}") and b.session.may_write("race", f"f{n}"))
+            record = (await a.etcd.get_prefix(owner_key(CLUSTER, "race", f"f{n}"))).records
+            held = winner.holdings
+            assert held is not None
+            assert [(r.value, r.lease) for r in record.values()] == [(winner.streamer_id, held.lease)]
+
+
+@pytest.mark.asyncio
+async def test_a_dead_streamers_key_is_free_once_its_lease_expires_and_not_before_it_stopped_writing(
+        etcd_server: EtcdServer) -> None:
+    async with streamers(etcd_server.endpoint, "s1", "s2") as (a, b):
+        assert isinstance(await a.session.acquire("app", "f"), Owned)
+        assert a.session.holdings is not None
+        await a.crash()
+        crashed = time.monotonic()
+        a_writes_until = a.session.holdings.clock.until  # A's own proof ends here, on this clock
+        while True:
+            outcome = await b.session.acquire("app", "f")
+            if isinstance(outcome, Owned):
+                break
+            assert outcome == NotOwner("s1")
+            assert time.monotonic() - crashed < TTL_S + 5, "the dead streamer's key was never freed"
+            await asyncio.sleep(0.05)
+        b_owns = time.monotonic()
+        # etcd freed the key only after A could no longer prove its lease: never two writers.
+        assert a_writes_until <= b_owns
+        assert not a.session.may_write("app", "f") and b.session.may_write("app", "f")
+        assert b_owns - crashed <= TTL_S + 2.0
+
+
+@pytest.mark.asyncio
+async def test_a_release_deletes_only_the_releasers_own_record(etcd_server: EtcdServer) -> None:
+    async with streamers(etcd_server.endpoint, "s1", "s2") as (a, b):
+        first = await a.session.acquire("app", "f")
+        assert isinstance(first, Owned)
+        assert await a.session.release("app", "f")
+        assert not a.session.may_write("app", "f")
+        assert not await a.session.release("app", "f")  # not held any more
+        assert isinstance(await b.session.acquire("app", "f"), Owned)
+        # A's delete of its old record, delivered late: guarded, it leaves B's record alone.
+        assert a.session.holdings is not None
+        late = await a.etcd.txn(delete_if_mine(owner_key(CLUSTER, "app", "f"), a.session.holdings.lease,
+                                               first.create_revision))
+        assert not late.succeeded
+        assert late.found is not None and late.found.value == "s2"
+        assert await a.session.acquire("app", "f") == NotOwner("s2")
+
+
+@pytest.mark.asyncio
+async def test_a_streamer_stops_writing_when_etcd_stops_answering_and_resumes_after(
+        etcd_server: EtcdServer) -> None:
+    async with streamers(etcd_server.endpoint, "s1") as (a,):
+        assert isinstance(await a.session.acquire("app", "f"), Owned)
+        key = owner_key(CLUSTER, "app", "f")
+        etcd_server.pause()
+        try:
+            paused = time.monotonic()
+            lapsed = await wait_until(lambda: a.lapses, TTL_S + 3.0, "lapse")
+            holdings = a.session.holdings
+            assert holdings is not None
+            # It stopped at the end of its proof (the timer's latency aside), within a TTL.
+            assert holdings.clock.until <= lapsed <= holdings.clock.until + 0.5
+            assert lapsed - paused <= TTL_S
+            assert a.lapses[0][1] == [key]
+            assert not a.session.may_write("app", "f")
+            with pytest.raises(NoLease):
+                await a.session.acquire("app", "f")
+        finally:
+            etcd_server.resume()
+        # Back: either the same lease was kept alive (its record never went) or it had expired and a
+        # new lease is granted; either way the key can be held and written again.
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                if isinstance(await a.session.acquire("app", "f"), Owned) and a.session.may_write("app", "f"):
+                    break
+            except NoLease:
+                pass
+            assert time.monotonic() < deadline, "never writable again after etcd came back"
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.asyncio
+async def test_a_mediators_view_follows_members_and_owners(etcd_server: EtcdServer) -> None:
+    async with streamers(etcd_server.endpoint, "s1") as (a,):
+        etcd = Etcd([etcd_server.endpoint])
+        view = ClusterView(etcd, CLUSTER)
+        task = asyncio.create_task(view.run(), name="view")
+        try:
+            await wait_until(lambda: "s1" in view.members, 5.0, "member in the view")
+            await a.session.acquire("app/x", "f")
+            await wait_until(lambda: view.owners.get(("app/x", "f")) == "s1", 5.0, "owner in the view")
+            await a.session.release("app/x", "f")
+            await wait_until(lambda: ("app/x", "f") not in view.owners, 5.0, "release in the view")
+            await a.crash()
+            await a.session.close()  # revokes the lease: the member record goes with it
+            await wait_until(lambda: "s1" not in view.members, 5.0, "member gone from the view")
+        finally:
+            task.cancel()
+            await asyncio.wait({task})
+            await etcd.close()
