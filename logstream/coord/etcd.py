@@ -152,6 +152,9 @@ class KeepAlive:
         except grpc.aio.AioRpcError as exc:
             self.close()
             raise _unavailable(exc, f"keep-alive of lease {self._lease:x}") from None
+        except asyncio.InvalidStateError:  # grpc's "RPC already finished": the stream broke before
+            self.close()
+            raise EtcdUnavailable(f"keep-alive of lease {self._lease:x}: stream ended") from None
         if reply is grpc.aio.EOF:
             self.close()
             raise EtcdUnavailable(f"keep-alive of lease {self._lease:x}: stream ended")
@@ -247,5 +250,7 @@ class Etcd:
                     yield events
         except grpc.aio.AioRpcError as exc:
             raise _unavailable(exc, f"watch of {prefix}") from None
+        except asyncio.InvalidStateError:  # grpc's "RPC already finished"
+            raise EtcdUnavailable(f"watch of {prefix} ended") from None
         finally:
             call.cancel()

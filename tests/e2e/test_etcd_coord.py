@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import grpc
 import pytest
 
-from etcd_server import EtcdServer
-from logstream.coord.etcd import Etcd
+from etcd_server import EtcdServer, EtcdTls
+from logstream.coord.etcd import Etcd, EtcdUnavailable
 from logstream.coord.ownership import ClusterView, NoLease, StreamerSession
 from logstream.coord.protocol import NotOwner, Owned, delete_if_mine, owner_key
+from logstream.node.tls import channel_credentials
 
 pytestmark = pytest.mark.e2e
 
@@ -35,12 +37,13 @@ def etcd_server(tmp_path: Path) -> Iterator[EtcdServer]:
 class Streamer:
     """A StreamerSession running as a streamer would run it, with the keys it was told to close."""
 
-    def __init__(self, endpoint: str, name: str) -> None:
-        self.etcd = Etcd([endpoint])
+    def __init__(self, endpoints: list[str], name: str, ttl_s: int = TTL_S,
+                 creds: grpc.ChannelCredentials | None = None) -> None:
+        self.etcd = Etcd(endpoints, creds)
         self.lapses: list[tuple[float, list[str]]] = []
         self.session = StreamerSession(self.etcd, CLUSTER, name, f"127.0.0.1:{9000 + len(name)}",
                                        on_lapse=lambda keys: self.lapses.append((time.monotonic(), keys)),
-                                       ttl_s=TTL_S)
+                                       ttl_s=ttl_s)
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -71,7 +74,7 @@ async def wait_until(condition: object, timeout_s: float, what: str) -> float:
 
 @asynccontextmanager
 async def streamers(endpoint: str, *names: str) -> AsyncIterator[list[Streamer]]:
-    started = [Streamer(endpoint, name) for name in names]
+    started = [Streamer([endpoint], name) for name in names]
     try:
         for streamer in started:
             await streamer.start()
@@ -194,3 +197,51 @@ async def test_a_mediators_view_follows_members_and_owners(etcd_server: EtcdServ
             task.cancel()
             await asyncio.wait({task})
             await etcd.close()
+
+
+@pytest.mark.asyncio
+async def test_losing_one_of_three_etcd_members_does_not_interrupt_a_streamers_writes(tmp_path: Path) -> None:
+    cluster = EtcdServer(tmp_path / "etcd", size=3).start()
+    leader = cluster.leader()
+    # The leader first: the client talks to it, so its loss is both a lost connection and an election.
+    endpoints = [leader.endpoint] + [e for e in cluster.endpoints if e != leader.endpoint]
+    a = Streamer(endpoints, "s1", ttl_s=3)
+    try:
+        await a.start()
+        assert isinstance(await a.session.acquire("app", "f"), Owned)
+        leader.kill()
+        killed = time.monotonic()
+        unwritable = 0
+        while time.monotonic() - killed < 2 * 3:  # two TTLs
+            unwritable += not a.session.may_write("app", "f")
+            await asyncio.sleep(0.02)
+        assert unwritable == 0 and a.lapses == []
+        assert isinstance(await a.session.acquire("app", "g"), Owned)  # claims still go through
+    finally:
+        await a.close()
+        cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_etcd_hop_uses_the_clusters_tls(tmp_path: Path, tls_files: object) -> None:
+    from conftest import TlsFiles
+
+    assert isinstance(tls_files, TlsFiles)
+    server = EtcdServer(tmp_path / "etcd", tls=EtcdTls(tls_files.node_crt, tls_files.node_key,
+                                                       client_ca=tls_files.ca)).start()
+    creds = channel_credentials(tls_files.ca, tls_files.client_crt, tls_files.client_key)
+    a = Streamer(server.endpoints, "s1", creds=creds)
+    try:
+        await a.start()
+        assert isinstance(await a.session.acquire("app", "f"), Owned)
+        for wrong in (None, channel_credentials(tls_files.ca, None, None),
+                      channel_credentials(tls_files.ca, tls_files.other_crt, tls_files.other_key)):
+            outsider = Etcd(server.endpoints, wrong, timeout_s=1.0)
+            try:
+                with pytest.raises(EtcdUnavailable):
+                    await outsider.get_prefix("/logstream/")
+            finally:
+                await outsider.close()
+    finally:
+        await a.close()
+        server.stop()
