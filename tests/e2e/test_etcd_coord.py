@@ -245,3 +245,26 @@ async def test_the_etcd_hop_uses_the_clusters_tls(tmp_path: Path, tls_files: obj
     finally:
         await a.close()
         server.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_write_gate_claims_on_first_use_refuses_anothers_key_and_stops_after_a_release(
+        etcd_server: EtcdServer) -> None:
+    from logstream.coord.gate import EtcdGate, NotOwnerHere
+
+    async with streamers(etcd_server.endpoint, "s1", "s2") as (a, b):
+        gate_a, gate_b = EtcdGate(a.session), EtcdGate(b.session)
+        keys = [("app", "f"), ("app", "g"), ("app", "f")]
+        await gate_a.admit(keys)
+        gate_a.check(keys)
+        with pytest.raises(NotOwnerHere) as refused:
+            await gate_b.admit([("app", "g")])
+        assert refused.value.owner == "s1" and refused.value.key == ("app", "g")
+        with pytest.raises(NoLease):
+            gate_b.check([("app", "g")])
+        await a.session.release("app", "g")
+        with pytest.raises(NoLease):
+            gate_a.check(keys)
+        await gate_b.admit([("app", "g")])
+        gate_b.check([("app", "g")])
+        assert EtcdGate.files_of([owner_key(CLUSTER, "a/b", "c")], CLUSTER) == [("a/b", "c")]
