@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -18,6 +19,9 @@ from logstream.coord.etcd import Etcd, EtcdUnavailable
 from logstream.coord.ownership import ClusterView, NoLease, StreamerSession
 from logstream.coord.protocol import NotOwner, Owned, delete_if_mine, owner_key
 from logstream.node.tls import channel_credentials
+
+if TYPE_CHECKING:
+    from tests.conftest import TlsFiles
 
 pytestmark = pytest.mark.e2e
 
@@ -223,10 +227,7 @@ async def test_losing_one_of_three_etcd_members_does_not_interrupt_a_streamers_w
 
 
 @pytest.mark.asyncio
-async def test_the_etcd_hop_uses_the_clusters_tls(tmp_path: Path, tls_files: object) -> None:
-    from conftest import TlsFiles
-
-    assert isinstance(tls_files, TlsFiles)
+async def test_the_etcd_hop_uses_the_clusters_tls(tmp_path: Path, tls_files: TlsFiles) -> None:
     server = EtcdServer(tmp_path / "etcd", tls=EtcdTls(tls_files.node_crt, tls_files.node_key,
                                                        client_ca=tls_files.ca)).start()
     creds = channel_credentials(tls_files.ca, tls_files.client_crt, tls_files.client_key)

@@ -12,8 +12,9 @@ local clock runs at a rate within DRIFT of real time, changing at every step. Me
 view of the owners that may be arbitrarily stale, send a line anywhere, follow a refusal naming
 the owner, ask owners to release keys; streamers and mediators crash and restart at any step.
 
-`test_a_streamer_that_writes_after_its_lease_could_have_expired_is_caught` points the same machine
-at two mutants of the streamer and asserts that Hypothesis finds a counterexample.
+`test_a_streamer_that_breaks_the_protocol_is_caught` points the same machine at three mutants of
+the streamer (two that write after their lease could have expired, one that takes back a record
+it is deleting) and asserts that Hypothesis finds a counterexample for each.
 """
 
 from __future__ import annotations
@@ -158,8 +159,21 @@ class IgnoresExpiry(LeaseClock):
         return not self.lost
 
 
+class TakesBackWhatItDeletes(Holdings):
+    """Mutant: takes back its own record even while a delete it sent for it may still land."""
+
+    def claimed(self, key: str, result: TxnResult) -> Owned | NotOwner | Blocked:
+        doomed = self.doomed.pop(key, None)
+        try:
+            return super().claimed(key, result)
+        finally:
+            if doomed is not None:
+                self.doomed[key] = doomed
+
+
 class EtcdProtocol(RuleBasedStateMachine):
-    MUTANT: ClassVar[str] = ""  # "", "ignores-expiry" or "counts-from-receipt"
+    # "", "ignores-expiry", "counts-from-receipt" or "takes-back-what-it-deletes"
+    MUTANT: ClassVar[str] = ""
 
     def __init__(self) -> None:
         super().__init__()
@@ -338,6 +352,19 @@ class EtcdProtocol(RuleBasedStateMachine):
         if m is not None and m.view.get(key) in STREAMERS:
             self.send(("s", STREAMERS.index(m.view[key])), -1, "release", key)
 
+    @rule(key=st.sampled_from(KEYS), j=st.integers(0, MEDIATORS - 1))
+    def forward_races_a_release(self, key: str, j: int) -> None:
+        """A key's owner lets it go (its delete in flight) just as a stale mediator sends it a line
+        for that key (so it claims the key again): the two transactions race to etcd."""
+        record = self.etcd.kv.get(key)
+        m = self.mediators[j]
+        if record is None or record.value not in STREAMERS or m is None:
+            return
+        i = STREAMERS.index(record.value)
+        self.streamer_handles(i, Msg(("s", i), -1, "release", (key,)))
+        self.next_line += 1
+        self.streamer_handles(i, Msg(("s", i), -1, "forward", (Forward(self.next_line, key, j, m.inc, 0),)))
+
     # ---- the network -------------------------------------------------------------------------
 
     @initialize()
@@ -406,7 +433,8 @@ class EtcdProtocol(RuleBasedStateMachine):
             lease, sent_at = msg.body
             assert isinstance(lease, int) and isinstance(sent_at, Fraction)
             s.lease = lease
-            s.holdings = Holdings(CLUSTER, s.id, lease, self.new_clock())
+            kind = TakesBackWhatItDeletes if self.MUTANT == "takes-back-what-it-deletes" else Holdings
+            s.holdings = kind(CLUSTER, s.id, lease, self.new_clock())
             self.renewed(s, sent_at, TTL)
         elif msg.kind == "kept":
             ttl, sent_at, lease = msg.body
@@ -502,8 +530,11 @@ def test_etcd_protocol_never_lets_two_streamers_write_one_key() -> None:
     run_state_machine_as_test(EtcdProtocol, settings=settings(stateful_step_count=60, deadline=None))
 
 
-@pytest.mark.parametrize("mutant", ["ignores-expiry", "counts-from-receipt"])
-def test_a_streamer_that_writes_after_its_lease_could_have_expired_is_caught(mutant: str) -> None:
+@pytest.mark.parametrize("mutant", ["ignores-expiry", "counts-from-receipt", "takes-back-what-it-deletes"])
+def test_a_streamer_that_breaks_the_protocol_is_caught(mutant: str) -> None:
+    """Each mutant writes when it could not prove it holds the key: after its lease could have
+    expired (by ignoring expiry, or counting from the answer's receipt), or on its own record
+    while a delete it sent may still remove it. The machine must find a counterexample."""
     machine = type(f"Mutant_{mutant.replace('-', '_')}", (EtcdProtocol,), {"MUTANT": mutant})
     # Derandomized, so the search is the same on every run; a failing example is asserted.
     # Not shrunk: finding one is the point (shrinking would take most of the time).
