@@ -269,3 +269,21 @@ async def test_the_write_gate_claims_on_first_use_refuses_anothers_key_and_stops
         await gate_b.admit([("app", "g")])
         gate_b.check([("app", "g")])
         assert EtcdGate.files_of([owner_key(CLUSTER, "a/b", "c")], CLUSTER) == [("a/b", "c")]
+
+
+@pytest.mark.asyncio
+async def test_a_lease_revoked_behind_a_streamers_back_drops_its_keys_and_a_new_lease_follows(
+        etcd_server: EtcdServer) -> None:
+    async with streamers(etcd_server.endpoint, "s1") as (a,):
+        assert isinstance(await a.session.acquire("app", "f"), Owned)
+        old = a.session.holdings
+        assert old is not None
+        await a.etcd.revoke(old.lease)  # as if it had expired: the record went with it
+        gone = await wait_until(lambda: a.lapses, TTL_S, "lapse after the revoke")
+        assert a.lapses[0][1] == [owner_key(CLUSTER, "app", "f")]
+        assert not a.session.may_write("app", "f") and old.clock.lost
+        await wait_until(lambda: a.session.holdings is not None and a.session.holdings is not old, 5.0, "new lease")
+        assert time.monotonic() - gone < 5.0
+        new = a.session.holdings
+        assert new is not None and new.lease != old.lease and not new.held
+        assert isinstance(await a.session.acquire("app", "f"), Owned)
