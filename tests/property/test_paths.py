@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logstream.keys.paths import BadTarget, validate_target
-from logstream.streamer.writer import BadRequest, Writer
+from logstream.streamer.errors import BadRequest
+from logstream.streamer.writer import Writer
 
 segments = st.sampled_from(["a", "b", "..", ".", "", "out", "up", "loop", "inside", "file.log", "x\x00y",
                             "ü", "n" * 300])

@@ -16,7 +16,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from logstream.streamer.writer import StorageError, StorageFull, Writer
+from logstream.streamer.errors import StorageError, StorageFull
+from logstream.streamer.writer import Writer
 
 # Different spellings of the same three files.
 KEYS = {("", "a"): ("", "a"), ("./", "a"): ("", "a"), ("x/y", "b"): ("x/y", "b"),

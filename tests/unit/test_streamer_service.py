@@ -28,7 +28,8 @@ from logstream.streamer.lease import Lease
 from logstream.node.run import set_serving
 from logstream.streamer.server import build_server
 from logstream.streamer.service import StreamerCore, wrap_int32
-from logstream.streamer.writer import Chunk, Writer
+from logstream.keys.chunks import Chunk
+from logstream.streamer.writer import Writer
 
 
 FROM_M1 = call_metadata("m1")  # what mediator m1 attaches to its forwards

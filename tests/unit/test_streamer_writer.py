@@ -16,7 +16,8 @@ import pytest
 
 from logstream.keys.paths import Target
 from logstream.streamer.service import status_for
-from logstream.streamer.writer import BadRequest, FileLocked, OutOfDescriptors, RootUnusable, Writer
+from logstream.streamer.errors import BadRequest, FileLocked, OutOfDescriptors, RootUnusable
+from logstream.streamer.writer import Writer
 
 
 def test_a_file_locked_elsewhere_is_refused_and_left_untouched(tmp_path: Path) -> None:
