@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -125,5 +124,4 @@ class WriterMachine(RuleBasedStateMachine):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-WriterMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 TestWriterMachine = WriterMachine.TestCase
