@@ -148,7 +148,7 @@ class StreamerSettings(RoleSettings):
     )
 
     @model_validator(mode="after")
-    def _size_holds_a_line(self) -> StreamerSettings:
+    def _max_line_is_finite(self) -> StreamerSettings:
         if self.max_line == -1:
             raise ValueError("-max-line must be a finite size")
         return self
