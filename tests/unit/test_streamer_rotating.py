@@ -4,7 +4,6 @@ looping forever, and nothing written or rotated before is lost or overwritten.""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,17 @@ MICROS = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 
 
 def test_a_taken_rotated_name_is_skipped_not_overwritten(tmp_path: Path) -> None:
-    taken = rotated_name("f", MICROS, 0)
-    (tmp_path / taken).write_bytes(b"someone else's\n")
-    # A stale newest stamp (as after a restart with files another program made): the writer's first
-    # pick after it is the taken name, then it moves on.
-    writer = Writer(tmp_path, limit=10, clock_us=lambda: MICROS)
+    writer = Writer(tmp_path, limit=10, clock_us=lambda: MICROS)  # a clock standing still
     writer.append("", "f", b"aaaaaaaa\n")
-    os.unlink(tmp_path / taken)
+    writer.append("", "f", b"bbbbbbbb\n")  # rotation 1: stamp (MICROS, 0)
+    taken = rotated_name("f", MICROS, 1)  # the next name, taken by someone else meanwhile
     (tmp_path / taken).write_bytes(b"someone else's\n")
-    writer.append("", "f", b"bbbbbbbb\n")
+    writer.append("", "f", b"cccccccc\n")  # rotation 2: (MICROS, 1) exists, so (MICROS, 2)
     writer.close()
+    assert (tmp_path / rotated_name("f", MICROS, 0)).read_bytes() == b"aaaaaaaa\n"
     assert (tmp_path / taken).read_bytes() == b"someone else's\n"
-    assert (tmp_path / rotated_name("f", MICROS, 1)).read_bytes() == b"aaaaaaaa\n"
-    assert (tmp_path / "f.log").read_bytes() == b"bbbbbbbb\n"
+    assert (tmp_path / rotated_name("f", MICROS, 2)).read_bytes() == b"bbbbbbbb\n"
+    assert (tmp_path / "f.log").read_bytes() == b"cccccccc\n"
 
 
 def test_a_rotated_name_that_never_changes_fails_instead_of_spinning(tmp_path: Path,
