@@ -29,14 +29,20 @@ class LineTooLong(ValueError):
 def whole_lines(key: FileKey, data: bytes, max_line: int) -> Chunk:
     """The chunk of `data` for `key`: a final newline added when missing, every line at most `max_line`
     bytes (newline excluded), else LineTooLong. Empty `data` is an empty chunk (0 lines)."""
+    # Built with tuple.__new__: the mediator checks every chunk of every request, and NamedTuple's
+    # own __new__ (a Python function) costs a third of the check.
     if not data:
-        return Chunk(key, data, 0)
+        return _new(Chunk, (key, data, 0))
     if data[-1] != 10:
         data += b"\n"
-    start = longest_line_over(data, max_line)
-    if start is not None:
-        raise LineTooLong(key, data.find(b"\n", start) - start, max_line)
-    return Chunk(key, data, data.count(b"\n"))
+    if len(data) > max_line + 1:  # else no line can be too long
+        start = longest_line_over(data, max_line)
+        if start is not None:
+            raise LineTooLong(key, data.find(b"\n", start) - start, max_line)
+    return _new(Chunk, (key, data, data.count(b"\n")))
+
+
+_new = tuple.__new__
 
 
 def longest_line_over(data: bytes, max_line: int) -> int | None:
