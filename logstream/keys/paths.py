@@ -1,9 +1,9 @@
-"""Pure validation of a request's (path, filename) into a target below the root; no I/O.
+"""File keys, and the pure validation of a request's (path, filename) into a target below the root; no I/O.
 
 What this module guarantees is lexical: the target's folders are plain relative segments (no `..`,
 no absolute path, no NUL), its filename is not made only of dots, and its names fit the platform's
 limits, including the longest rotated name. Symlinks are the writer's business: it opens each
-folder relative to its parent without following symlinks (see logstream/streamer/).
+folder relative to its parent without following symlinks (logstream/streamer/opening.py).
 """
 
 from __future__ import annotations
@@ -119,15 +119,18 @@ def validate_target(
     longest_name = stem_bytes + ROTATED_SUFFIX_MAX + len(LOG_SUFFIX)
     if longest_name > name_max:
         limit = name_max - ROTATED_SUFFIX_MAX - len(LOG_SUFFIX)
-        raise BadTarget(Problem.FILENAME_TOO_LONG, f"filename is {stem_bytes} bytes long; at most {limit} bytes are allowed")
+        raise BadTarget(Problem.FILENAME_TOO_LONG,
+                        f"filename is {stem_bytes} bytes long; at most {limit} bytes are allowed")
     total = root_bytes + 1 + longest_name
     for segment in dirs:
         segment_bytes = len(segment.encode())
         if segment_bytes > name_max:
-            raise BadTarget(Problem.SEGMENT_TOO_LONG, f"path segment of {segment_bytes} bytes is over the limit of {name_max}")
+            raise BadTarget(Problem.SEGMENT_TOO_LONG,
+                            f"path segment of {segment_bytes} bytes is over the limit of {name_max}")
         total += segment_bytes + 1
     if total >= path_max:
-        raise BadTarget(Problem.PATH_TOO_LONG, f"path and filename are too long ({total} bytes with the root; limit {path_max - 1})")
+        raise BadTarget(Problem.PATH_TOO_LONG,
+                        f"path and filename are too long ({total} bytes with the root; limit {path_max - 1})")
     return Target(dirs, filename)
 
 

@@ -20,6 +20,8 @@ FsyncPolicy = Literal["never", "always", "interval"]
 
 @dataclass
 class WriterStats:
+    """The writer's counters since start (the streamer's metrics and Stats read them)."""
+
     lines: int = 0
     bytes: int = 0
     rotations: int = 0
