@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FileKey = tuple[str, str]  # (path, filename)
+from logstream.keys.paths import FileKey
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class KeyLoad:
 
 
 def key_name(index: int, per_folder: int) -> FileKey:
-    return (f"bench/d{index // per_folder}", f"k{index}")
+    return FileKey(f"bench/d{index // per_folder}", f"k{index}")
 
 
 def client_keys(total_keys: int, clients: int, client: int, per_folder: int) -> tuple[FileKey, ...]:
@@ -33,7 +33,7 @@ def client_keys(total_keys: int, clients: int, client: int, per_folder: int) -> 
 
 def per_client_files(client: int, files: int) -> tuple[FileKey, ...]:
     """The default layout: `files` keys of the client's own, the names earlier versions of the bench used."""
-    return tuple(("bench", f"bench-{client}-{index}") for index in range(files))
+    return tuple(FileKey("bench", f"bench-{client}-{index}") for index in range(files))
 
 
 def call_groups(count: int, per_call: int) -> tuple[tuple[int, ...], ...]:

@@ -14,7 +14,8 @@ import grpc
 
 from logstream.coord.ownership import NoLease, StreamerSession
 from logstream.coord.protocol import Blocked, NotOwner, parse_owner_key
-from logstream.mediator.placement import FileKey, place
+from logstream.keys.paths import FileKey
+from logstream.mediator.placement import place
 
 OWNER_HEADER = "x-logstream-owner"
 

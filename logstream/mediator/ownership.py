@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from logstream.mediator.membership import Holder, Membership
-from logstream.mediator.placement import FileKey, place
+from logstream.keys.paths import FileKey
+from logstream.mediator.placement import place
 
 
 class Wait(enum.Enum):

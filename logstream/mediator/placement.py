@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import NamedTuple
 
-
-class FileKey(NamedTuple):
-    """One log file, as clients name it: `<root>/<path>/<filename>.log`."""
-
-    path: str
-    filename: str
-
-    def __str__(self) -> str:
-        return f"{self.path}/{self.filename}" if self.path else self.filename
+from logstream.keys.paths import FileKey
 
 
 def weight(key: FileKey, streamer_id: str) -> int:

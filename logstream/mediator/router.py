@@ -22,20 +22,17 @@ from dataclasses import dataclass, field
 import grpc
 
 from logstream.node import auth, tls
-from logstream.keys.paths import BadTarget, validate_target
+from logstream.keys.chunks import Chunk
+from logstream.keys.paths import BadTarget, FileKey, validate_target
 from logstream.node.tasks import TaskSupervisor
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.mediator.ledger import LeaseLedger
 from logstream.mediator.membership import Holder, State
 from logstream.mediator.ownership import Handoff, NoStreamers, TableFull, Wait
-from logstream.mediator.placement import FileKey
 from logstream.mediator.state import ClusterState
 
 logger = logging.getLogger(__name__)
-
-# (key, data ending in b"\n", number of lines)
-Chunk = tuple[FileKey, bytes, int]
 
 # A streamer's definite refusal of a forward: nothing of it was written because of this status,
 # the streamer is fine. Every other failure leaves the outcome unknown or the streamer unusable.

@@ -16,10 +16,9 @@ from logstream.node.address import AddressError, parse_host_port
 from logstream.node.auth import Guard
 from logstream.node.peer import PeerReader
 from logstream.node.ratelog import RateLimitedLog
-from logstream.keys.paths import BadTarget, validate_target
-from logstream.streamer.rotation import longest_line_over
-from logstream.mediator.placement import FileKey
-from logstream.mediator.router import Chunk, RouteError, Router
+from logstream.keys.chunks import Chunk, LineTooLong, whole_lines
+from logstream.keys.paths import BadTarget, FileKey, validate_target
+from logstream.mediator.router import RouteError, Router
 
 logger = logging.getLogger(__name__)
 
@@ -57,27 +56,23 @@ class Validator:
         if cached is not None:
             return cached
         try:
-            target = validate_target(path, filename)
+            # The streamer's normal form ("a//./b" is "a/b"): one file, one key, one owner.
+            key = validate_target(path, filename).key
         except BadTarget as exc:
             raise BadInput(str(exc)) from None
-        # The streamer's normal form ("a//./b" is "a/b"): one file, one key, one owner.
-        key = FileKey(target.path, target.stem)
         if len(self._keys) >= self._cache_size:
             self._keys.popitem(last=False)
         self._keys[(path, filename)] = key
         return key
 
     def chunk(self, path: str, filename: str, data: bytes) -> Chunk:
-        key = self.key(path, filename)
-        if not data:
-            # Forwarded all the same: only the owner can tell whether the path passes through a
-            # symlink in its root (an empty chunk is refused there as any other would be).
-            return (key, data, 0)
-        if data[-1] != 10:
-            data += b"\n"
-        if longest_line_over(data, self.max_line) is not None:
-            raise BadInput(f"a line for {key} is longer than the limit of {self.max_line} bytes")
-        return (key, data, data.count(b"\n"))
+        """The streamer's chunk rule (keys.chunks). An empty chunk is forwarded all the same: only the
+        owner can tell whether its path passes through a symlink in its root (an empty chunk is
+        refused there as any other would be)."""
+        try:
+            return whole_lines(self.key(path, filename), data, self.max_line)
+        except LineTooLong as exc:
+            raise BadInput(f"a line for {exc.key} is longer than the limit of {exc.max_line} bytes") from None
 
     def batch(self, request: pb.LogBatchRequest) -> list[Chunk]:
         chunks: list[Chunk] = []
@@ -104,8 +99,8 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
         started = time.perf_counter()
         # The caller's deadline bounds the wait too: it gets a definite status, not a timeout.
         await self._router.write(chunks, context.time_remaining())
-        lines = sum(chunk[2] for chunk in chunks)
-        nbytes = sum(len(chunk[1]) for chunk in chunks)
+        lines = sum(chunk.lines for chunk in chunks)
+        nbytes = sum(len(chunk.data) for chunk in chunks)
         counters.lines += lines
         counters.bytes += nbytes
         counters.observe(time.perf_counter() - started)

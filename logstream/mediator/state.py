@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from logstream.config.timings import outlived_s
 from logstream.mediator.membership import Holder, Membership, Registered
 from logstream.mediator.ownership import Handoff, Ownership, Route
-from logstream.mediator.placement import FileKey
+from logstream.keys.paths import FileKey
 
 
 class ClusterState:

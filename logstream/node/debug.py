@@ -47,7 +47,7 @@ ENDPOINTS: tuple[tuple[str, str], ...] = (
 )
 
 
-class BadRequest(Exception):
+class BadQuery(Exception):
     """A query the debug server cannot serve; the message is the one-line reason."""
 
 
@@ -58,7 +58,7 @@ def _one(query: Mapping[str, list[str]], name: str) -> str | None:
     if values is None:
         return None
     if len(values) != 1:
-        raise BadRequest(f"{name} given {len(values)} times")
+        raise BadQuery(f"{name} given {len(values)} times")
     return values[0]
 
 
@@ -66,11 +66,11 @@ def parse_query(raw: str, allowed: set[str]) -> dict[str, list[str]]:
     try:
         query = parse_qs(raw, keep_blank_values=True, strict_parsing=bool(raw), max_num_fields=20)
     except ValueError as exc:
-        raise BadRequest(f"bad query string: {exc}") from None
+        raise BadQuery(f"bad query string: {exc}") from None
     unknown = sorted(set(query) - allowed)
     if unknown:
         known = ", ".join(sorted(allowed)) or "none"
-        raise BadRequest(f"unknown parameter {unknown[0]!r} (known: {known})")
+        raise BadQuery(f"unknown parameter {unknown[0]!r} (known: {known})")
     return query
 
 
@@ -91,20 +91,20 @@ def parse_profile_query(raw: str) -> ProfileRequest:
         try:
             seconds = float(seconds_text)
         except ValueError:
-            raise BadRequest(f"seconds={seconds_text!r} is not a number") from None
+            raise BadQuery(f"seconds={seconds_text!r} is not a number") from None
         if not math.isfinite(seconds) or not 0 < seconds <= PROFILE_MAX_S:
-            raise BadRequest(f"seconds={seconds_text} is out of range (0 < seconds <= {PROFILE_MAX_S:g})")
+            raise BadQuery(f"seconds={seconds_text} is out of range (0 < seconds <= {PROFILE_MAX_S:g})")
     fmt = _one(query, "format") or "text"
     if fmt not in ("text", "collapsed"):
-        raise BadRequest(f"format={fmt!r}: use text or collapsed")
+        raise BadQuery(f"format={fmt!r}: use text or collapsed")
     mode = _one(query, "mode") or "cpu"
     if mode not in ("cpu", "wall"):
-        raise BadRequest(f"mode={mode!r}: use cpu or wall")
+        raise BadQuery(f"mode={mode!r}: use cpu or wall")
     top_text = _one(query, "top")
     top = PROFILE_TOP_DEFAULT
     if top_text is not None:
         if not top_text.isdigit() or not 1 <= int(top_text) <= 10_000:
-            raise BadRequest(f"top={top_text!r}: use a whole number from 1 to 10000")
+            raise BadQuery(f"top={top_text!r}: use a whole number from 1 to 10000")
         top = int(top_text)
     return ProfileRequest(seconds, fmt, mode, top)
 
@@ -122,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             status, content_type, body = route(self.server, url.query)
-        except BadRequest as exc:
+        except BadQuery as exc:
             self._send(HTTPStatus.BAD_REQUEST, f"{exc}\n")
             return
         except Exception:

@@ -31,7 +31,8 @@ from logstream.streamer.service import (
     StreamerControlServicer,
     StreamerCore,
 )
-from logstream.streamer.writer import RootUnusable, Writer
+from logstream.streamer.errors import RootUnusable
+from logstream.streamer.writer import Writer
 
 if TYPE_CHECKING:
     from logstream.node.debug import DebugServer

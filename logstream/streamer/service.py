@@ -16,18 +16,19 @@ from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.node.auth import Guard, Peer, forward_refusal
 from logstream.node.peer import PeerReader
 from logstream.node.ratelog import RateLimitedLog
-from logstream.streamer.lease import Lease
-from logstream.streamer.writer import (
+from logstream.keys.chunks import Chunk
+from logstream.keys.paths import FileKey
+from logstream.streamer.errors import (
     BadRequest,
-    Chunk,
     FileLocked,
     OutOfDescriptors,
     RootUnusable,
     StorageError,
     StorageFull,
-    Writer,
     WriterError,
 )
+from logstream.streamer.lease import Lease
+from logstream.streamer.writer import Writer
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class StreamerCore:
         self._leased = False
         # Keys open under the previous mediator when a new one first pinged (reported in ping
         # answers until the new mediator grants a lease), and when the lease held then ends.
-        self.held: list[tuple[str, str]] = []
+        self.held: list[FileKey] = []
         self.held_lease_until = float("-inf")
 
     def caller(self, context: grpc.aio.ServicerContext) -> Peer | None:

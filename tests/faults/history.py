@@ -37,7 +37,7 @@ DEFINITE = frozenset({
     "OUT_OF_RANGE", "UNAUTHENTICATED", "NOT_FOUND", "ALREADY_EXISTS", "UNIMPLEMENTED",
 })
 
-# `<stem>_<UTC stamp, µs>Z[_<counter>].log` (logstream/streamer/rotation.py)
+# `<stem>_<UTC stamp, µs>Z[_<counter>].log` (logstream/keys/names.py)
 _ROTATED = re.compile(r"^(?P<base>.*)_\d{8}T\d{6}\.\d{6}Z?(?:_\d+)?\.log$")
 
 

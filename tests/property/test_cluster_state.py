@@ -24,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from logstream.mediator.membership import Holder, Registered
 from logstream.mediator.ownership import Handoff, NoStreamers, Wait
-from logstream.mediator.placement import FileKey
+from logstream.keys.paths import FileKey
 from logstream.mediator.state import ClusterState
 
 INTERVAL = 1.0

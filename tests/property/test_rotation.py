@@ -13,16 +13,10 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream.streamer.rotation import (
-    UNLIMITED,
-    Stamp,
-    longest_line_over,
-    next_stamp,
-    plan_append,
-    plan_chunk,
-    rotated_name,
-    stamp_of,
-)
+from logstream.config.units import UNLIMITED
+from logstream.keys.chunks import longest_line_over
+from logstream.keys.names import Stamp, next_stamp, rotated_name, stamp_of
+from logstream.streamer.rotation import plan_append, plan_chunk
 from logstream.streamer.writer import Writer
 
 line_bodies = st.binary(min_size=0, max_size=40).map(lambda b: b.replace(b"\n", b"x"))

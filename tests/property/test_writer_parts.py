@@ -7,16 +7,16 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream.keys.paths import Target
-from logstream.streamer.writer import Chunk, split_parts
+from logstream.keys.chunks import Chunk
+from logstream.keys.paths import FileKey
+from logstream.streamer.handles import split_parts
 
-targets = st.builds(Target, st.sampled_from([(), ("a",), ("a", "b"), ("c",), ("d",)]),
-                    st.sampled_from(["f", "g", "h", "i", "j", "k"]))
-requests = st.lists(targets.map(lambda t: Chunk(t, b"x\n", 1)), max_size=40)
+keys = st.builds(FileKey, st.sampled_from(["", "a", "a/b", "c", "d"]), st.sampled_from(["f", "g", "h", "i", "j", "k"]))
+requests = st.lists(keys.map(lambda k: Chunk(k, b"x\n", 1)), max_size=40)
 
 
 def _needed(part: list[Chunk]) -> int:
-    return len({c.target.key for c in part}) + len({c.target.dirs for c in part if c.target.dirs})
+    return len({c.key for c in part}) + len({c.key.path for c in part if c.key.path})
 
 
 @given(requests, st.integers(min_value=1, max_value=30))
@@ -25,7 +25,7 @@ def test_parts_keep_the_order_and_fit_the_budget(chunks: list[Chunk], budget: in
     assert [c for part in parts for c in part] == chunks
     for part in parts:
         assert part or not chunks
-        assert len({c.target.key for c in part}) == 1 or _needed(part) <= budget
+        assert len({c.key for c in part}) == 1 or _needed(part) <= budget
     if chunks and _needed(chunks) <= budget:
         assert len(parts) == 1
 

@@ -12,11 +12,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from logstream.streamer.writer import StorageError, StorageFull, Writer
+from logstream.streamer.errors import StorageError, StorageFull
+from logstream.streamer.writer import Writer
 
 # Different spellings of the same three files.
 KEYS = {("", "a"): ("", "a"), ("./", "a"): ("", "a"), ("x/y", "b"): ("x/y", "b"),
@@ -124,5 +124,4 @@ class WriterMachine(RuleBasedStateMachine):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-WriterMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 TestWriterMachine = WriterMachine.TestCase

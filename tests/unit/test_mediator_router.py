@@ -18,11 +18,12 @@ import pytest_asyncio
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.mediator.health import health_loop
-from logstream.mediator.placement import FileKey, place
+from logstream.keys.paths import FileKey
+from logstream.mediator.placement import place
 from logstream.mediator.router import Router, RouterConfig, wrap_int32
 from logstream.mediator.server import build_server
 from logstream.mediator.service import Validator
-from logstream.streamer.rotation import longest_line_over
+from logstream.keys.chunks import Chunk, longest_line_over
 
 INTERVAL, TIMEOUT, LEASE = 0.2, 0.15, 0.3
 FENCE_S = TIMEOUT + 1.1 * LEASE
@@ -623,7 +624,7 @@ async def test_a_full_key_table_refuses_a_new_key_with_resource_exhausted_and_ma
     router.config.key_idle_s = 0.0
     # Routed before the call's first await, so no health round can forget anything meanwhile:
     # the full table itself forgets the idle keys first.
-    await router.write([(FileKey("app", "d"), b"x\n", 1)])
+    await router.write([Chunk(FileKey("app", "d"), b"x\n", 1)])
     assert fake.lines_of("d") == [b"x"]
     assert router.counters.keys_forgotten == 3
 

@@ -14,7 +14,7 @@ from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.node.auth import Guard, call_metadata
 from logstream.mediator.metrics import MediatorCollector, register
-from logstream.mediator.placement import FileKey
+from logstream.keys.paths import FileKey
 from logstream.mediator.router import Router, RouterConfig
 from logstream.mediator.server import build_server
 from logstream.mediator.service import BadInput, ClusterStatusServicer, Validator, check_address

@@ -6,7 +6,8 @@ import pytest
 
 from logstream.mediator.membership import Holder
 from logstream.mediator.ownership import NoStreamers, TableFull, Wait
-from logstream.mediator.placement import FileKey, place
+from logstream.keys.paths import FileKey
+from logstream.mediator.placement import place
 from logstream.mediator.state import ClusterState
 
 LEASE, TIMEOUT = 1.5, 0.5

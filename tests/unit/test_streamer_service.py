@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import grpc
 import pytest
@@ -27,8 +28,9 @@ from logstream.node.auth import LINK_HEADER, Guard, call_metadata
 from logstream.streamer.lease import Lease
 from logstream.node.run import set_serving
 from logstream.streamer.server import build_server
-from logstream.streamer.service import StreamerCore, wrap_int32
-from logstream.streamer.writer import Chunk, Writer
+from logstream.streamer.service import LogStreamerServicer, StreamerCore, wrap_int32
+from logstream.keys.chunks import Chunk
+from logstream.streamer.writer import Writer
 
 
 FROM_M1 = call_metadata("m1")  # what mediator m1 attaches to its forwards
@@ -532,3 +534,36 @@ async def test_a_ping_answer_reports_how_long_the_oldest_open_file_has_been_idle
         await running.control.Release(pb.ReleaseRequest(keys=[pb.FileKey(path="k", filename="old")]))
         reply = await running.ping.Ping(pb.PingRequest(a=2, b=3))
         assert (reply.open.count, reply.open.oldest_write_age_ms) == (1, 500)
+
+
+@pytest.mark.asyncio
+async def test_a_reply_is_returned_only_once_its_bytes_are_in_the_file(tmp_path: Path) -> None:
+    """The servicer called directly, with no gRPC (so no loop turn) between its return and the check:
+    when Log, LogBatch or one LogStream reply returns, a reader opening the file sees the lines. A
+    servicer that answered first and wrote on a later loop turn would be caught here."""
+    writer = Writer(tmp_path / "root")
+    core = StreamerCore(writer, Lease(required=False), node_id="s1")
+    servicer = LogStreamerServicer(core)
+    context = cast(grpc.aio.ServicerContext, None)  # a standalone streamer reads nothing from it
+    file = tmp_path / "root" / "a" / "f.log"
+    try:
+        await servicer.Log(pb.LogRequest(path="a", filename="f", line="one"), context)
+        assert file.read_bytes() == b"one\n"
+        reply = await servicer.LogBatch(pb.LogBatchRequest(chunks=[pb.LogChunk(path="a", filename="f", data=b"two")]),
+                                        context)
+        assert reply.lines == 1 and file.read_bytes() == b"one\ntwo\n"
+
+        async def requests() -> AsyncIterator[pb.LogBatchRequest]:
+            for index in range(3):
+                yield pb.LogBatchRequest(chunks=[pb.LogChunk(path="a", filename="f", data=f"s{index}\n".encode())])
+
+        expected = b"one\ntwo\n"
+        replies = 0
+        async for reply in servicer.LogStream(requests(), context):
+            expected += f"s{replies}\n".encode()
+            replies += 1
+            assert reply.lines == 1 and file.read_bytes() == expected
+        assert replies == 3
+    finally:
+        core.cancel_timers()
+        writer.close()
