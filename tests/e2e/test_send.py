@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 from helpers import logstream_command, start_node
 
-from logstream.client import LogstreamHandler, SyncLogClient
+from logstream.client import SyncLogClient
+from logstream.handler import LogstreamHandler
 
 if TYPE_CHECKING:
     from tests.conftest import TlsFiles

@@ -1,0 +1,320 @@
+"""LogstreamHandler: a `logging` handler that ships records to one logstream file from a background thread.
+
+Delivery: records wait in a bounded in-memory buffer and are sent in order, in batches, by one
+sender thread. While the cluster is away (any status but INVALID_ARGUMENT) the sender retries the
+same batch with capped, jittered backoff for as long as it takes, keeping order; meanwhile new
+records queue behind it. Records are lost only when:
+- the buffer is full (`overflowed`; one stderr line per overflow episode, never one per record);
+- a record is too long for the server (`too_long` when the handler drops it before sending, or
+  `rejected` when the server answers INVALID_ARGUMENT for it: such a batch is split until the bad
+  record is alone, so the others are still delivered);
+- records are still unsent when `close()` gives up after `close_timeout_s` (`left_at_close`).
+`dropped` is their sum. A batch whose reply was lost is sent again: at-least-once, as the cluster.
+
+Fork-safe: in a child made by `os.fork()` the handler starts empty (the parent keeps and sends its own
+records) and builds its own channel and sender thread on the first record.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import sys
+import threading
+import weakref
+from pathlib import Path
+
+import grpc
+
+from logstream.client import DEFAULT_BATCH_BYTES, NO_RETRY, SendError, SyncLogClient
+from logstream.handler_policy import DEFAULT_MAX_LINE_BYTES, Newlines, Oversize, backoff_s, shape_record
+
+__all__ = ["LogstreamHandler"]
+
+_live: weakref.WeakSet[LogstreamHandler] = weakref.WeakSet()
+# Channels inherited from the parent are never closed in a child: their threads and sockets belong to
+# the parent's grpc runtime. Holding them here keeps a garbage collection from closing them.
+_inherited: list[SyncLogClient] = []
+
+
+def _warn(message: str) -> None:
+    """One line on stderr, the `logging.Handler.handleError` convention for a handler's own trouble."""
+    try:
+        sys.stderr.write(f"logstream handler: {message}\n")
+        sys.stderr.flush()
+    except Exception:  # a closed stderr must not break the application's logging call
+        pass
+
+
+class LogstreamHandler(logging.Handler):
+    """Ships formatted records to `<path>/<filename>.log` on a logstream mediator or streamer.
+
+    `emit` never waits for the network. Counters (exact; read them after `flush` or `close`):
+    `sent`, `dropped` = `overflowed` + `too_long` + `rejected` + `left_at_close` (+ records emitted
+    after close), and `truncated` (sent cut to `max_line_bytes` with a marker).
+    """
+
+    def __init__(self, target: str, path: str, filename: str, ca: str | Path | None = None,
+                 crt: str | Path | None = None, pk: str | Path | None = None, *, level: int | str = logging.NOTSET,
+                 capacity: int = 10_000, capacity_bytes: int = 64 * 1024 * 1024, batch_lines: int = 500,
+                 batch_bytes: int = DEFAULT_BATCH_BYTES, flush_interval_s: float = 1.0,
+                 flush_timeout_s: float = 5.0, close_timeout_s: float = 5.0, timeout_s: float = 5.0,
+                 first_backoff_s: float = 0.1, max_backoff_s: float = 5.0,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, oversize: Oversize = "drop",
+                 newlines: Newlines = "keep") -> None:
+        super().__init__(level)
+        if min(capacity, capacity_bytes, batch_lines, batch_bytes, max_line_bytes) < 1:
+            raise ValueError("capacity, capacity_bytes, batch_lines, batch_bytes and max_line_bytes must be positive")
+        if oversize not in ("drop", "truncate"):
+            raise ValueError(f"oversize must be 'drop' or 'truncate', not {oversize!r}")
+        if newlines not in ("keep", "escape"):
+            raise ValueError(f"newlines must be 'keep' or 'escape', not {newlines!r}")
+        self.target, self.path, self.filename = target, path, filename
+        self._tls = tuple(Path(p) if p is not None else None for p in (ca, crt, pk))
+        self.capacity, self.capacity_bytes = capacity, capacity_bytes
+        self.batch_lines, self.batch_bytes = batch_lines, batch_bytes
+        self.flush_interval_s, self.flush_timeout_s, self.close_timeout_s = flush_interval_s, flush_timeout_s, close_timeout_s
+        self.timeout_s, self.first_backoff_s, self.max_backoff_s = timeout_s, first_backoff_s, max_backoff_s
+        self.max_line_bytes, self.oversize, self.newlines = max_line_bytes, oversize, newlines
+        self._client: SyncLogClient | None = self._new_client()  # bad certificate paths fail here, at configuration
+        self._closing = False
+        self._reset()
+        _live.add(self)
+
+    def _new_client(self) -> SyncLogClient:
+        ca, crt, pk = self._tls
+        # One try per call: the sender owns retrying (by time, keeping order), not the client (by count).
+        return SyncLogClient(self.target, ca, crt, pk, retry=NO_RETRY, timeout_s=self.timeout_s,
+                             batch_lines=self.batch_lines, batch_bytes=self.batch_bytes)
+
+    def _reset(self) -> None:
+        """Empty buffer, zero counters, no sender yet (at start, and in a forked child)."""
+        self._cond = threading.Condition()
+        self._buffer: collections.deque[bytes] = collections.deque()
+        self._buffer_bytes = 0
+        self._in_flight = 0
+        self._flush_waiters = 0
+        self._abandon = False
+        self._thread: threading.Thread | None = None
+        self._sender_ident: int | None = None
+        self._overflowing = False   # inside an overflow episode (warned once)
+        self._failing: str | None = None   # the current outage's last error
+        self._warned_size = False
+        self.sent = 0
+        self.dropped = 0
+        self.overflowed = 0
+        self.too_long = 0
+        self.truncated = 0
+        self.rejected = 0
+        self.left_at_close = 0
+
+    def _after_fork_in_child(self) -> None:
+        if self._client is not None:
+            _inherited.append(self._client)
+        self._client = None
+        self._reset()
+
+    # ------------------------------------------------------------ application side
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # grpc (or anything) logging from our own sender thread must not come back to us: it would
+        # feed back, and `handle` would wait for the handler lock that logging.shutdown holds.
+        if record.thread is not None and record.thread == self._sender_ident:
+            return False
+        return bool(super().filter(record))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            shaped = shape_record(self.format(record), self.max_line_bytes, self.oversize, self.newlines)
+        except Exception:
+            self.handleError(record)
+            return
+        warning = None
+        with self._cond:
+            data = shaped.data
+            if data is None:
+                self.too_long += 1
+                self.dropped += 1
+                if not self._warned_size:
+                    self._warned_size = True
+                    warning = (f"dropped a record with a line over {self.max_line_bytes} bytes (max_line_bytes); "
+                               "further ones are only counted in .too_long")
+            elif self._closing:
+                self.dropped += 1
+            elif (len(self._buffer) + self._in_flight >= self.capacity
+                  or self._buffer_bytes + len(data) > self.capacity_bytes):
+                self.overflowed += 1
+                self.dropped += 1
+                if not self._overflowing:
+                    self._overflowing = True
+                    why = f"last error: {self._failing}" if self._failing else "delivery slower than logging"
+                    warning = (f"buffer full ({len(self._buffer) + self._in_flight} records), dropping new records for "
+                               f"{self.path}/{self.filename}: {why}; counted in .overflowed")
+            else:
+                self.truncated += shaped.cut
+                self._buffer.append(data)
+                self._buffer_bytes += len(data)
+                if self._thread is None:
+                    self._start_sender()
+                if len(self._buffer) >= self.batch_lines:
+                    self._cond.notify_all()
+        if warning:
+            _warn(warning)
+
+    def _start_sender(self) -> None:
+        """Start the sender thread (caller holds `_cond`); lazily, so a process that forks before
+        logging anything (a gunicorn master) has no thread to lose in its children."""
+        self._thread = threading.Thread(target=self._run, name=f"logstream-handler-{self.target}", daemon=True)
+        self._thread.start()
+
+    def pending(self) -> int:
+        """Records buffered or being sent."""
+        with self._cond:
+            return len(self._buffer) + self._in_flight
+
+    def flush(self, timeout_s: float | None = None) -> bool:  # type: ignore[override]  # a bool for callers who ask
+        """Wait until every record emitted so far was delivered (or dropped), at most `timeout_s`
+        (default `flush_timeout_s`); True when nothing is left pending."""
+        with self._cond:
+            self._flush_waiters += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: not self._buffer and not self._in_flight,
+                                           timeout=self.flush_timeout_s if timeout_s is None else timeout_s)
+            finally:
+                self._flush_waiters -= 1
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Deliver what is buffered within `timeout_s` (default `close_timeout_s`), then stop; records
+        still unsent are dropped, counted in `left_at_close` and reported on one stderr line."""
+        with self._cond:
+            first = not self._closing
+            self._closing = True
+            self._cond.notify_all()
+            thread, client = self._thread, self._client
+        if first:
+            if thread is not None:
+                thread.join(self.close_timeout_s if timeout_s is None else timeout_s)
+                if thread.is_alive():
+                    with self._cond:
+                        self._abandon = True
+                        self._cond.notify_all()
+                    if client is not None:
+                        client.close()  # cancels a call waiting on a hung cluster
+                    thread.join(1.0)
+            with self._cond:
+                left = len(self._buffer) + self._in_flight
+                self._buffer.clear()
+                self._buffer_bytes = 0
+                self._in_flight = 0
+                self.left_at_close = left
+                self.dropped += left
+                self._cond.notify_all()
+            if left:
+                why = f" ({self._failing})" if self._failing else ""
+                _warn(f"closed with {left} records not delivered to {self.target}{why}; see .left_at_close")
+            if client is not None:
+                client.close()
+            _live.discard(self)
+        super().close()
+
+    # ------------------------------------------------------------ sender thread
+
+    def _take(self) -> list[bytes] | None:
+        """The next batch, waiting up to flush_interval_s for it to fill; None: stop."""
+        with self._cond:
+            self._cond.wait_for(lambda: (len(self._buffer) >= self.batch_lines or self._closing
+                                         or self._flush_waiters > 0 or self._abandon),
+                                timeout=self.flush_interval_s)
+            if self._abandon or (self._closing and not self._buffer):
+                return None
+            batch: list[bytes] = []
+            size = 0
+            while self._buffer and len(batch) < self.batch_lines and (not batch or size + len(self._buffer[0]) <= self.batch_bytes):
+                data = self._buffer.popleft()
+                batch.append(data)
+                size += len(data)
+            self._buffer_bytes -= size
+            self._in_flight = len(batch)
+            return batch
+
+    def _run(self) -> None:
+        self._sender_ident = threading.get_ident()
+        while (batch := self._take()) is not None:
+            if batch and not self._deliver(batch):
+                return
+
+    def _deliver(self, batch: list[bytes]) -> bool:
+        """Send `batch` in order until every record is delivered or rejected; False when abandoned."""
+        parts = collections.deque([batch])
+        failures = 0
+        while parts:
+            part = parts[0]
+            try:
+                if self._client is None:
+                    self._client = self._new_client()
+                self._client.log_many(self.path, self.filename, part)
+            except SendError as exc:
+                done = min(exc.sent_lines, len(part))
+                if done:  # earlier requests of this part went through
+                    self._settle(sent=done)
+                    part = parts[0] = part[done:]
+                if exc.code == grpc.StatusCode.INVALID_ARGUMENT:
+                    # Nothing of a refused request was written; halve it until the bad record is alone.
+                    parts.popleft()
+                    if len(part) == 1:
+                        self._settle(rejected=1, error=f"{exc.code.name}: {exc.details}")
+                    else:
+                        half = len(part) // 2
+                        parts.extendleft([part[half:], part[:half]])
+                    continue
+                failures += 1
+                if not self._pause(failures, f"{exc.code.name}: {exc.details}"):
+                    return False
+                continue
+            except Exception as exc:  # noqa: BLE001 - an unexpected error is an outage too: keep the records
+                failures += 1
+                if not self._pause(failures, f"{type(exc).__name__}: {exc}"):
+                    return False
+                continue
+            parts.popleft()
+            self._settle(sent=len(part))
+            failures = 0
+        return True
+
+    def _settle(self, *, sent: int = 0, rejected: int = 0, error: str = "") -> None:
+        warning = None
+        with self._cond:
+            if self._abandon:
+                return  # close() already counted these records as left
+            self._in_flight -= sent + rejected
+            self.sent += sent
+            self.rejected += rejected
+            self.dropped += rejected
+            if sent:
+                self._failing = None
+                if not self._buffer and not self._in_flight:
+                    self._overflowing = False
+            if rejected and not self._warned_size:
+                self._warned_size = True
+                warning = (f"{self.target} refused a record ({error}); it was dropped, the others are sent; "
+                           "further ones are only counted in .rejected")
+            self._cond.notify_all()
+        if warning:
+            _warn(warning)
+
+    def _pause(self, failures: int, error: str) -> bool:
+        """Wait before trying again; False when close() gave up on the cluster."""
+        with self._cond:
+            self._failing = error
+            self._cond.wait_for(lambda: self._abandon, timeout=backoff_s(failures, self.first_backoff_s, self.max_backoff_s))
+            return not self._abandon
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_live):
+        handler._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
