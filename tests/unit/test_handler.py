@@ -214,3 +214,32 @@ def test_import_logstream_stays_light_and_exports_the_clients() -> None:
 
     with pytest.raises(AttributeError):
         logstream.NoSuchThing  # noqa: B018
+
+
+def test_the_readme_dictconfig_example_works(memory_server: MemoryLogServer) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Python client and logging handler", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"127.0.0.1:8000"' in example
+    root = logging.getLogger()
+    assert "web" not in logging.Logger.manager.loggerDict  # else dictConfig would disable it
+    saved = (root.level, list(root.handlers))
+    disabled = {name: logger.disabled for name, logger in logging.Logger.manager.loggerDict.items()
+                if isinstance(logger, logging.Logger)}
+    try:
+        exec(example.replace('"127.0.0.1:8000"', repr(memory_server.target)), {})  # noqa: S102
+        [handler] = [h for h in root.handlers if isinstance(h, LogstreamHandler)]
+        assert handler.flush(5) and handler.oversize == "truncate" and handler.capacity == 10000
+        [line] = memory_server.lines("apps/web", "web")
+        assert line.endswith(" INFO web started")
+        handler.close()
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[1]:
+                handler.close()
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        for name, was in disabled.items():  # dictConfig's disable_existing_loggers turned them off
+            logging.getLogger(name).disabled = was
