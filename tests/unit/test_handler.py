@@ -236,9 +236,9 @@ def test_the_readme_dictconfig_example_works(memory_server: MemoryLogServer) -> 
         assert line.endswith(" INFO web started")
         handler.close()
     finally:
-        for handler in root.handlers:
-            if handler not in saved[1]:
-                handler.close()
+        for added in root.handlers:
+            if added not in saved[1]:
+                added.close()
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
         for name, was in disabled.items():  # dictConfig's disable_existing_loggers turned them off
