@@ -13,6 +13,11 @@ records queue behind it. Records are lost only when:
 
 Fork-safe: in a child made by `os.fork()` the handler starts empty (the parent keeps and sends its own
 records) and builds its own channel and sender thread on the first record.
+
+With `spool_dir`, records still unsent when `close()` gives up are written to that folder (at most
+`spool_bytes` in all; see spool.py) instead of being dropped, and a handler given the same folder
+sends them, oldest first, before its own records when it starts: an application restarted while the
+cluster is away loses nothing it closed cleanly (a crash still loses what was only in memory).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import grpc
 
+from logstream import spool
 from logstream.client import DEFAULT_BATCH_BYTES, NO_RETRY, SendError, SyncLogClient
 from logstream.handler_policy import DEFAULT_MAX_LINE_BYTES, Newlines, Oversize, backoff_s, shape_record
 
@@ -52,7 +58,9 @@ class LogstreamHandler(logging.Handler):
 
     `emit` never waits for the network. Counters (exact; read them after `flush` or `close`):
     `sent`, `dropped` = `overflowed` + `too_long` + `rejected` + `left_at_close` (+ records emitted
-    after close), and `truncated` (sent cut to `max_line_bytes` with a marker).
+    after close), `truncated` (sent cut to `max_line_bytes` with a marker), `spooled` (left at close,
+    kept in `spool_dir`) and `replayed` (sent from `spool_dir`, included in `sent`). Options: see the
+    README's "Python client and logging handler".
     """
 
     def __init__(self, target: str, path: str, filename: str, ca: str | Path | None = None,
@@ -62,10 +70,12 @@ class LogstreamHandler(logging.Handler):
                  flush_timeout_s: float = 5.0, close_timeout_s: float = 5.0, timeout_s: float = 5.0,
                  first_backoff_s: float = 0.1, max_backoff_s: float = 5.0,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, oversize: Oversize = "drop",
-                 newlines: Newlines = "keep") -> None:
+                 newlines: Newlines = "keep", spool_dir: str | Path | None = None,
+                 spool_bytes: int = 256 * 1024 * 1024) -> None:
         super().__init__(level)
-        if min(capacity, capacity_bytes, batch_lines, batch_bytes, max_line_bytes) < 1:
-            raise ValueError("capacity, capacity_bytes, batch_lines, batch_bytes and max_line_bytes must be positive")
+        if min(capacity, capacity_bytes, batch_lines, batch_bytes, max_line_bytes, spool_bytes) < 1:
+            raise ValueError("capacity, capacity_bytes, batch_lines, batch_bytes, max_line_bytes and spool_bytes "
+                             "must be positive")
         if oversize not in ("drop", "truncate"):
             raise ValueError(f"oversize must be 'drop' or 'truncate', not {oversize!r}")
         if newlines not in ("keep", "escape"):
@@ -77,10 +87,19 @@ class LogstreamHandler(logging.Handler):
         self.flush_interval_s, self.flush_timeout_s, self.close_timeout_s = flush_interval_s, flush_timeout_s, close_timeout_s
         self.timeout_s, self.first_backoff_s, self.max_backoff_s = timeout_s, first_backoff_s, max_backoff_s
         self.max_line_bytes, self.oversize, self.newlines = max_line_bytes, oversize, newlines
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else None
+        self.spool_bytes = spool_bytes
         self._client: SyncLogClient | None = self._new_client()  # bad certificate paths fail here, at configuration
         self._closing = False
         self._reset()
         _live.add(self)
+        if self.spool_dir is not None:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)  # an unusable folder fails here, at configuration
+            spool.remove_stale_temporaries(self.spool_dir)
+            if spool.segments(self.spool_dir):
+                with self._cond:
+                    self._replaying = True  # before the thread starts: flush() waits for the replay
+                    self._start_sender()  # replay now, not at the first record
 
     def _new_client(self) -> SyncLogClient:
         ca, crt, pk = self._tls
@@ -93,8 +112,11 @@ class LogstreamHandler(logging.Handler):
         self._cond = threading.Condition()
         self._buffer: collections.deque[bytes] = collections.deque()
         self._buffer_bytes = 0
-        self._in_flight = 0
+        self._in_flight = 0         # records taken from the buffer, not yet settled
+        self._replay_in_flight = 0  # records read from the spool, not yet settled (still on disk)
+        self._parts: collections.deque[list[bytes]] = collections.deque()  # the buffer's batch being sent
         self._flush_waiters = 0
+        self._replaying = False
         self._abandon = False
         self._thread: threading.Thread | None = None
         self._sender_ident: int | None = None
@@ -108,6 +130,8 @@ class LogstreamHandler(logging.Handler):
         self.truncated = 0
         self.rejected = 0
         self.left_at_close = 0
+        self.spooled = 0
+        self.replayed = 0
 
     def _after_fork_in_child(self) -> None:
         if self._client is not None:
@@ -171,7 +195,7 @@ class LogstreamHandler(logging.Handler):
     def pending(self) -> int:
         """Records buffered or being sent."""
         with self._cond:
-            return len(self._buffer) + self._in_flight
+            return len(self._buffer) + self._in_flight + self._replay_in_flight
 
     def flush(self, timeout_s: float | None = None) -> bool:  # type: ignore[override]  # a bool for callers who ask
         """Wait until every record emitted so far was delivered (or dropped), at most `timeout_s`
@@ -180,14 +204,15 @@ class LogstreamHandler(logging.Handler):
             self._flush_waiters += 1
             self._cond.notify_all()
             try:
-                return self._cond.wait_for(lambda: not self._buffer and not self._in_flight,
+                return self._cond.wait_for(lambda: not (self._buffer or self._in_flight or self._replaying),
                                            timeout=self.flush_timeout_s if timeout_s is None else timeout_s)
             finally:
                 self._flush_waiters -= 1
 
     def close(self, timeout_s: float | None = None) -> None:
         """Deliver what is buffered within `timeout_s` (default `close_timeout_s`), then stop; records
-        still unsent are dropped, counted in `left_at_close` and reported on one stderr line."""
+        still unsent go to the spool (if any, as far as it has room), the rest are dropped, counted in
+        `left_at_close` and reported on one stderr line."""
         with self._cond:
             first = not self._closing
             self._closing = True
@@ -204,13 +229,23 @@ class LogstreamHandler(logging.Handler):
                         client.close()  # cancels a call waiting on a hung cluster
                     thread.join(1.0)
             with self._cond:
-                left = len(self._buffer) + self._in_flight
+                stopped = thread is None or not thread.is_alive()
+                # The batch being sent first, then the buffer: the order they were emitted in. A sender
+                # still stuck in a call may yet deliver its batch: that one is not spooled.
+                unsent = [data for part in self._parts for data in part] if stopped else []
+                unsent += self._buffer
+                stuck = 0 if stopped else self._in_flight
                 self._buffer.clear()
                 self._buffer_bytes = 0
                 self._in_flight = 0
+            self._spill(unsent)  # disk I/O outside the lock: emit() never waits for it
+            with self._cond:
+                left = len(unsent) - self.spooled + stuck
                 self.left_at_close = left
                 self.dropped += left
                 self._cond.notify_all()
+            if self.spooled:
+                _warn(f"closed with {self.spooled} records not delivered to {self.target}; kept in {self.spool_dir}")
             if left:
                 why = f" ({self._failing})" if self._failing else ""
                 _warn(f"closed with {left} records not delivered to {self.target}{why}; see .left_at_close")
@@ -218,6 +253,19 @@ class LogstreamHandler(logging.Handler):
                 client.close()
             _live.discard(self)
         super().close()
+
+    def _spill(self, unsent: list[bytes]) -> None:
+        """Write what close() could not deliver to the spool, oldest first, as far as it has room."""
+        if self.spool_dir is None or not unsent:
+            return
+        try:
+            room = self.spool_bytes - spool.used_bytes(self.spool_dir)
+            count = spool.fit(unsent, room, self.path, self.filename)
+            if count:
+                spool.write_segment(self.spool_dir, self.path, self.filename, unsent[:count])
+                self.spooled = count
+        except OSError as exc:
+            _warn(f"cannot write the spool {self.spool_dir}: {exc}")
 
     # ------------------------------------------------------------ sender thread
 
@@ -241,30 +289,57 @@ class LogstreamHandler(logging.Handler):
 
     def _run(self) -> None:
         self._sender_ident = threading.get_ident()
+        if self.spool_dir is not None:
+            replayed = self._replay(self.spool_dir)
+            with self._cond:
+                self._replaying = False
+                self._cond.notify_all()
+            if not replayed:
+                return
         while (batch := self._take()) is not None:
-            if batch and not self._deliver(batch):
+            if batch and not self._deliver(batch, self.path, self.filename):
                 return
 
-    def _deliver(self, batch: list[bytes]) -> bool:
+    def _replay(self, folder: Path) -> bool:
+        """Send the spool's segments, oldest first, before any new record; False when abandoned."""
+        for claim in spool.claims(folder):
+            try:
+                segment = claim.read()
+            except (spool.SpoolError, OSError) as exc:
+                _warn(f"cannot replay {claim.file} ({exc}); kept as {claim.quarantine()}")
+                continue
+            for start in range(0, len(segment.records), self.batch_lines):
+                batch = segment.records[start:start + self.batch_lines]
+                with self._cond:
+                    self._replay_in_flight = len(batch)
+                if not self._deliver(batch, segment.path, segment.filename, replay=True):
+                    claim.release()  # left whole on disk: replayed again later (at-least-once)
+                    return False
+            claim.done()
+        return True
+
+    def _deliver(self, batch: list[bytes], path: str, filename: str, replay: bool = False) -> bool:
         """Send `batch` in order until every record is delivered or rejected; False when abandoned."""
         parts = collections.deque([batch])
+        if not replay:
+            self._parts = parts  # what close() spools if it gives up on this batch
         failures = 0
         while parts:
             part = parts[0]
             try:
                 if self._client is None:
                     self._client = self._new_client()
-                self._client.log_many(self.path, self.filename, part)
+                self._client.log_many(path, filename, part)
             except SendError as exc:
                 done = min(exc.sent_lines, len(part))
                 if done:  # earlier requests of this part went through
-                    self._settle(sent=done)
+                    self._settle(replay, sent=done)
                     part = parts[0] = part[done:]
                 if exc.code == grpc.StatusCode.INVALID_ARGUMENT:
                     # Nothing of a refused request was written; halve it until the bad record is alone.
                     parts.popleft()
                     if len(part) == 1:
-                        self._settle(rejected=1, error=f"{exc.code.name}: {exc.details}")
+                        self._settle(replay, rejected=1, error=f"{exc.code.name}: {exc.details}")
                     else:
                         half = len(part) // 2
                         parts.extendleft([part[half:], part[:half]])
@@ -279,16 +354,20 @@ class LogstreamHandler(logging.Handler):
                     return False
                 continue
             parts.popleft()
-            self._settle(sent=len(part))
+            self._settle(replay, sent=len(part))
             failures = 0
         return True
 
-    def _settle(self, *, sent: int = 0, rejected: int = 0, error: str = "") -> None:
+    def _settle(self, replay: bool, *, sent: int = 0, rejected: int = 0, error: str = "") -> None:
         warning = None
         with self._cond:
             if self._abandon:
-                return  # close() already counted these records as left
-            self._in_flight -= sent + rejected
+                return  # close() already counted (or spooled) these records
+            if replay:
+                self._replay_in_flight -= sent + rejected
+                self.replayed += sent
+            else:
+                self._in_flight -= sent + rejected
             self.sent += sent
             self.rejected += rejected
             self.dropped += rejected

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -165,3 +166,40 @@ def test_one_oversized_record_among_good_ones(tmp_path: Path, app_logger: loggin
         for attached in app_logger.handlers:
             attached.close()
         assert streamer.stop() == 0 and mediator.stop() == 0
+
+
+APP = """
+import logging, sys
+from logstream import LogstreamHandler
+target, spool_dir, count, word = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+handler = LogstreamHandler(target, "app", "restart", spool_dir=spool_dir, flush_interval_s=0.05,
+                           flush_timeout_s=2, close_timeout_s=0.3)
+log = logging.getLogger("app")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+for n in range(count):
+    log.info("%s %d", word, n)
+# a normal exit: logging.shutdown flushes and closes the handler
+"""
+
+
+def test_an_application_restarted_while_the_cluster_is_away_loses_nothing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root, folder = tmp_path / "logs", tmp_path / "spool"
+    with socket.socket() as refusing:  # bound, not listening: connections are refused, the port stays ours
+        refusing.bind(("127.0.0.1", 0))
+        down = f"127.0.0.1:{refusing.getsockname()[1]}"
+        first = subprocess.run([sys.executable, "-c", APP, down, str(folder), "100", "before"],
+                               capture_output=True, text=True, timeout=30)
+    assert first.returncode == 0, first.stderr
+    assert f"closed with 100 records not delivered to {down}; kept in {folder}" in first.stderr
+    with _streamer(root) as streamer:
+        second = subprocess.run([sys.executable, "-c", APP, streamer.address, str(folder), "10", "after"],
+                                capture_output=True, text=True, timeout=30)
+        assert (second.returncode, second.stderr) == (0, "")
+        lines = (root / "app/restart.log").read_text().splitlines()
+        assert lines == [f"before {n}" for n in range(100)] + [f"after {n}" for n in range(10)]
+        assert not list(folder.iterdir())
+        assert streamer.stop() == 0
