@@ -302,6 +302,13 @@ class LogstreamHandler(logging.Handler):
 
     def _replay(self, folder: Path) -> bool:
         """Send the spool's segments, oldest first, before any new record; False when abandoned."""
+        try:
+            return self._replay_segments(folder)
+        except OSError as exc:  # an unreadable folder must not stop the new records
+            _warn(f"cannot replay the spool {folder}: {exc}")
+            return True
+
+    def _replay_segments(self, folder: Path) -> bool:
         for claim in spool.claims(folder):
             try:
                 segment = claim.read()
