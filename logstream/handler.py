@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -39,6 +40,11 @@ from logstream.handler_policy import DEFAULT_MAX_LINE_BYTES, Newlines, Oversize,
 __all__ = ["LogstreamHandler"]
 
 _live: weakref.WeakSet[LogstreamHandler] = weakref.WeakSet()
+# A fork waits at most this long for a handler's call in flight to end: a child forked while another
+# thread is inside grpc inherits grpc's state mid-call (grpc then skips its fork handlers and says so
+# on stderr); waiting a moment avoids that in the common case, and a hung cluster cannot block a fork.
+FORK_WAIT_S = 0.5
+_paused: list[LogstreamHandler] = []
 # Channels inherited from the parent are never closed in a child: their threads and sockets belong to
 # the parent's grpc runtime. Holding them here keeps a garbage collection from closing them.
 _inherited: list[SyncLogClient] = []
@@ -110,6 +116,7 @@ class LogstreamHandler(logging.Handler):
     def _reset(self) -> None:
         """Empty buffer, zero counters, no sender yet (at start, and in a forked child)."""
         self._cond = threading.Condition()
+        self._calling = threading.Lock()  # held by the sender during a call (see FORK_WAIT_S)
         self._buffer: collections.deque[bytes] = collections.deque()
         self._buffer_bytes = 0
         self._in_flight = 0         # records taken from the buffer, not yet settled
@@ -336,7 +343,8 @@ class LogstreamHandler(logging.Handler):
             try:
                 if self._client is None:
                     self._client = self._new_client()
-                self._client.log_many(path, filename, part)
+                with self._calling:
+                    self._client.log_many(path, filename, part)
             except SendError as exc:
                 done = min(exc.sent_lines, len(part))
                 if done:  # earlier requests of this part went through
@@ -398,9 +406,22 @@ class LogstreamHandler(logging.Handler):
             return not self._abandon
 
 
+def _before_fork() -> None:
+    deadline = time.monotonic() + FORK_WAIT_S
+    for handler in list(_live):
+        if handler._calling.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            _paused.append(handler)
+
+
+def _after_fork_in_parent() -> None:
+    while _paused:
+        _paused.pop()._calling.release()
+
+
 def _after_fork_in_child() -> None:
+    _paused.clear()  # the child's handlers get new locks
     for handler in list(_live):
         handler._after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

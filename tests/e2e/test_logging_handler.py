@@ -104,30 +104,51 @@ def test_records_wait_out_a_cluster_stop_and_start(tmp_path: Path, app_logger: l
 def test_a_forked_child_delivers_its_records_before_os_exit(tmp_path: Path, app_logger: logging.Logger) -> None:
     root = tmp_path / "logs"
     with _streamer(root) as streamer:
-        handler = LogstreamHandler(streamer.address, "app", "forked", flush_interval_s=0.05)
+        handler = LogstreamHandler(streamer.address, "app", "forked", flush_interval_s=0.01, batch_lines=20)
         app_logger.addHandler(handler)
         app_logger.info("parent 0")
         assert handler.flush(10)  # the parent's sender thread and channel exist before the fork
         for n in range(1, 20):
             app_logger.info("parent %d", n)  # buffered at the fork: the parent's to send, not the child's
-        pid = os.fork()
-        if pid == 0:  # the child: report through the exit code only, and never return into pytest
-            code = 1
-            try:
-                for n in range(200):
-                    app_logger.info("child %d", n)
-                code = 0 if handler.flush(10) and handler.sent == 200 and handler.dropped == 0 else 3
-            finally:
-                os._exit(code)
-        for n in range(20, 40):
-            app_logger.info("parent %d", n)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        parent_count = 20
+        stop = threading.Event()
+
+        def keep_logging() -> None:  # the parent keeps sending while it forks
+            nonlocal parent_count
+            while not stop.is_set():
+                app_logger.info("parent %d", parent_count)
+                parent_count += 1
+                time.sleep(0.001)
+
+        busy = threading.Thread(target=keep_logging)
+        busy.start()
+        children = []
+        try:
+            for child in range(5):
+                time.sleep(0.02)
+                pid = os.fork()
+                if pid == 0:  # the child: report through the exit code only, and never return into pytest
+                    code = 1
+                    try:
+                        for n in range(100):
+                            app_logger.info("child%d %d", child, n)
+                        code = 0 if handler.flush(10) and handler.sent == 100 and handler.dropped == 0 else 3
+                    finally:
+                        os._exit(code)
+                children.append(pid)
+        finally:
+            stop.set()
+            busy.join()
+        for pid in children:
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
         assert handler.flush(10)
         lines = (root / "app/forked.log").read_text().splitlines()
-        assert [line for line in lines if line.startswith("child")] == [f"child {n}" for n in range(200)]
-        assert [line for line in lines if line.startswith("parent")] == [f"parent {n}" for n in range(40)]
-        assert (handler.sent, handler.dropped) == (40, 0)
+        for child in range(5):
+            mine = [line for line in lines if line.startswith(f"child{child} ")]
+            assert mine == [f"child{child} {n}" for n in range(100)]
+        assert [line for line in lines if line.startswith("parent")] == [f"parent {n}" for n in range(parent_count)]
+        assert (handler.sent, handler.dropped) == (parent_count, 0)
         handler.close()
         assert streamer.stop() == 0
 
