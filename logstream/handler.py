@@ -35,7 +35,8 @@ import grpc
 
 from logstream import spool
 from logstream.client import DEFAULT_BATCH_BYTES, NO_RETRY, SendError, SyncLogClient
-from logstream.handler_policy import DEFAULT_MAX_LINE_BYTES, Newlines, Oversize, backoff_s, shape_record
+from logstream.handler_policy import (DEFAULT_MAX_LINE_BYTES, Newlines, Oversize, backoff_s, records_through,
+                                      shape_record)
 
 __all__ = ["LogstreamHandler"]
 
@@ -346,8 +347,8 @@ class LogstreamHandler(logging.Handler):
                 with self._calling:
                     self._client.log_many(path, filename, part)
             except SendError as exc:
-                done = min(exc.sent_lines, len(part))
-                if done:  # earlier requests of this part went through
+                done = records_through(part, exc.sent_lines)
+                if done:  # earlier requests (or unary calls) of this part went through
                     self._settle(replay, sent=done)
                     part = parts[0] = part[done:]
                 if exc.code == grpc.StatusCode.INVALID_ARGUMENT:

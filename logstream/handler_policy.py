@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,3 +66,16 @@ def backoff_s(failures: int, first_s: float, max_s: float, rand: Callable[[], fl
         return 0.0
     ceiling = min(max_s, first_s * 2.0 ** min(failures - 1, 60))
     return ceiling * (0.5 + rand() / 2)
+
+
+def records_through(records: Sequence[bytes], sent_lines: int) -> int:
+    """How many of `records` (each ending in b"\\n", maybe holding more newlines) were surely written when
+    a call reports `sent_lines` lines through: only whole records count, so a record cut mid-way is
+    sent again (at-least-once) rather than skipped. Safe whether the count is of lines or of records."""
+    through = 0
+    for data in records:
+        sent_lines -= data.count(b"\n")
+        if sent_lines < 0:
+            break
+        through += 1
+    return through

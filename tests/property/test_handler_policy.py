@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream.handler_policy import TRUNCATED_MARKER, backoff_s, shape_record
+from logstream.handler_policy import TRUNCATED_MARKER, backoff_s, records_through, shape_record
 
 texts = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=300)
 limits = st.integers(min_value=1, max_value=400)
@@ -63,3 +63,13 @@ def test_backoff_is_capped_and_grows(failures: int, rand: float) -> None:
     ceiling = min(5.0, 0.1 * 2 ** min(failures - 1, 60))
     assert ceiling / 2 <= wait <= ceiling <= 5.0
     assert backoff_s(0, 0.1, 5.0) == 0.0
+
+
+@given(st.lists(st.integers(min_value=1, max_value=4), max_size=12), st.data())
+def test_records_through_never_skips_a_record(line_counts: list[int], data: st.DataObject) -> None:
+    records = [b"x\n" * count for count in line_counts]
+    whole = data.draw(st.integers(min_value=0, max_value=len(records)))
+    extra = data.draw(st.integers(min_value=0, max_value=line_counts[whole] - 1)) if whole < len(records) else 0
+    lines = sum(line_counts[:whole]) + extra  # `whole` records and part of the next went through
+    assert records_through(records, lines) == whole
+    assert records_through(records, whole) <= whole  # a count of records, read as lines, is safe too

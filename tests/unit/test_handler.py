@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import grpc
@@ -243,3 +243,16 @@ def test_the_readme_dictconfig_example_works(memory_server: MemoryLogServer) -> 
         root.handlers[:] = saved[1]
         for name, was in disabled.items():  # dictConfig's disable_existing_loggers turned them off
             logging.getLogger(name).disabled = was
+
+
+def test_multi_line_records_to_a_server_without_logbatch(memory_server_factory: Callable[..., MemoryLogServer],
+                                                        app_logger: logging.Logger) -> None:
+    server = memory_server_factory(batch=False)  # the Go original: one unary Log per line
+    server.fail(grpc.StatusCode.UNAVAILABLE)
+    handler = LogstreamHandler(server.target, "apps", "go", flush_interval_s=0.01, first_backoff_s=0.01)
+    app_logger.addHandler(handler)
+    app_logger.info("first\nsecond")
+    app_logger.info("third")
+    assert handler.flush(5)
+    assert server.lines("apps", "go") == ["first", "second", "third"]
+    assert (handler.sent, handler.dropped) == (2, 0)
