@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 import weakref
 from pathlib import Path
 
@@ -131,6 +132,7 @@ class LogstreamHandler(logging.Handler):
         self._overflowing = False   # inside an overflow episode (warned once)
         self._failing: str | None = None   # the current outage's last error
         self._warned_size = False
+        self._warned_rejected = False
         self.sent = 0
         self.dropped = 0
         self.overflowed = 0
@@ -296,6 +298,20 @@ class LogstreamHandler(logging.Handler):
             return batch
 
     def _run(self) -> None:
+        try:
+            self._send_all()
+        except Exception:  # a bug: say so, put the batch back, and let the next record start a new sender
+            _warn(f"sender thread failed, restarting on the next record:\n{traceback.format_exc().rstrip()}")
+            with self._cond:
+                self._buffer.extendleft(reversed([data for part in self._parts for data in part]))
+                self._buffer_bytes = sum(len(data) for data in self._buffer)
+                self._parts = collections.deque()
+                self._in_flight = self._replay_in_flight = 0
+                self._replaying = False
+                self._thread = None
+                self._cond.notify_all()
+
+    def _send_all(self) -> None:
         self._sender_ident = threading.get_ident()
         if self.spool_dir is not None:
             replayed = self._replay(self.spool_dir)
@@ -369,8 +385,8 @@ class LogstreamHandler(logging.Handler):
                 if not self._pause(failures, f"{type(exc).__name__}: {exc}"):
                     return False
                 continue
-            parts.popleft()
             self._settle(replay, sent=len(part))
+            parts.popleft()
             failures = 0
         return True
 
@@ -391,8 +407,8 @@ class LogstreamHandler(logging.Handler):
                 self._failing = None
                 if not self._buffer and not self._in_flight:
                     self._overflowing = False
-            if rejected and not self._warned_size:
-                self._warned_size = True
+            if rejected and not self._warned_rejected:
+                self._warned_rejected = True
                 warning = (f"{self.target} refused a record ({error}); it was dropped, the others are sent; "
                            "further ones are only counted in .rejected")
             self._cond.notify_all()

@@ -256,3 +256,32 @@ def test_multi_line_records_to_a_server_without_logbatch(memory_server_factory: 
     assert handler.flush(5)
     assert server.lines("apps", "go") == ["first", "second", "third"]
     assert (handler.sent, handler.dropped) == (2, 0)
+
+
+def test_a_sender_that_fails_is_restarted_by_the_next_record(memory_server: MemoryLogServer,
+                                                            app_logger: logging.Logger,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    handler = LogstreamHandler(memory_server.target, "apps", "bug", flush_interval_s=0.01)
+    settle = handler._settle
+    calls = []
+
+    def buggy(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the sender")
+        settle(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(handler, "_settle", buggy)
+    app_logger.addHandler(handler)
+    app_logger.info("r0")
+    assert handler.flush(0.5) is False  # the batch went back to the buffer; no sender until the next record
+    assert len(calls) == 1 and handler.pending() == 1
+    for n in range(1, 6):
+        app_logger.info("r%d", n)
+    assert handler.flush(5) is True
+    lines = memory_server.lines("apps", "bug")
+    assert lines == ["r0"] + [f"r{n}" for n in range(6)]  # the failed batch is sent again (at-least-once)
+    assert (handler.sent, handler.dropped) == (6, 0)
+    err = capsys.readouterr().err
+    assert err.count("logstream handler: sender thread failed") == 1 and "RuntimeError" in err
