@@ -285,3 +285,48 @@ def test_a_sender_that_fails_is_restarted_by_the_next_record(memory_server: Memo
     assert (handler.sent, handler.dropped) == (6, 0)
     err = capsys.readouterr().err
     assert err.count("logstream handler: sender thread failed") == 1 and "RuntimeError" in err
+
+
+def test_a_fork_waits_a_bounded_time_for_a_call_in_flight(app_logger: logging.Logger) -> None:
+    import os
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from typing import Any
+
+    from logstream import handler as handler_module
+    from logstream._proto import logstream_pb2 as pb
+    from logstream._proto import logstream_pb2_grpc as pb_grpc
+
+    release = threading.Event()
+
+    class Slow(pb_grpc.LogStreamerServicer):
+        def LogBatch(self, request: Any, context: Any) -> Any:
+            release.wait(10)  # answers only when the test lets it
+            return pb.LogBatchResponse(lines=1)
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_LogStreamerServicer_to_server(Slow(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        handler = LogstreamHandler(f"127.0.0.1:{port}", "a", "b", flush_interval_s=0.01, timeout_s=30)
+        app_logger.addHandler(handler)
+        app_logger.info("slow")
+        deadline = time.monotonic() + 5
+        while not handler._calling.locked() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handler._calling.locked()  # the sender is inside its call
+        began = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        waited = time.monotonic() - began
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # it waited for the call, but a call that does not end cannot hold the fork for long
+        assert handler_module.FORK_WAIT_S - 0.05 <= waited < handler_module.FORK_WAIT_S + 1.0
+        release.set()
+        assert handler.flush(5) and handler.sent == 1
+    finally:
+        release.set()
+        server.stop(None)
