@@ -42,10 +42,11 @@ from logstream.handler_policy import (DEFAULT_MAX_LINE_BYTES, Newlines, Oversize
 __all__ = ["LogstreamHandler"]
 
 _live: weakref.WeakSet[LogstreamHandler] = weakref.WeakSet()
-# A fork waits at most this long for a handler's call in flight to end: a child forked while another
-# thread is inside grpc inherits grpc's state mid-call (grpc then skips its fork handlers and says so
-# on stderr); waiting a moment avoids that in the common case, and a hung cluster cannot block a fork.
+# A fork waits at most this long for a handler's call in flight to end, then cancels it: a child
+# forked while another thread is inside a grpc call inherits grpc's state mid-call (grpc skips its
+# fork handlers), and such a child can crash. The cancelled batch is sent again (at-least-once).
 FORK_WAIT_S = 0.5
+_CANCEL_WAIT_S = 1.0
 _paused: list[LogstreamHandler] = []
 # Channels inherited from the parent are never closed in a child: their threads and sockets belong to
 # the parent's grpc runtime. Holding them here keeps a garbage collection from closing them.
@@ -358,9 +359,9 @@ class LogstreamHandler(logging.Handler):
         while parts:
             part = parts[0]
             try:
-                if self._client is None:
-                    self._client = self._new_client()
                 with self._calling:
+                    if self._client is None:  # in a forked child, or after a fork cancelled a call
+                        self._client = self._new_client()
                     self._client.log_many(path, filename, part)
             except SendError as exc:
                 done = records_through(part, exc.sent_lines)
@@ -427,6 +428,12 @@ def _before_fork() -> None:
     deadline = time.monotonic() + FORK_WAIT_S
     for handler in list(_live):
         if handler._calling.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            _paused.append(handler)
+            continue
+        client, handler._client = handler._client, None
+        if client is not None:
+            client.close()  # cancels the call; the sender retries on a new channel after the fork
+        if handler._calling.acquire(timeout=_CANCEL_WAIT_S):
             _paused.append(handler)
 
 
