@@ -1,4 +1,4 @@
-"""Python clients for logstream: LogClient (asyncio), SyncLogClient, and LogstreamHandler for `logging`.
+"""Python clients for logstream: LogClient (asyncio) and SyncLogClient (the logging handler is in handler.py).
 
 Delivery: a call returns only after the server acknowledged the write. UNAVAILABLE and
 DEADLINE_EXCEEDED are retried with capped, jittered exponential backoff for a bounded number of
@@ -11,11 +11,8 @@ batch at a time. Servers without LogBatch (the Go original) get one unary Log pe
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import random
-import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -262,134 +259,3 @@ class SyncLogClient:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-
-# ---------------------------------------------------------------- logging.Handler
-
-class LogstreamHandler(logging.Handler):
-    """Ships formatted records to one logstream file from a background thread.
-
-    `emit` never blocks on the network: records wait in a buffer of at most `capacity` lines; when
-    the buffer is full (the cluster is down or slower than the app) new records are dropped and
-    counted in `dropped`, and the loss is reported once per outage on stderr. The thread sends up
-    to `batch_lines` records per call, at least every `flush_interval_s`, retrying as the clients
-    do; a batch that still fails is dropped (counted). `flush()` waits for the buffer to drain (up
-    to `flush_timeout_s`); `close()` flushes, then stops the thread; records left after
-    `close_timeout_s` are dropped. Records that grpc itself logs from the sending thread are
-    ignored, so attaching the handler to the root logger cannot feed back on itself.
-    """
-
-    def __init__(self, target: str, path: str, filename: str, ca: Path | None = None, crt: Path | None = None,
-                 pk: Path | None = None, *, level: int = logging.NOTSET, capacity: int = 10_000,
-                 batch_lines: int = 500, flush_interval_s: float = 1.0, flush_timeout_s: float = 5.0,
-                 close_timeout_s: float = 5.0, retry: RetryPolicy = RetryPolicy(attempts=3),
-                 timeout_s: float = 5.0, client: SyncLogClient | None = None) -> None:
-        super().__init__(level)
-        if capacity < 1 or batch_lines < 1:
-            raise ValueError("capacity and batch_lines must be positive")
-        self.path, self.filename = path, filename
-        self.capacity, self.batch_lines = capacity, batch_lines
-        self.flush_interval_s, self.flush_timeout_s, self.close_timeout_s = flush_interval_s, flush_timeout_s, close_timeout_s
-        self.client = client or SyncLogClient(target, ca, crt, pk, retry=retry, timeout_s=timeout_s,
-                                              batch_lines=batch_lines)
-        self.sent = 0      # records acknowledged by the cluster
-        self.dropped = 0   # records lost: buffer full, a batch that failed for good, or left at close
-        self._buffer: collections.deque[str] = collections.deque()
-        self._in_flight = 0
-        self._cond = threading.Condition()
-        self._closing = False
-        self._flush_wanted = False
-        self._outage = False
-        self._thread = threading.Thread(target=self._run, name=f"logstream-handler-{target}", daemon=True)
-        self._thread.start()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if threading.get_ident() == self._thread.ident:
-            return  # grpc logging about our own send: never feed it back
-        try:
-            text = self.format(record)
-        except Exception:
-            self.handleError(record)
-            return
-        with self._cond:
-            if self._closing or len(self._buffer) >= self.capacity:
-                self._drop(1, "buffer full" if not self._closing else "handler closed")
-                return
-            self._buffer.append(text)
-            if len(self._buffer) >= self.batch_lines:
-                self._cond.notify_all()
-
-    def _drop(self, count: int, why: str) -> None:
-        """Count lost records; report the first loss of an outage (callers hold `_cond`)."""
-        self.dropped += count
-        if not self._outage:
-            self._outage = True
-            print(f"logstream handler: dropping records for {self.client.target} ({why}); "
-                  "see LogstreamHandler.dropped", file=sys.stderr)
-
-    def _take(self) -> list[str] | None:
-        """The next batch, waiting up to flush_interval_s for it to fill; None when closed and empty."""
-        with self._cond:
-            self._cond.wait_for(lambda: len(self._buffer) >= self.batch_lines or self._closing or self._flush_wanted,
-                                timeout=self.flush_interval_s)
-            if not self._buffer:
-                self._flush_wanted = False
-                self._cond.notify_all()
-                return None if self._closing else []
-            count = min(len(self._buffer), self.batch_lines)
-            batch = [self._buffer.popleft() for _ in range(count)]
-            self._in_flight = count
-            return batch
-
-    def _run(self) -> None:
-        while (batch := self._take()) is not None:
-            if batch:
-                self._ship(batch)
-
-    def _ship(self, batch: list[str]) -> None:
-        try:
-            self.client.log_many(self.path, self.filename, batch)
-        except Exception as exc:  # SendError, or a bug: either way the app must not see it
-            with self._cond:
-                self._in_flight = 0
-                self._drop(len(batch), str(exc))
-                self._cond.notify_all()
-            return
-        with self._cond:
-            self.sent += len(batch)
-            self._in_flight = 0
-            self._outage = False
-            self._cond.notify_all()
-
-    def pending(self) -> int:
-        """Records buffered or being sent."""
-        with self._cond:
-            return len(self._buffer) + self._in_flight
-
-    def flush(self, timeout_s: float | None = None) -> None:
-        """Wait until every buffered record was sent or dropped (at most `timeout_s`)."""
-        with self._cond:
-            if not self._thread.is_alive():
-                return
-            self._flush_wanted = True
-            self._cond.notify_all()
-            self._cond.wait_for(lambda: not self._buffer and not self._in_flight,
-                                timeout=self.flush_timeout_s if timeout_s is None else timeout_s)
-
-    def close(self) -> None:
-        with self._cond:
-            already = self._closing
-            self._closing = True
-            self._cond.notify_all()
-        if not already:
-            self._thread.join(self.close_timeout_s)
-            if self._thread.is_alive():
-                # Still sending to a dead cluster: closing the channel cancels the call.
-                self.client.close()
-                self._thread.join(1.0)
-            with self._cond:
-                if self._buffer:
-                    self._drop(len(self._buffer), "left at close")
-                    self._buffer.clear()
-            self.client.close()
-        super().close()

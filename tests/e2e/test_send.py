@@ -13,7 +13,8 @@ import pytest
 from helpers import logstream_command, start_node
 from netports import refusing_port
 
-from logstream.client import LogstreamHandler, SyncLogClient
+from logstream.client import SyncLogClient
+from logstream.handler import LogstreamHandler
 
 if TYPE_CHECKING:
     from tests.conftest import TlsFiles

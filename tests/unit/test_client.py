@@ -1,13 +1,12 @@
-"""The clients and the logging handler against a real in-memory LogStreamer: batching keeps lines
-and order, retries are bounded and only for UNAVAILABLE/DEADLINE_EXCEEDED, the handler never blocks."""
+"""The clients against a real in-memory LogStreamer: batching keeps lines and order, retries are
+bounded and only for UNAVAILABLE/DEADLINE_EXCEEDED (the logging handler: test_handler.py)."""
 
 from __future__ import annotations
 
 import itertools
-import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -156,82 +155,3 @@ def test_sync_client_connection_refused_is_bounded() -> None:
             client.log_many("p", "f", ["x"])
     assert info.value.code == grpc.StatusCode.UNAVAILABLE and info.value.attempts == 3
     assert time.monotonic() - began < 5
-
-
-# ---------------------------------------------------------------- logging handler
-
-@pytest.fixture
-def app_logger() -> Iterator[logging.Logger]:
-    logger = logging.getLogger("test_client.app")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    yield logger
-    logger.handlers.clear()
-
-
-def test_handler_ships_every_record_in_order(memory_server: MemoryLogServer, app_logger: logging.Logger) -> None:
-    handler = lc.LogstreamHandler(memory_server.target, "apps", "web", batch_lines=100, flush_interval_s=0.05)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    app_logger.addHandler(handler)
-    for n in range(450):
-        app_logger.info("request %d", n)
-    handler.flush()
-    assert handler.pending() == 0 and handler.sent == 450
-    app_logger.warning("last one")
-    handler.close()
-    assert memory_server.lines("apps", "web") == [f"INFO request {n}" for n in range(450)] + ["WARNING last one"]
-    assert handler.sent == 451 and handler.dropped == 0
-    assert 5 <= memory_server.calls["LogBatch"] <= 60  # batched, not one call per record
-
-
-def test_handler_sends_a_lone_record_after_the_flush_interval(memory_server: MemoryLogServer,
-                                                             app_logger: logging.Logger) -> None:
-    handler = lc.LogstreamHandler(memory_server.target, "apps", "quiet", flush_interval_s=0.05)
-    app_logger.addHandler(handler)
-    app_logger.info("alone")
-    deadline = time.monotonic() + 5
-    while not memory_server.lines("apps", "quiet") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert memory_server.lines("apps", "quiet") == ["alone"]
-    handler.close()
-
-
-def test_handler_drops_with_a_counter_when_the_cluster_is_down(app_logger: logging.Logger,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    with refusing_port() as port:
-        handler = lc.LogstreamHandler(f"127.0.0.1:{port}", "apps", "down", capacity=20, batch_lines=5,
-                                      flush_interval_s=0.05, retry=FAST, timeout_s=1, close_timeout_s=2)
-        app_logger.addHandler(handler)
-        began = time.monotonic()
-        for n in range(500):
-            app_logger.error("lost %d", n)
-        assert time.monotonic() - began < 1.0  # emit never waits for the network
-        handler.close()
-        assert time.monotonic() - began < 6
-    assert handler.sent == 0 and handler.dropped == 500
-    assert capsys.readouterr().err.count("logstream handler: dropping records") == 1
-
-
-def test_handler_ignores_records_after_close(memory_server: MemoryLogServer, app_logger: logging.Logger) -> None:
-    handler = lc.LogstreamHandler(memory_server.target, "a", "b")
-    handler.close()
-    handler.close()
-    handler.emit(logging.LogRecord("x", logging.INFO, __file__, 1, "late", None, None))
-    assert handler.dropped == 1 and memory_server.lines("a", "b") == []
-
-
-def test_handler_close_gives_up_on_a_hung_cluster(app_logger: logging.Logger) -> None:
-    # A listener that accepts connections and never speaks: every call would wait for its deadline.
-    with socket.socket() as hung:
-        hung.bind(("127.0.0.1", 0))
-        hung.listen()
-        target = f"127.0.0.1:{hung.getsockname()[1]}"
-        handler = lc.LogstreamHandler(target, "a", "b", flush_interval_s=0.05, timeout_s=30, close_timeout_s=0.5)
-        app_logger.addHandler(handler)
-        for n in range(10):
-            app_logger.info("stuck %d", n)
-        time.sleep(0.2)  # let the sender start its call
-        began = time.monotonic()
-        handler.close()
-        assert time.monotonic() - began < 3
-    assert handler.sent == 0 and handler.dropped == 10
