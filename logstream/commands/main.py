@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restart": ("logstream.supervisor.control:restart_main", "restart one node of a running cluster"),
     "init": ("logstream.commands.init:main", "write a commented starter cluster file"),
     "config": ("logstream.commands.init:config_main", "show the effective configuration of a cluster file"),
+    "export": ("logstream.commands.export:main", "write a cluster as systemd units, a supervisord group or k8s manifests"),
     "certs": ("logstream.commands.certs:main", "make a development CA and node certificates"),
     "bench": ("logstream.commands.bench:main", "measure lines/s and latency, with a direct-append baseline"),
 }

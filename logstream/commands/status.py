@@ -86,11 +86,13 @@ def _cluster_text(result: dict[str, Any]) -> str:
     if result.get("supervisord_error"):
         lines.append(f"supervisord: {result['supervisord_error']}")
     else:
-        rows = [("NODE", "STATE", "PID", "UPTIME")] + [
-            (p["name"], p["state"], str(p["pid"] or "-"), p["uptime"]) for p in result["processes"]
+        rows = [("NODE", "STATE", "PID", "UPTIME", "SUPERVISORCTL")] + [
+            (p["name"], p["state"], str(p["pid"] or "-"), p["uptime"], p["supervisorctl"]) for p in result["processes"]
         ]
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        conf = Path(result["run_dir"]) / "supervisord.conf"
+        lines.append(f"(supervisorctl -c {conf} stop|start|restart|tail NAME, with NAME as in SUPERVISORCTL)")
     lines.append("")
     if "mediator_error" in result:
         lines.append(f"mediator {result['mediator_address']}: unreachable: {result['mediator_error']}")
