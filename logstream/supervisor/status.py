@@ -36,13 +36,15 @@ def _uptime(info: dict[str, Any]) -> str:
 
 
 def supervisor_view(config: ClusterConfig) -> list[dict[str, Any]]:
-    """One entry per node supervisord runs here: name, state, pid, uptime_s."""
+    """One entry per node supervisord runs here: name, state, pid, uptime_s, and the name
+    `supervisorctl` knows it by (`streamers:s1`: a bare `s1` is "no such process")."""
     with supervisor_rpc(paths_for(config), timeout_s=5.0) as rpc:
         infos = rpc.getAllProcessInfo()
     processes = []
     for info in infos:
         processes.append({
             "name": info["name"], "group": info["group"], "state": info["statename"], "pid": info["pid"],
+            "supervisorctl": info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}",
             "uptime_s": max(0, int(info["now"]) - int(info["start"])) if info["statename"] == "RUNNING" else 0,
             "uptime": _uptime(info), "description": info["description"],
         })
