@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, PlainSerializer
 
 from logstream.config.units import format_duration, format_size, parse_duration, parse_size
-from logstream.node.address import parse_address
+from logstream.node.address import parse_address, parse_listen_address
 
 
 # Bytes as an int (-1 = unlimited); accepts "1MB", "1.5KiB", "-1B", 4096.
@@ -24,3 +24,5 @@ ZeroOrDuration = Annotated[
 ]
 # "host:port" with a port in 1..65535 (IPv6 in brackets); AddressError is a ValueError.
 Address = Annotated[str, BeforeValidator(parse_address)]
+# An address to listen on: as Address, and port 0 means any free port.
+ListenAddress = Annotated[str, BeforeValidator(parse_listen_address)]
