@@ -170,6 +170,10 @@ def test_metrics_of_a_running_cluster_parse_and_count_failures_by_code(tmp_path:
             assert sample(mine, "logstream_streamer_root_free_bytes", "logstream_streamer_root_free_bytes") > 0
             assert sample(mine, "logstream_streamer_grpc_requests", "logstream_streamer_grpc_requests_total",
                           rpc="api.Pinger/Ping", code="OK") >= 1
+            # Every metric the example alert rules use is exported (docs/alerts.yml).
+            exported = {s.name for families in (after, mine) for family in families.values() for s in family.samples}
+            rules = (Path(__file__).resolve().parents[2] / "docs" / "alerts.yml").read_text(encoding="utf-8")
+            assert set(re.findall(r"\blogstream_\w+", rules)) <= exported
             # The metrics address serves no profiling and no stacks.
             for page in ("/debug/profile?seconds=1", "/debug/stacks"):
                 assert http("GET", streamer_base + page)[0] == 404
