@@ -3,6 +3,8 @@ service (Check, List, Watch), the stalled-loop rule; reflection served as v1 and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -124,3 +126,30 @@ def test_v1_descriptor_is_v1alpha_renamed_field_for_field() -> None:
     for mine, theirs in zip(v1.message_type, alpha.message_type, strict=True):
         assert [(f.name, f.number, f.type, f.label, f.type_name.replace("v1alpha", "v1")) for f in theirs.field] == [
             (f.name, f.number, f.type, f.label, f.type_name) for f in mine.field]
+
+
+def test_streamer_readiness_follows_its_lease(tmp_path: Path) -> None:
+    from logstream.streamer.lease import Lease
+    from logstream.streamer.server import readiness
+    from logstream.streamer.service import StreamerCore
+    from logstream.streamer.writer import Writer
+
+    now = [10.0]
+    writer = Writer(tmp_path / "root")
+    try:
+        standalone = StreamerCore(writer, Lease(required=False))
+        assert readiness(standalone, None) is None
+        lease = Lease(required=True, clock=lambda: now[0])
+        core = StreamerCore(writer, lease)
+        assert readiness(core, "m:8000") == "no lease yet from the mediator at m:8000"
+        lease.on_ping(1500, "m1", 1000, seq=1)
+        lease.on_ping(1500, "m1", 1000, seq=2, acked_seq=1)  # granted from the first ping's receipt
+        assert readiness(core, "m:8000") is None
+        now[0] += 3.5
+        assert readiness(core, "m:8000") == "lease from the mediator at m:8000 lapsed 2.0s ago"
+        lease.legacy = True  # under the original's mediator there is no lease to wait for
+        assert readiness(core, "m:8000") is None
+        core.closing = True
+        assert readiness(core, "m:8000") == "shutting down"
+    finally:
+        writer.close()
