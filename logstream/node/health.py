@@ -123,9 +123,10 @@ class NodeHealth:
     async def publish(self) -> Verdict:
         verdict = self.evaluate()
         previous, self.verdict, self._at = self.verdict, verdict, self._clock()
-        if verdict.ready != previous.ready and previous.ready != "starting":
+        # Logged at a transition only: a reason's text may change at every tick ("lapsed 2.5s ago").
+        if (verdict.ready is None) != (previous.ready is None) and previous.ready != "starting":
             if verdict.ready is None:
-                logger.info("ready: taking writes again")
+                logger.info("ready: taking writes")
             else:
                 logger.warning("not ready: %s", verdict.ready)
         if self._target is not None:

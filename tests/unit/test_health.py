@@ -153,3 +153,19 @@ def test_streamer_readiness_follows_its_lease(tmp_path: Path) -> None:
         assert readiness(core, "m:8000") == "shutting down"
     finally:
         writer.close()
+
+
+@pytest.mark.asyncio
+async def test_readiness_changes_are_logged_once_per_transition(caplog: pytest.LogCaptureFixture) -> None:
+    reason: list[str | None] = [None]
+    health = NodeHealth(lambda: None, lambda: reason[0])
+    with caplog.at_level("INFO", logger="logstream.node.health"):
+        await health.publish()  # the first verdict is not news
+        for seconds in (0.1, 0.3, 0.5):
+            reason[0] = f"lease lapsed {seconds}s ago"
+            await health.publish()
+        reason[0] = None
+        await health.publish()
+        await health.publish()
+    assert [r.getMessage() for r in caplog.records] == ["not ready: lease lapsed 0.1s ago",
+                                                        "ready: taking writes"]
