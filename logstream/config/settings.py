@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from logstream.config import timings
 from logstream.config.units import format_duration
-from logstream.config.types import Address, Duration, FiniteSize, Size, ZeroOrDuration
+from logstream.config.types import Address, Duration, FiniteSize, ListenAddress, Size, ZeroOrDuration
 
 
 class TomlTableSource(TomlConfigSettingsSource):
@@ -90,11 +90,17 @@ class RoleSettings(BaseSettings):
     )
     host: str = Field("0.0.0.0", description="address to bind the gRPC server to")
     pport: int = Field(1111, ge=0, le=65535, description="port of the debug/profiling server")
-    pprof: bool = Field(False, description="start the debug server (/metrics, /debug/stacks, /debug/profile, /healthz)")
+    pprof: bool = Field(False, description="start the debug server (/metrics, /healthz, /readyz, /debug/stacks, /debug/profile)")
+    metrics: ListenAddress | None = Field(
+        None, description="host:port serving /metrics, /healthz and /readyz only, no profiling (port 0: any free port)"
+    )
     phost: str = Field("127.0.0.1", description="address to bind the debug server to")
     grace: Duration = Field(5.0, description="on SIGTERM, time to let in-flight requests finish")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="least severe event written to stderr"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="stderr lines: text, or json (one object a line: time, level, role, node, message, fields)"
     )
 
     @model_validator(mode="after")

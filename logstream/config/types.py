@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BeforeValidator, PlainSerializer, TypeAdapt
 from pydantic.fields import FieldInfo
 
 from logstream.config.units import UNLIMITED, format_duration, format_size, parse_duration, parse_size
-from logstream.node.address import parse_address
+from logstream.node.address import parse_address, parse_listen_address
 
 
 # Bytes as an int (-1 = unlimited); accepts "1MB", "1.5KiB", "-1B", 4096.
@@ -35,6 +35,8 @@ ZeroOrDuration = Annotated[
 ]
 # "host:port" with a port in 1..65535 (IPv6 in brackets); AddressError is a ValueError.
 Address = Annotated[str, BeforeValidator(parse_address)]
+# An address to listen on: as Address, and port 0 means any free port.
+ListenAddress = Annotated[str, BeforeValidator(parse_listen_address)]
 
 
 def show_value(field: FieldInfo, value: Any) -> str:

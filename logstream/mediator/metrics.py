@@ -7,15 +7,19 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
+from logstream.mediator.forwards import ForwardStats
+from logstream.mediator.membership import State
 from logstream.mediator.router import LATENCY_BUCKETS_S, Router
+from logstream.node.metrics import histogram_family
 
 
 class MediatorCollector(Collector):
     """`logstream_mediator_*`: requests, lines, forwards, failures, live streamers, ack latency."""
 
-    def __init__(self, router: Router, node: Callable[[], str]) -> None:
+    def __init__(self, router: Router, node: Callable[[], str], forwards: ForwardStats | None = None) -> None:
         self._router = router
         self._node = node
+        self._forwards = forwards
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         counters = self._router.counters
@@ -42,6 +46,7 @@ class MediatorCollector(Collector):
         live = GaugeMetricFamily("logstream_mediator_streamers_live", "live streamers", labels=["node"])
         live.add_metric([node], len(self._router.state.live()))
         yield live
+        yield from self._cluster(node)
         buckets: list[tuple[str, float]] = []
         cumulative = 0
         for bound, count in zip((*LATENCY_BUCKETS_S, float("inf")), counters.latency_buckets, strict=True):
@@ -52,7 +57,42 @@ class MediatorCollector(Collector):
         latency.add_metric([node], buckets, counters.latency_sum_s)
         yield latency
 
+    def _cluster(self, node: str) -> Iterator[GaugeMetricFamily | HistogramMetricFamily]:
+        """Keys owned and waiting (as in Status), each streamer up or not, forward latency."""
+        state = self._router.state
+        # Copies first: this runs in the HTTP server's thread while the loop changes the state.
+        members = list(state.membership.members.copy().values())
+        removed = list(self._router.removed.copy().values())
+        owned = GaugeMetricFamily("logstream_mediator_keys_owned", "file keys placed on a streamer now",
+                                  labels=["node"])
+        owned.add_metric([node], len(state.ownership.owner))
+        yield owned
+        waiting = GaugeMetricFamily("logstream_mediator_keys_waiting",
+                                    "file keys that cannot be written now: fenced until a failed owner's lease "
+                                    "has surely lapsed, or being handed off", labels=["node"])
+        waiting.add_metric([node], len(state.ownership.fenced) + len(state.ownership.handoff))
+        yield waiting
+        up = GaugeMetricFamily("logstream_mediator_streamer_up",
+                               "1: the streamer is live (answers pings, holds a lease); 0: registered but not "
+                               "live yet, or removed after a failed ping or forward", labels=["node", "streamer", "addr"])
+        seen = set()
+        for member in sorted(members, key=lambda m: m.holder.id):
+            seen.add(member.holder.id)
+            up.add_metric([node, member.holder.id, member.holder.addr], int(member.state is State.LIVE))
+        for holder, _when in sorted(removed):
+            if holder.id not in seen:
+                seen.add(holder.id)
+                up.add_metric([node, holder.id, holder.addr], 0)
+        yield up
+        if self._forwards is not None:
+            yield histogram_family(
+                "logstream_mediator_forward_seconds",
+                "time from sending a forward (a batch of lines) to a streamer to its reply, by final status",
+                ["node", "streamer", "code"],
+                [((node, streamer, code), histogram) for (streamer, code), histogram in self._forwards.snapshot()])
+
 
 def register(collector: MediatorCollector, registry: CollectorRegistry = REGISTRY) -> Callable[[], None]:
     registry.register(collector)
     return lambda: registry.unregister(collector)
+

@@ -12,6 +12,8 @@ import grpc
 
 from logstream.node import run as node
 from logstream.node import tls
+from logstream.node.health import NodeHealth
+from logstream.node.httpservers import start_http
 from logstream.node.tasks import Kept, TaskSupervisor
 from logstream.node.run import Built
 from logstream._proto import logstream_pb2 as pb
@@ -22,6 +24,7 @@ from logstream.node.net import listen_address
 from logstream.config.flags import UsageError
 from logstream.node.auth import Guard
 from logstream.node.token_file import guard_for
+from logstream.mediator.forwards import ForwardStats
 from logstream.mediator.health import health_loop
 from logstream.mediator.ledger import LeaseLedger
 from logstream.mediator.membership import Holder
@@ -72,6 +75,16 @@ def router_config(settings: MediatorSettings, ledger: LeaseLedger | None = None)
     )
 
 
+def readiness(router: Router) -> str | None:
+    """Why the mediator cannot take writes now (None: it can): shutting down, or no live streamer."""
+    if router.closing:
+        return "shutting down"
+    if not router.state.live():
+        registered = len(router.state.membership.members)
+        return f"no live streamer ({registered} registered, none answering pings with a lease)"
+    return None
+
+
 def build_server(router: Router, validator: Validator, host: str, port: int,
                  creds: grpc.ServerCredentials | None = None, guard: Guard = Guard()) -> Built:
     """A server with the mediator's services, health and reflection, bound to host:port (0: any)."""
@@ -89,6 +102,7 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
     """The whole mediator; returns after a clean shutdown. Start-up problems raise UsageError;
     background work that could not be kept running raises tasks.NodeFailed after the shutdown."""
     from logstream.mediator import metrics
+    from logstream.node import metrics as node_metrics
 
     mediator_id = uuid.uuid4().hex[:12]
     ledger = open_ledger(settings)
@@ -97,28 +111,37 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
         logger.info("lease ledger %s: placing keys after %.1fs", ledger.path, config.restart_grace_s or 0.0)
     guard = guard_for(settings, "mediator")
     built: Built | None = None
+    # Live: its background tasks run (/healthz, grpc health ""). Ready: a streamer is live.
+    node_health = NodeHealth(lambda: tasks.problem(), lambda: readiness(router))
 
-    async def report_health(serving: bool) -> None:
-        if built is not None:
-            await node.set_serving(built, serving)
+    async def report_health(_serving: bool) -> None:
+        await node_health.publish()
 
     # Owns every background task; one that cannot be kept running stops the node (exit code 1).
     tasks = TaskSupervisor(stop, on_health=report_health)
     router = Router(config, tls.node_channel_credentials(settings), mediator_id, ledger=ledger, tasks=tasks,
                     token=guard.token)
     node_id = [settings.id or mediator_id]
-    unregister_metrics = metrics.register(metrics.MediatorCollector(router, lambda: node_id[0]))
-    debug: DebugServer | None = None
+    # The forwarding code reports each forward's latency here (ForwardStats.observe_forward).
+    forwards = ForwardStats()
+    unregister = [metrics.register(metrics.MediatorCollector(router, lambda: node_id[0], forwards))]
+    http: list[DebugServer] = []
     health: Kept | None = None
     health_stop = asyncio.Event()  # never set: the loop is stopped by its owner
     try:
         built = build_server(router, Validator(settings.max_line), settings.host, settings.port,
                              tls.server_credentials(settings), guard)
+        node.attach_health(built, node_health)
+        unregister.append(node_metrics.register(
+            node_metrics.NodeCollector("mediator", lambda: node_id[0], built.rpc_counts, node_health)))
         node_id[0] = settings.id or listen_address(settings.host, built.port)
         if on_bound is not None:
             on_bound(node_id[0])
+        # Before "listening on": a start-up error must come before that line.
+        http = start_http(settings, node_id[0], node_health)
         await built.server.start()
-        await node.set_serving(built, tasks.problem() is None)
+        await node_health.publish()
+        tasks.keep("health-publisher", node_health.watch)
         logger.info("listening on %s:%d (mediator id %s, health interval %ss, lease %ss, ping timeout %ss, "
                     "tls %s)", settings.host, built.port, mediator_id, settings.health_interval, settings.lease,
                     settings.ping_timeout, settings.tls_mode)
@@ -130,11 +153,6 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
                 router.register(streamer_id, addr)
             # Once each has said how long its previous lease still runs, the grace may end sooner.
             router.state.expect(Holder(streamer_id, addr) for streamer_id, addr in ledger.previous_holders)
-        if settings.pprof:
-            from logstream.node.debug import start_debug_server
-
-            debug = start_debug_server(settings.phost, settings.pport, node_id[0], asyncio.get_running_loop(),
-                                       health=tasks.problem)
         # The health loop outlives the server's grace: in-flight requests need their owners' leases.
         health = tasks.keep("health-loop", lambda: health_loop(router, settings.health_interval, health_stop))
         await stop.wait()
@@ -146,9 +164,10 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
             await health.stop()
         await router.close()
         await tasks.close()
-        if debug is not None:
-            debug.close()
-        unregister_metrics()
+        for server in http:
+            server.close()
+        for undo in unregister:
+            undo()
         if built is not None:
             counters = router.counters
             logger.info("stopped: %d requests, %d lines acknowledged, %d forwards",

@@ -1,6 +1,7 @@
-"""The -pprof debug server: /metrics, /debug/stacks, /debug/profile and /healthz over HTTP.
+"""The node's HTTP servers: -pprof's debug server (/metrics, /healthz, /readyz, /debug/stacks,
+/debug/profile) and -metrics's (/metrics, /healthz, /readyz only: a scraper or a probe gets no profiling).
 
-It runs in its own daemon threads, not on the event loop, so it still answers when the loop is
+Each runs in its own daemon threads, not on the event loop, so it still answers when the loop is
 stuck; that is exactly when /debug/stacks is needed.
 """
 
@@ -43,8 +44,11 @@ ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("/debug/profile?seconds=30", "a sampling CPU profile of all threads, as a top of functions "
                                   "(&format=collapsed: folded stacks for flamegraph tools; "
                                   "&mode=wall: count waiting threads too; &top=N rows)"),
-    ("/healthz", "ok while every background task of the node runs (503 and the reason otherwise)"),
+    ("/healthz", "live: ok while the node and every background task of it runs (503 and the reason otherwise)"),
+    ("/readyz", "ready: ok while the node can take writes now (503 and the reason otherwise)"),
 )
+METRICS_ENDPOINTS: tuple[tuple[str, str], ...] = tuple(
+    (path, text) for path, text in ENDPOINTS if path in ("/metrics", "/healthz", "/readyz"))
 
 
 class BadQuery(Exception):
@@ -132,7 +136,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, content_type)
 
     def do_HEAD(self) -> None:  # noqa: N802
-        self._send(HTTPStatus.METHOD_NOT_ALLOWED, "use GET\n")
+        # Probes (and curl -I) may use HEAD on the cheap pages; a profile is never run for one.
+        if (urlsplit(self.path).path.rstrip("/") or "/") in HEAD_PAGES:
+            self.do_GET()  # _send leaves the body out
+        else:
+            self._send(HTTPStatus.METHOD_NOT_ALLOWED, "use GET\n")
 
     def _send(self, status: HTTPStatus, body: str | bytes, content_type: str = "text/plain; charset=utf-8") -> None:
         data = body.encode() if isinstance(body, str) else body
@@ -156,7 +164,7 @@ Health = Callable[[], "str | None"]
 def _index(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str | bytes]:
     parse_query(raw, set())
     items = "".join(f'<li><a href="{html.escape(path)}">{html.escape(path)}</a>: {html.escape(text)}</li>\n'
-                    for path, text in ENDPOINTS)
+                    for path, text in server.endpoints)
     title = html.escape(f"logstream {server.node} (pid {os.getpid()})")
     page = f"<!doctype html>\n<title>{title}</title>\n<h1>{title}</h1>\n<ul>\n{items}</ul>\n"
     return HTTPStatus.OK, "text/html; charset=utf-8", page
@@ -167,6 +175,14 @@ def _healthz(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str |
     problem = server.health()
     if problem is not None:
         return HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", f"not serving: {problem}\n"
+    return HTTPStatus.OK, "text/plain; charset=utf-8", "ok\n"
+
+
+def _readyz(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str | bytes]:
+    parse_query(raw, set())
+    problem = server.ready()
+    if problem is not None:
+        return HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", f"not ready: {problem}\n"
     return HTTPStatus.OK, "text/plain; charset=utf-8", "ok\n"
 
 
@@ -201,22 +217,29 @@ def _profile(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str |
 ROUTES: dict[str, Route] = {
     "/": _index,
     "/healthz": _healthz,
+    "/readyz": _readyz,
     "/metrics": _metrics,
     "/debug/stacks": _stacks,
     "/debug/profile": _profile,
     "/debug/pprof/profile": _profile,  # the path Go users type
 }
+METRICS_ROUTES: dict[str, Route] = {path: ROUTES[path] for path in ("/", "/healthz", "/readyz", "/metrics")}
+HEAD_PAGES = frozenset(METRICS_ROUTES)
 
 
 class _DebugHTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a slow profile download must never keep the process alive
 
     def __init__(self, address: tuple[str, int], node: str, loop: asyncio.AbstractEventLoop | None,
-                 health: Health = lambda: None) -> None:
+                 health: Health = lambda: None, ready: Health | None = None,
+                 routes: Mapping[str, Route] = ROUTES,
+                 endpoints: tuple[tuple[str, str], ...] = ENDPOINTS) -> None:
         self.node = node
         self.loop = loop
         self.health = health
-        self.routes = ROUTES
+        self.ready = health if ready is None else ready
+        self.routes = routes
+        self.endpoints = endpoints
         self.profiling = threading.Lock()
         self.stopping = threading.Event()
         super().__init__(address, _Handler)
@@ -264,23 +287,40 @@ def _current_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def start_debug_server(host: str, port: int, node: str,
-                       loop: asyncio.AbstractEventLoop | None = None, health: Health = lambda: None) -> DebugServer:
-    """Listen on host:port (0: any free port) and serve in a daemon thread.
+def start_debug_server(host: str, port: int, node: str, loop: asyncio.AbstractEventLoop | None = None,
+                       health: Health = lambda: None, ready: Health | None = None) -> DebugServer:
+    """Listen on host:port (0: any free port) and serve every page in a daemon thread.
 
     `loop` is the event loop whose tasks /debug/stacks shows (default: the running loop, if any);
-    `health` says what /healthz answers (e.g. `TaskSupervisor.problem`).
+    `health` says what /healthz answers (e.g. `NodeHealth.live`), `ready` what /readyz does
+    (default: the same as /healthz).
     """
+    server = _serve(host, port, f"-pport {port}", f"-phost {host} -pport {port}",
+                    lambda address, cls: cls(address, node, loop or _current_loop(), health, ready))
+    logger.info("debug server listening on %s", server.url)
+    return server
+
+
+def start_metrics_server(address: str, node: str, health: Health, ready: Health) -> DebugServer:
+    """-metrics ADDR: /metrics, /healthz and /readyz only, on host:port (port 0: any free port)."""
+    host, _, port = address.rpartition(":")
+    server = _serve(host, int(port), f"-metrics {address}", f"-metrics {address}",
+                    lambda bind, cls: cls(bind, node, None, health, ready, METRICS_ROUTES, METRICS_ENDPOINTS))
+    # Not "listening on": that phrase announces the gRPC port (tests and tools look for it).
+    logger.info("metrics server at %s (/metrics, /healthz, /readyz)", server.url)
+    return server
+
+
+def _serve(host: str, port: int, in_use_flags: str, flags: str,
+           make: Callable[[tuple[str, int], type[_DebugHTTPServer]], _DebugHTTPServer]) -> DebugServer:
     server_class = _DebugHTTPServer6 if ":" in host.strip("[]") else _DebugHTTPServer
     try:
-        httpd = server_class((host.strip("[]"), port), node, loop or _current_loop(), health)
+        httpd = make((host.strip("[]"), port), server_class)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise ListenError(f"-pport {port}: address in use") from None
-        raise ListenError(f"-phost {host} -pport {port}: cannot listen: {exc.strerror or exc}") from None
+            raise ListenError(f"{in_use_flags}: address in use") from None
+        raise ListenError(f"{flags}: cannot listen: {exc.strerror or exc}") from None
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
                               name=f"debug-http-{httpd.server_address[1]}", daemon=True)
     thread.start()
-    server = DebugServer(httpd, thread)
-    logger.info("debug server listening on %s", server.url)
-    return server
+    return DebugServer(httpd, thread)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 
-from logstream.node import tls
+from logstream.node import reflection, tls
+from logstream.node.health import HealthServicer, NodeHealth
+from logstream.node.rpcmetrics import RpcCounts, RpcMetricsInterceptor
 from logstream.node.decoding import CheckedServer
 from logstream.node.net import SERVER_OPTIONS, listen_address
 
@@ -22,55 +22,38 @@ logger = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
-class HealthServicer(health_aio.HealthServicer):  # type: ignore[misc]
-    """grpc's health service, but every Watch stream ends once graceful shutdown begins: a watcher
-    (a streamer watching its mediator) must not hold the server's grace, and the end tells it at
-    once that this node is going away."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._stopping = asyncio.Event()
-
-    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
-        watch = asyncio.ensure_future(super().Watch(request, context))
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({watch, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (watch, stopping):
-                task.cancel()
-            await asyncio.gather(watch, stopping, return_exceptions=True)
-
-    async def enter_graceful_shutdown(self) -> None:
-        await super().enter_graceful_shutdown()
-        self._stopping.set()
-
-
 @dataclass
 class Built:
     server: grpc.aio.Server
     port: int
-    health: health_aio.HealthServicer
+    health: HealthServicer
     services: tuple[str, ...]
+    rpc_counts: RpcCounts
 
 
 def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Sequence[str], host: str,
                  port: int, creds: grpc.ServerCredentials | None = None) -> Built:
-    """A grpc.aio server with the role's servicers, grpc health and reflection, bound to host:port."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    """A grpc.aio server with the role's servicers, grpc health (with List) and reflection (v1 and
+    v1alpha), every RPC counted by method and status code (`Built.rpc_counts`), bound to host:port."""
+    rpc_counts = RpcCounts()
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[RpcMetricsInterceptor(rpc_counts)])
     # Undecodable bodies get INVALID_ARGUMENT and a rate-limited line (decoding.py).
     checked = CheckedServer(server)
     add_servicers(checked)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, checked)
-    # Reflection picks its asyncio servicer only for a real grpc.aio.Server: it gets the server itself.
-    reflection.enable_server_reflection((*services, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+    reflection.enable(server, (*services, HEALTH_SERVICE))
     bound = tls.add_port(server, listen_address(host, port), creds)
-    return Built(server, bound, health, tuple(services))
+    return Built(server, bound, health, tuple(services), rpc_counts)
+
+
+def attach_health(built: Built, health: NodeHealth) -> None:
+    """Let `health` publish liveness and readiness to the server's health service."""
+    health.attach(built.health, built.services)
 
 
 async def set_serving(built: Built, serving: bool = True) -> None:
-    """SERVING, or NOT_SERVING while background work of the node is down (logstream.node.tasks)."""
+    """Every service SERVING or NOT_SERVING alike (tests; nodes publish through NodeHealth)."""
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", *built.services):
         await built.health.set(name, status)

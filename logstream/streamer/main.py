@@ -80,7 +80,7 @@ def _open_files_limit() -> int:
 
 def main(argv: list[str]) -> int:
     settings = load_settings(StreamerSettings, argv, "logstream streamer", DESCRIPTION)
-    setup_logging("streamer", settings.id or f"{settings.host}:{settings.port}", settings.log_level)
+    setup_logging("streamer", settings.id or f"{settings.host}:{settings.port}", settings.log_level, settings.log_format)
     prepare_root(settings.path)
     check_port_free(settings.host, settings.port)
     problem = descriptor_shortfall(settings.max_open_files, _open_files_limit())
@@ -89,6 +89,6 @@ def main(argv: list[str]) -> int:
     from logstream.streamer.server import run
 
     def on_bound(node_id: str) -> None:
-        setup_logging("streamer", node_id, settings.log_level)
+        setup_logging("streamer", node_id, settings.log_level, settings.log_format)
 
     return run_until_signalled(lambda stop: run(settings, stop, on_bound), settings.loop)

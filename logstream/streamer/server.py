@@ -15,6 +15,8 @@ import grpc
 
 from logstream.node import run as node
 from logstream.node import tls
+from logstream.node.health import NodeHealth
+from logstream.node.httpservers import start_http
 from logstream.node.auth import call_metadata
 from logstream.node.token_file import guard_for
 from logstream.node.tasks import TaskSupervisor
@@ -124,6 +126,21 @@ async def _maintain(writer: Writer, idle_close_s: float, fsync_interval_s: float
             next_sync = time.monotonic() + fsync_interval_s
 
 
+def readiness(core: StreamerCore, mediator: str | None) -> str | None:
+    """Why the streamer cannot take writes now (None: it can): shutting down, root unusable, or
+    (with -mediator) no lease: never granted yet, or lapsed since the mediator stopped pinging."""
+    if core.closing:
+        return "shutting down"
+    if not core.writer.root_ok:
+        return f"root {core.writer.root} is gone or not writable"
+    lease = core.lease
+    if lease.may_write():
+        return None
+    if lease.until == float("-inf"):
+        return f"no lease yet from the mediator at {mediator}"
+    return f"lease from the mediator at {mediator} lapsed {-lease.remaining_s():.1f}s ago"
+
+
 async def run(settings: StreamerSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
     """The whole streamer: writer, server, registration, debug server; returns after a clean shutdown.
@@ -131,43 +148,45 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
     Start-up problems (bad certificate, port in use, debug port in use) raise UsageError; background
     work that could not be kept running raises tasks.NodeFailed after the shutdown.
     """
+    from logstream.node import metrics as node_metrics
     from logstream.streamer import metrics
 
     writer = make_writer(settings)
     lease = Lease(required=settings.mediator is not None)
     core = StreamerCore(writer, lease, guard=guard_for(settings, "streamer", warn=settings.mediator is not None),
                         mediator_addr=settings.mediator)
-    debug: DebugServer | None = None
+    http: list[DebugServer] = []
     built: Built | None = None
     started = False
 
-    def problem() -> str | None:
-        """Why this streamer cannot serve now (None: it can): /healthz and the grpc health service."""
-        if not writer.root_ok:
-            return f"root {writer.root} is gone or not writable"
-        return tasks.problem()
+    def not_ready() -> str | None:
+        """Why this streamer cannot take writes now (None: it can): /readyz, grpc health of api.LogStreamer."""
+        return readiness(core, settings.mediator)
+
+    # Live: its background tasks run (/healthz, grpc health ""). Ready: see not_ready.
+    health = NodeHealth(lambda: tasks.problem(), not_ready)
 
     async def report_health(_tasks_ok: bool = True) -> None:
-        if built is not None and started:
-            await node.set_serving(built, problem() is None)
+        await health.publish()
 
     # Owns the background tasks; one that cannot be kept running stops the node (exit code 1).
     tasks = TaskSupervisor(stop, on_health=report_health)
-    unregister_metrics = metrics.register(metrics.StreamerCollector(writer, lease, lambda: core.node_id))
+    unregister = [metrics.register(metrics.StreamerCollector(writer, lease, lambda: core.node_id, core.timings))]
     try:
         built = build_server(core, settings.host, settings.port, tls.server_credentials(settings))
+        node.attach_health(built, health)
+        unregister.append(node_metrics.register(
+            node_metrics.NodeCollector("streamer", lambda: core.node_id, built.rpc_counts, health)))
         address = advertised_address(settings, built.port)
         core.node_id = settings.id or address
         if on_bound is not None:
             on_bound(core.node_id)
-        if settings.pprof:  # before "listening on": a start-up error must come before that line
-            from logstream.node.debug import start_debug_server
-
-            debug = start_debug_server(settings.phost, settings.pport, core.node_id, asyncio.get_running_loop(),
-                                       health=problem)
+        # Before "listening on": a start-up error must come before that line.
+        http = start_http(settings, core.node_id, health)
         await built.server.start()
         started = True
-        await node.set_serving(built, problem() is None)
+        await health.publish()
+        tasks.keep("health-publisher", health.watch)
         logger.info("listening on %s:%d (id %s, root %s, size %s, tls %s)", settings.host, built.port,
                     core.node_id, writer.root_real, format_size(settings.size), settings.tls_mode)
         fsync_interval = settings.fsync_interval if settings.fsync == "interval" else None
@@ -197,9 +216,10 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         await tasks.close()
         closed = writer.open_files
         writer.close()
-        if debug is not None:
-            debug.close()
-        unregister_metrics()
+        for server in http:
+            server.close()
+        for undo in unregister:
+            undo()
         if started:
             logger.info("stopped: %d files flushed and closed; %d lines, %d bytes, %d rotations written",
                         closed, writer.stats.lines, writer.stats.bytes, writer.stats.rotations)

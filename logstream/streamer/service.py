@@ -28,6 +28,7 @@ from logstream.streamer.errors import (
     WriterError,
 )
 from logstream.streamer.lease import Lease
+from logstream.streamer.timings import StreamerTimings
 from logstream.streamer.writer import Writer
 
 logger = logging.getLogger(__name__)
@@ -114,8 +115,9 @@ class StreamerCore:
     """What the servicers share: the writer, the lease, who may steer it, and whether it is closing."""
 
     def __init__(self, writer: Writer, lease: Lease, node_id: str = "", guard: Guard = Guard(),
-                 mediator_addr: str | None = None) -> None:
+                 mediator_addr: str | None = None, timings: StreamerTimings | None = None) -> None:
         self.writer = writer
+        self.timings = StreamerTimings() if timings is None else timings
         self.lease = lease
         self.node_id = node_id
         self.guard = guard
@@ -244,11 +246,13 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
         self._writer = core.writer
 
     async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
+        started = time.perf_counter()
         try:
             self._core.gate(self._core.caller(context))
             self._writer.append(request.path, request.filename, request.line.encode() or b"\n")
         except (WriterError, Refused) as exc:
             await abort_with(context, exc, self._core.refusals)
+        self._core.timings.observe_write(time.perf_counter() - started)
         return _OK
 
     async def _batch(self, request: pb.LogBatchRequest, caller: Peer | None) -> pb.LogBatchResponse:
@@ -258,6 +262,7 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
         between two slices, the rest is refused with UNAVAILABLE while the earlier slices stay
         written (the caller then knows nothing of the outcome; see docs/cluster-protocol.md)."""
         core = self._core
+        started = time.perf_counter()
         core.gate(caller)  # refused at once, not after waiting for the turn
         source = request.chunks
         chunks: list[Chunk] = []
@@ -289,6 +294,8 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
                     await pace.step()
             finally:
                 writer.let_go()
+        # Only written requests: a refusal's time says nothing about the disk.
+        core.timings.observe_write(time.perf_counter() - started)
         return pb.LogBatchResponse(lines=lines, bytes=written)
 
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:

@@ -320,21 +320,23 @@ def test_requests_before_any_streamer_and_bad_flags(tmp_path: Path) -> None:
         assert asyncio.run(one()) == grpc.StatusCode.UNAVAILABLE
         assert mediator.proc.poll() is None
 
-        async def health_and_reflection() -> tuple[int, list[str]]:
+        async def health_and_reflection() -> tuple[tuple[int, int], list[str]]:
             from grpc_health.v1 import health_pb2, health_pb2_grpc
             from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
             async with grpc.aio.insecure_channel(mediator.address) as channel:
                 health = await health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(service="api.LogStreamer"), timeout=5)
+                live = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=5)
                 call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo()
                 await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
                 await call.done_writing()
                 reply = await call.read()
-                return health.status, [s.name for s in reply.list_services_response.service]
+                return (health.status, live.status), [s.name for s in reply.list_services_response.service]
 
         status, services = asyncio.run(health_and_reflection())
-        assert status == 1  # SERVING
+        assert status == (2, 1)  # live (SERVING) but not ready (NOT_SERVING): no streamer to write to
         assert {"api.LogStreamer", "api.Register", "api.ClusterStatus", "grpc.health.v1.Health"} <= set(services)
         assert mediator.stop(signal.SIGINT) == 0
     bad = run_logstream(["mediator", "-health-interval", "soon"])

@@ -2,9 +2,9 @@
 only what its current mediator forwards (FAILED_PRECONDITION naming the mediator otherwise, nothing
 written, said once at the default level); with a cluster token or mutual TLS, forged pings,
 releases and registrations change nothing (PERMISSION_DENIED); a root deleted while writing costs
-no acknowledged line, and one that cannot be re-created is a definite refusal (NOT_SERVING until
-it is back); and our streamer works under a mediator that speaks only the original's
-protocol (legacy mode)."""
+no acknowledged line, and one that cannot be re-created is a definite refusal (not ready: grpc
+health of api.LogStreamer NOT_SERVING until it is back, while "" stays SERVING); and our streamer
+works under a mediator that speaks only the original's protocol (legacy mode)."""
 
 from __future__ import annotations
 
@@ -291,9 +291,10 @@ def test_a_root_that_cannot_be_re_created_is_refused_and_not_serving_until_it_is
                     return exc.code(), exc.details() or ""
             return None, ""
 
-        async def health() -> int:
+        async def health(service: str = "api.LogStreamer") -> int:
             async with grpc.aio.insecure_channel(streamer.address) as ch:
-                reply = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+                reply = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service),
+                                                                   timeout=5)
                 return int(reply.status)
 
         async def wait_health(status: int) -> None:
@@ -308,6 +309,8 @@ def test_a_root_that_cannot_be_re_created_is_refused_and_not_serving_until_it_is
         code, details = asyncio.run(write("two"))
         assert code == grpc.StatusCode.FAILED_PRECONDITION and str(root) in details
         asyncio.run(wait_health(health_pb2.HealthCheckResponse.NOT_SERVING))
+        # Not ready, but live: restarting the process would not bring the root back.
+        assert asyncio.run(health("")) == health_pb2.HealthCheckResponse.SERVING
         parent.unlink()
         asyncio.run(wait_health(health_pb2.HealthCheckResponse.SERVING))
         assert asyncio.run(write("three")) == (None, "")

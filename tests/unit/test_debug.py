@@ -206,3 +206,41 @@ def test_healthz_says_not_serving_and_why_while_background_work_is_down() -> Non
         problem.append("background task down: health-loop")
         status, _kind, body = _get(running.url + "/healthz")
         assert status == 503 and body == "not serving: background task down: health-loop\n"
+
+
+def _request(method: str, url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode()
+
+
+def test_readyz_and_head_on_the_probe_pages() -> None:
+    ready: list[str | None] = ["no lease yet"]
+    with debug.start_debug_server("127.0.0.1", 0, "n", health=lambda: None, ready=lambda: ready[0]) as server:
+        assert _request("GET", server.url + "/readyz") == (503, "not ready: no lease yet\n")
+        assert _request("HEAD", server.url + "/readyz") == (503, "")
+        assert _request("HEAD", server.url + "/healthz") == (200, "")
+        ready[0] = None
+        assert _request("GET", server.url + "/readyz") == (200, "ok\n")
+        assert _request("HEAD", server.url + "/readyz") == (200, "")
+        assert _request("HEAD", server.url + "/metrics")[0] == 200
+        # HEAD never starts a profile.
+        assert _request("HEAD", server.url + "/debug/profile?seconds=5") == (405, "")
+
+
+def test_the_metrics_server_serves_metrics_and_probes_only() -> None:
+    with debug.start_metrics_server("127.0.0.1:0", "n", lambda: "task down", lambda: "task down") as server:
+        assert server.port > 0
+        assert _request("GET", server.url + "/healthz") == (503, "not serving: task down\n")
+        assert _request("GET", server.url + "/readyz") == (503, "not ready: task down\n")
+        status, body = _request("GET", server.url + "/metrics")
+        assert status == 200 and "process_cpu_seconds_total" in body
+        for page in ("/debug/stacks", "/debug/profile", "/debug/pprof/profile"):
+            assert _request("GET", server.url + page)[0] == 404
+        status, index = _request("GET", server.url + "/")
+        assert status == 200 and "/readyz" in index and "/debug" not in index
+        with pytest.raises(ListenError, match=rf"^-metrics 127.0.0.1:{server.port}: address in use$"):
+            debug.start_metrics_server(f"127.0.0.1:{server.port}", "n2", lambda: None, lambda: None)
