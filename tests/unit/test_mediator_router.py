@@ -32,7 +32,10 @@ FENCE_S = TIMEOUT + 1.1 * LEASE
 class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.StreamerControlServicer):
     id: str
     written: list[tuple[str, str, bytes]] = field(default_factory=list)
+    # What it did, in order, as "<id> write <name>" / "<id> release <name>"; fakes may share one
+    # list (a journal across streamers) to check the order of events at different streamers.
     events: list[str] = field(default_factory=list)
+    release_delay_s: float = 0.0  # a Release takes this long before it counts as done
     mode: str = "ok"  # ok | unavailable | hang
     invalid_filename: str | None = None
     aborts_left: int = 0
@@ -62,7 +65,7 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
 
     async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
         self.written.append((request.path, request.filename, request.line.encode() + b"\n"))
-        self.events.append(f"write {request.filename}")
+        self.events.append(f"{self.id} write {request.filename}")
         return pb.LogResponse(res="Success")
 
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
@@ -83,7 +86,7 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.invalid_filename} resolves outside the root")
         for chunk in request.chunks:
             self.written.append((chunk.path, chunk.filename, chunk.data))
-            self.events.append(f"write {chunk.filename}")
+            self.events.append(f"{self.id} write {chunk.filename}")
         return pb.LogBatchResponse(lines=sum(c.data.count(b"\n") for c in request.chunks))
 
     async def LogStream(self, request_iterator: AsyncIterator[pb.LogBatchRequest],
@@ -96,15 +99,16 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
         if self.mode == "compat":
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
-        self.events.extend(f"release {key.filename}" for key in request.keys)
+        await asyncio.sleep(self.release_delay_s)
+        self.events.extend(f"{self.id} release {key.filename}" for key in request.keys)
         return pb.ReleaseResponse(released=len(request.keys))
 
     def lines_of(self, filename: str) -> list[bytes]:
         return [line for _p, f, data in self.written if f == filename for line in data.splitlines()]
 
 
-async def start_fake(streamer_id: str) -> FakeStreamer:
-    fake = FakeStreamer(streamer_id)
+async def start_fake(streamer_id: str, events: list[str] | None = None) -> FakeStreamer:
+    fake = FakeStreamer(streamer_id) if events is None else FakeStreamer(streamer_id, events=events)
     server = grpc.aio.server()
     pb_grpc.add_LogStreamerServicer_to_server(fake, server)
     pb_grpc.add_PingerServicer_to_server(fake, server)
@@ -296,14 +300,18 @@ async def test_join_hands_keys_off_only_after_the_old_owner_released_them(mediat
     names = [f"k{i}" for i in range(40)]
     for name in names:
         await mediator.log(name, "first")
-    s2 = await start_fake("s2")
+    # One journal for both: a release at s1 must come before s2's first write of the key. The
+    # slow Release gives a router that hands keys over before the release ends time to show it.
+    s1.release_delay_s = TIMEOUT / 2  # within the release's deadline (the ping timeout)
+    s2 = await start_fake("s2", events=s1.events)
     await mediator.join(s2)
     for name in names:
         await mediator.log(name, "second")
     moved = [n for n in names if place(FileKey("app", n), ["s1", "s2"]) == "s2"]
     assert moved, "no key moved to the newcomer"
+    journal = s1.events
     for name in moved:
-        assert s1.events.index(f"release {name}") < len(s1.events)
+        assert journal.index(f"s1 release {name}") < journal.index(f"s2 write {name}"), journal
         assert s2.lines_of(name) == [b"second"] and s1.lines_of(name) == [b"first"]
     for name in set(names) - set(moved):
         assert s1.lines_of(name) == [b"first", b"second"]
