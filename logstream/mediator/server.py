@@ -24,7 +24,8 @@ from logstream.node.token_file import guard_for
 from logstream.mediator.health import health_loop
 from logstream.mediator.ledger import LeaseLedger
 from logstream.mediator.membership import Holder
-from logstream.mediator.router import Router, RouterConfig
+from logstream.mediator.config import RouterConfig
+from logstream.mediator.router import Router
 from logstream.mediator.service import ClusterStatusServicer, LogStreamerServicer, RegisterServicer, Validator
 
 if TYPE_CHECKING:

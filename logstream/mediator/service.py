@@ -18,7 +18,8 @@ from logstream.node.ratelog import RateLimitedLog
 from logstream.keys.paths import BadTarget, validate_target
 from logstream.streamer.rotation import longest_line_over
 from logstream.mediator.placement import FileKey
-from logstream.mediator.router import Chunk, RouteError, Router
+from logstream.mediator.outcome import Chunk
+from logstream.mediator.router import RouteError, Router
 
 logger = logging.getLogger(__name__)
 

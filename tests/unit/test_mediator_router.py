@@ -19,7 +19,9 @@ from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.mediator.health import health_loop
 from logstream.mediator.placement import FileKey, place
-from logstream.mediator.router import Router, RouterConfig, wrap_int32
+from logstream.mediator.config import RouterConfig
+from logstream.mediator.router import Router
+from logstream.node.wire import wrap_int32
 from logstream.mediator.server import build_server
 from logstream.mediator.service import Validator
 from logstream.streamer.rotation import longest_line_over
