@@ -24,6 +24,7 @@ from logstream.mediator.router import Router
 from logstream.node.wire import wrap_int32
 from logstream.mediator.server import build_server
 from logstream.mediator.service import Validator
+from logstream.node.tasks import TaskSupervisor
 from logstream.streamer.rotation import longest_line_over
 
 INTERVAL, TIMEOUT, LEASE = 0.2, 0.15, 0.3
@@ -660,3 +661,21 @@ async def test_forwards_of_many_lines_never_linger_and_small_ones_still_coalesce
     # As in the coalescing test above (a loaded machine spreads the calls out, and calls that
     # trickle in rightly go at once).
     assert fake.forwards - forwards < 200, "one-line calls under load were not coalesced"
+
+
+@pytest.mark.asyncio
+async def test_closing_the_router_ends_every_task_it_started() -> None:
+    """With the node's supervisor shared (as in a real mediator), nothing the router started may
+    outlive `close`: not an admission still retrying, nor the link's forwarder."""
+    tasks = TaskSupervisor()
+    config = RouterConfig(health_interval_s=INTERVAL, ping_timeout_s=TIMEOUT, lease_s=LEASE, admit_s=30.0)
+    router = Router(config, None, "m-test", tasks=tasks)
+    try:
+        router.register("nobody", "127.0.0.1:1")  # nothing listens there: its admission retries for 30s
+        await asyncio.sleep(0.2)
+        assert any(not task.done() for task in tasks.spawned) and tasks.kept, "nothing running to end"
+        await router.close()
+        assert [task.get_name() for task in tasks.spawned if not task.done()] == []
+        assert not tasks.kept
+    finally:
+        await tasks.close()
