@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
+
+import logstream.mediator
 
 from logstream.mediator.membership import Holder
 from logstream.mediator.ownership import NoStreamers, TableFull, Wait
@@ -286,3 +291,14 @@ def test_forgetting_idle_keys_also_forgets_expired_lease_bookkeeping() -> None:
     assert s1 not in state.membership.last_ping_sent
     live = set(state.live())
     assert live <= set(state.membership.last_ping_sent), "a live streamer's bookkeeping was dropped"
+
+
+@pytest.mark.parametrize("module", ["router", "link", "pinger", "handoff", "status", "health", "metrics", "server",
+                                    "service"])
+def test_the_io_side_reaches_the_state_only_through_its_facade(module: str) -> None:
+    """`ClusterState` is the one door: no module doing I/O reaches into its membership or
+    ownership (where a write would skip the facade's bookkeeping)."""
+    source = Path(logstream.mediator.__file__).with_name(f"{module}.py").read_text()
+    reached = sorted({f"{node.attr} (line {node.lineno})" for node in ast.walk(ast.parse(source))
+                      if isinstance(node, ast.Attribute) and node.attr in ("membership", "ownership")})
+    assert reached == []
