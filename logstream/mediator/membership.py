@@ -35,7 +35,6 @@ class State(enum.Enum):
 class Member:
     holder: Holder
     state: State
-    registered_at: float
     last_ok: float | None = None  # last answered ping
     lines: int = 0  # as the streamer reported in its last ping answer
     bytes: int = 0
@@ -61,9 +60,13 @@ class Registered:
 class Membership:
     """The registry of streamers and the mediator's conservative view of their leases.
 
-    `surely_expired_at(h)` = last ping sent to `h` + `timings.expiry_bound_s`: a streamer starts its
-    lease when it receives a ping, which (for a ping delivered at all) is before the ping's deadline,
-    and the 10% covers the two clocks running at slightly different rates.
+    `surely_expired_at(h)` = last ping sent to `h` + `timings.expiry_bound_s`
+    (ping_timeout + 1.1 x lease). A streamer's lease
+    runs from its receipt of an *acked* ping (one whose answer came back before its deadline), never
+    from a ping's own arrival: a ping may reach it at any later time (held up in a partition), so
+    only the acked one's receipt lies before `sent + ping_timeout`. The 10% covers the two clocks
+    running at slightly different rates. The argument in full: docs/cluster-protocol.md, "What the
+    mediator assumes" and "Late delivery of a ping".
     """
 
     lease_s: float
@@ -96,11 +99,11 @@ class Membership:
         if any(m.state is State.LIVE for m in displaced):
             # A live holder is removed only once the new address proves a streamer answers there
             # under this id: a registration alone (a mistake, a forgery) cannot fence its keys.
-            self.candidates[holder] = Member(holder, State.PENDING, registered_at=now)
+            self.candidates[holder] = Member(holder, State.PENDING)
             return Registered(holder, new=True, candidate=True, superseded=superseded)
         for member in displaced:
             del self.members[member.holder.id]
-        self.members[streamer_id] = Member(holder, State.PENDING, registered_at=now)
+        self.members[streamer_id] = Member(holder, State.PENDING)
         return Registered(holder, new=True, replaced=tuple(m.holder for m in displaced), superseded=superseded)
 
     def promote(self, holder: Holder) -> tuple[Holder, ...]:
@@ -163,9 +166,17 @@ class Membership:
         return float("-inf") if sent is None else sent + self.expiry_bound_s
 
     def surely_expired(self, holder: Holder, now: float) -> bool:
-        if self.member(holder) is not None and self.member(holder).state is State.LIVE:  # type: ignore[union-attr]
+        """Whether no lease `holder` was granted can still run at `now`. A question: changes nothing."""
+        if self.is_live(holder):
             return False  # still pinged: its lease keeps being renewed
-        expired = now >= self.surely_expired_at(holder)
-        if expired and self.member(holder) is None:
-            self.last_ping_sent.pop(holder, None)
-        return expired
+        return now >= self.surely_expired_at(holder)
+
+    def forget_expired(self, now: float) -> int:
+        """Drop the lease bookkeeping of removed holders whose leases have surely expired (they may
+        hold nothing any more); how many were dropped."""
+        gone = [holder for holder, sent in self.last_ping_sent.items()
+                if now >= sent + self.expiry_bound_s and self.member(holder) is None
+                and holder not in self.candidates]
+        for holder in gone:
+            del self.last_ping_sent[holder]
+        return len(gone)

@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
+from logstream.mediator.counters import LATENCY_BUCKETS_S
 from logstream.mediator.forwards import ForwardStats
 from logstream.mediator.membership import State
-from logstream.mediator.router import LATENCY_BUCKETS_S, Router
+from logstream.mediator.router import Router
 from logstream.node.metrics import histogram_family
 
 
@@ -36,7 +37,8 @@ class MediatorCollector(Collector):
         yield requests
         yield counter("lines", "lines acknowledged to clients (written by their owner)", counters.lines)
         yield counter("bytes", "bytes acknowledged to clients", counters.bytes)
-        yield counter("forwards", "LogBatch forwards sent to streamers", counters.forwards)
+        yield counter("forwards", "forwards to streamers (LogStream requests; LogBatch or Log calls to older ones)",
+                      counters.forwards)
         yield counter("forward_failures", "forwards that failed (any status)", counters.forward_failures)
         yield counter("retries", "times a request waited for a key's (new) owner", counters.retries)
         yield counter("unavailable", "requests answered UNAVAILABLE", counters.unavailable)

@@ -207,7 +207,3 @@ class Ownership:
 
     def keys_of(self, holder: Holder) -> list[FileKey]:
         return sorted(key for key, owner in self.owner.items() if owner == holder)
-
-    def writers_allowed(self, key: FileKey) -> Holder | None:
-        """The one streamer the mediator lets write `key` now, if any."""
-        return self.owner.get(key)

@@ -24,11 +24,11 @@ from logstream.node.net import listen_address
 from logstream.config.flags import UsageError
 from logstream.node.auth import Guard
 from logstream.node.token_file import guard_for
-from logstream.mediator.forwards import ForwardStats
 from logstream.mediator.health import health_loop
 from logstream.mediator.ledger import LeaseLedger
 from logstream.mediator.membership import Holder
-from logstream.mediator.router import Router, RouterConfig
+from logstream.mediator.config import RouterConfig
+from logstream.mediator.router import Router
 from logstream.mediator.service import ClusterStatusServicer, LogStreamerServicer, RegisterServicer, Validator
 
 if TYPE_CHECKING:
@@ -122,8 +122,7 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
     router = Router(config, tls.node_channel_credentials(settings), mediator_id, ledger=ledger, tasks=tasks,
                     token=guard.token)
     node_id = [settings.id or mediator_id]
-    # The forwarding code reports each forward's latency here (ForwardStats.observe_forward).
-    forwards = ForwardStats()
+    forwards = router.counters.forward_latency  # each link reports its forwards' latency here
     unregister = [metrics.register(metrics.MediatorCollector(router, lambda: node_id[0], forwards))]
     http: list[DebugServer] = []
     health: Kept | None = None

@@ -2,15 +2,18 @@
 
 The router (I/O) reports what happened (a registration, a ping answered or failed, a forward
 failed, a release done) and asks where a key goes; the stateful Hypothesis test drives this same
-object with a fake clock beside a model of the streamers.
+object with a fake clock beside a model of the streamers. This is the router's one door to the
+state: it never reaches into `membership` or `ownership` (questions here change nothing; commands
+say what they change).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 
 from logstream.config.timings import outlived_s
-from logstream.mediator.membership import Holder, Membership, Registered
+from logstream.mediator.membership import Holder, Member, Membership, Registered
 from logstream.mediator.ownership import Handoff, Ownership, Route
 from logstream.keys.paths import FileKey
 
@@ -83,7 +86,23 @@ class ClusterState:
         return None
 
     def forget_idle(self, now: float, idle_s: float, busy: Callable[[Holder, FileKey], bool]) -> list[FileKey]:
-        return self.ownership.forget_idle(now, idle_s, busy)
+        """Forget idle keys (see `Ownership.forget_idle`), and the lease bookkeeping of removed
+        streamers whose leases have surely expired."""
+        forgotten = self.ownership.forget_idle(now, idle_s, busy)
+        self.membership.forget_expired(now)
+        return forgotten
+
+    def keys_active(self, keys: Iterable[FileKey], now: float) -> None:
+        """Forwards of `keys` ended (written or refused): their owners wrote them last before `now`."""
+        active = self.ownership.active
+        for key in keys:
+            active(key, now)
+
+    def record_stats(self, holder: Holder, lines: int, nbytes: int, open_files: int) -> None:
+        """A member's counters as it reported them (outside a ping: a status refresh)."""
+        member = self.membership.member(holder)
+        if member is not None:
+            member.lines, member.bytes, member.open_files = lines, nbytes, open_files
 
     def failed(self, holder: Holder) -> list[FileKey] | None:
         """Remove a streamer (failed ping or forward); None if it was not a member."""
@@ -99,5 +118,57 @@ class ClusterState:
         if not released:
             self.failed(plan.source)
 
+    # -- questions (no side effects) ------------------------------------------------------------
+
     def live(self) -> list[Holder]:
         return self.membership.live()
+
+    def is_live(self, holder: Holder) -> bool:
+        return self.membership.is_live(holder)
+
+    def is_member(self, holder: Holder) -> bool:
+        return self.membership.member(holder) is not None
+
+    def knows_id(self, streamer_id: str) -> bool:
+        return streamer_id in self.membership.members
+
+    def to_ping(self) -> list[Holder]:
+        """Every member and candidate: the holders the health loop pings."""
+        return self.membership.holders()
+
+    def members(self) -> list[Member]:
+        """Copies of the members, by id (for status)."""
+        return [dataclasses.replace(m) for m in sorted(self.membership.members.values(), key=lambda m: m.holder.id)]
+
+    def keys_of(self, holder: Holder) -> list[FileKey]:
+        return self.ownership.keys_of(holder)
+
+    @property
+    def expiry_bound_s(self) -> float:
+        """How long after the last ping sent to a streamer its lease has surely expired."""
+        return self.membership.expiry_bound_s
+
+    def surely_expired_at(self, holder: Holder) -> float:
+        return self.membership.surely_expired_at(holder)
+
+    def may_hold_leases(self, now: float) -> list[Holder]:
+        """Every streamer that may hold a lease now: members, candidates, and removed ones whose
+        lease may not have surely expired (the ledger lists them all for a restart's sake)."""
+        membership = self.membership
+        bound = membership.expiry_bound_s
+        removed = [h for h, sent in membership.last_ping_sent.items() if sent + bound > now]
+        return sorted({*membership.holders(), *removed})
+
+    @property
+    def grace_until(self) -> float:
+        """Until then no key is placed: a previous mediator's leases may still run."""
+        return self.ownership.grace_until
+
+    def table_size(self) -> int:
+        """Keys in the table: owned, fenced or moving."""
+        return self.ownership.size()
+
+    def key_counts(self) -> tuple[int, int]:
+        """(keys owned, keys waiting: fenced or in hand-off)."""
+        ownership = self.ownership
+        return len(ownership.owner), len(ownership.fenced) + len(ownership.handoff)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -59,6 +60,27 @@ class Handle:
         self.last_stamp: Stamp | None = None
 
 
+class Syncs:
+    """Every fdatasync/fsync of the writer, timed for `logstream_streamer_fsync_seconds`."""
+
+    def __init__(self) -> None:
+        self.observe: Callable[[float], None] | None = None
+
+    def data(self, fd: int) -> None:
+        started = time.perf_counter()
+        os.fdatasync(fd)
+        self._seen(started)
+
+    def full(self, fd: int) -> None:
+        started = time.perf_counter()
+        os.fsync(fd)
+        self._seen(started)
+
+    def _seen(self, started: float) -> None:
+        if self.observe is not None:
+            self.observe(time.perf_counter() - started)
+
+
 class OpenFiles:
     """Every open file (by key, least recently used first) and folder, and the descriptors they hold.
 
@@ -68,6 +90,7 @@ class OpenFiles:
     def __init__(self, cap: int, fsync: FsyncPolicy) -> None:
         self.cap = cap
         self.fsync = fsync
+        self.syncs = Syncs()
         self.handles: OrderedDict[FileKey, Handle] = OrderedDict()
         # Open folders by their path below the root; the root's own files use the root's descriptor.
         self.folders: dict[tuple[str, ...], Folder] = {}
@@ -115,7 +138,7 @@ class OpenFiles:
         if handle.fd >= 0:
             if sync and handle.dirty and self.fsync != "never":
                 try:
-                    os.fdatasync(handle.fd)
+                    self.syncs.data(handle.fd)
                 except OSError as exc:
                     logger.error("fsync of %s failed at close: %s", handle.target.relative, exc)
             os.close(handle.fd)

@@ -245,7 +245,7 @@ class Opener:
 
     def sync_dir(self, handle: Handle) -> None:
         try:
-            os.fsync(handle.dir_fd)
+            self.files.syncs.full(handle.dir_fd)
         except OSError as exc:
             self.files.drop(handle, sync=False)
             raise mapped(exc, f"fsync of folder {handle.target.path or '.'}", self.root) from None

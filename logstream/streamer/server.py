@@ -33,6 +33,7 @@ from logstream.streamer.service import (
     StreamerControlServicer,
     StreamerCore,
 )
+from logstream.streamer.timings import StreamerTimings
 from logstream.streamer.errors import RootUnusable
 from logstream.streamer.writer import Writer
 
@@ -78,7 +79,7 @@ def advertised_address(settings: StreamerSettings, port: int) -> str:
     return listen_address(host, port)
 
 
-def make_writer(settings: StreamerSettings) -> Writer:
+def make_writer(settings: StreamerSettings, on_fsync: Callable[[float], None] | None = None) -> Writer:
     echo: Callable[[bytes], object] | None = None
     if settings.console:
         out = sys.stdout.buffer
@@ -97,7 +98,8 @@ def make_writer(settings: StreamerSettings) -> Writer:
                 logger.error("-console: stdout failed (%s); no more echo", exc)
 
     return Writer(settings.path, limit=settings.size, max_line=settings.max_line,
-                  max_open_files=settings.max_open_files, fsync=settings.fsync, keep=settings.keep, echo=echo)
+                  max_open_files=settings.max_open_files, fsync=settings.fsync, keep=settings.keep, echo=echo,
+                  on_fsync=on_fsync)
 
 
 async def _maintain(writer: Writer, idle_close_s: float, fsync_interval_s: float | None,
@@ -151,10 +153,11 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
     from logstream.node import metrics as node_metrics
     from logstream.streamer import metrics
 
-    writer = make_writer(settings)
+    timings = StreamerTimings()
+    writer = make_writer(settings, on_fsync=timings.observe_fsync)
     lease = Lease(required=settings.mediator is not None)
     core = StreamerCore(writer, lease, guard=guard_for(settings, "streamer", warn=settings.mediator is not None),
-                        mediator_addr=settings.mediator)
+                        mediator_addr=settings.mediator, timings=timings)
     http: list[DebugServer] = []
     built: Built | None = None
     started = False

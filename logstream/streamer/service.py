@@ -16,6 +16,7 @@ from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.node.auth import Guard, Peer, forward_refusal
 from logstream.node.peer import PeerReader
 from logstream.node.ratelog import RateLimitedLog
+from logstream.node.wire import wrap_int32
 from logstream.keys.chunks import Chunk
 from logstream.keys.paths import FileKey
 from logstream.streamer.errors import (
@@ -104,11 +105,6 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: Exception,
             logger.log(level, "%s: %s", code.name, message)
     await context.abort(code, message)
     raise AssertionError("unreachable: context.abort raises")
-
-
-def wrap_int32(value: int) -> int:
-    """`value` wrapped to a signed 32-bit integer, as Go's int32 arithmetic wraps."""
-    return (value + 2**31) % 2**32 - 2**31
 
 
 class StreamerCore:

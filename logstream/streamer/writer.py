@@ -67,6 +67,7 @@ class Writer:
         clock_us: Callable[[], int] = _utc_micros,
         monotonic: Callable[[], float] = time.monotonic,
         write: Callable[[int, bytes | memoryview], int] = os.write,
+        on_fsync: Callable[[float], None] | None = None,
     ) -> None:
         if limit != UNLIMITED and limit <= 0:
             raise ValueError(f"size limit must be positive or unlimited, not {limit}")
@@ -81,6 +82,7 @@ class Writer:
         self._write = write
         self.stats = WriterStats()
         self._files = OpenFiles(max_open_files, fsync)
+        self._files.syncs.observe = on_fsync  # each fsync's time, for /metrics
         self._handles = self._files.handles
         self._opener = Opener(root, self._files, self.stats)
         self.root = self._opener.root
@@ -247,7 +249,7 @@ class Writer:
         for handle in handles:
             if handle.dirty and handle.fd >= 0:
                 try:
-                    os.fdatasync(handle.fd)
+                    self._files.syncs.data(handle.fd)
                 except OSError as exc:
                     self._files.drop(handle, sync=False)
                     self.stats.write_errors += 1
@@ -259,7 +261,7 @@ class Writer:
         dirty = [handle for handle in self._handles.values() if handle.dirty]
         for handle in dirty:
             try:
-                os.fdatasync(handle.fd)
+                self._files.syncs.data(handle.fd)
                 handle.dirty = False
             except OSError as exc:
                 logger.error("fsync of %s failed: %s", handle.target.relative, exc)
@@ -272,7 +274,7 @@ class Writer:
         try:
             stamp = rotate_name(handle.dir_fd, target, self._clock_us(), handle.last_stamp)
             if handle.dirty and self.fsync != "never":
-                os.fdatasync(handle.fd)
+                self._files.syncs.data(handle.fd)
         except OSError as exc:
             self._files.drop(handle, sync=False)
             self.stats.write_errors += 1

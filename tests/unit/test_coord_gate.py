@@ -9,7 +9,8 @@ import pytest
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.coord.gate import NotOwnerHere, choose, owner_named
-from logstream.mediator.placement import FileKey, place
+from logstream.keys.paths import FileKey
+from logstream.mediator.placement import place
 
 
 class Refusing(pb_grpc.LogStreamerServicer):

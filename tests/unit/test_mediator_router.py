@@ -18,12 +18,15 @@ import pytest_asyncio
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.mediator.health import health_loop
+from logstream.keys.chunks import Chunk, longest_line_over
 from logstream.keys.paths import FileKey
+from logstream.mediator.config import RouterConfig
 from logstream.mediator.placement import place
-from logstream.mediator.router import Router, RouterConfig, wrap_int32
+from logstream.mediator.router import Router
 from logstream.mediator.server import build_server
 from logstream.mediator.service import Validator
-from logstream.keys.chunks import Chunk, longest_line_over
+from logstream.node.tasks import TaskSupervisor
+from logstream.node.wire import wrap_int32
 
 INTERVAL, TIMEOUT, LEASE = 0.2, 0.15, 0.3
 FENCE_S = TIMEOUT + 1.1 * LEASE
@@ -33,7 +36,10 @@ FENCE_S = TIMEOUT + 1.1 * LEASE
 class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.StreamerControlServicer):
     id: str
     written: list[tuple[str, str, bytes]] = field(default_factory=list)
+    # What it did, in order, as "<id> write <name>" / "<id> release <name>"; fakes may share one
+    # list (a journal across streamers) to check the order of events at different streamers.
     events: list[str] = field(default_factory=list)
+    release_delay_s: float = 0.0  # a Release takes this long before it counts as done
     mode: str = "ok"  # ok | unavailable | hang
     invalid_filename: str | None = None
     aborts_left: int = 0
@@ -63,7 +69,7 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
 
     async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
         self.written.append((request.path, request.filename, request.line.encode() + b"\n"))
-        self.events.append(f"write {request.filename}")
+        self.events.append(f"{self.id} write {request.filename}")
         return pb.LogResponse(res="Success")
 
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
@@ -84,7 +90,7 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.invalid_filename} resolves outside the root")
         for chunk in request.chunks:
             self.written.append((chunk.path, chunk.filename, chunk.data))
-            self.events.append(f"write {chunk.filename}")
+            self.events.append(f"{self.id} write {chunk.filename}")
         return pb.LogBatchResponse(lines=sum(c.data.count(b"\n") for c in request.chunks))
 
     async def LogStream(self, request_iterator: AsyncIterator[pb.LogBatchRequest],
@@ -97,15 +103,16 @@ class FakeStreamer(pb_grpc.LogStreamerServicer, pb_grpc.PingerServicer, pb_grpc.
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
         if self.mode == "compat":
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
-        self.events.extend(f"release {key.filename}" for key in request.keys)
+        await asyncio.sleep(self.release_delay_s)
+        self.events.extend(f"{self.id} release {key.filename}" for key in request.keys)
         return pb.ReleaseResponse(released=len(request.keys))
 
     def lines_of(self, filename: str) -> list[bytes]:
         return [line for _p, f, data in self.written if f == filename for line in data.splitlines()]
 
 
-async def start_fake(streamer_id: str) -> FakeStreamer:
-    fake = FakeStreamer(streamer_id)
+async def start_fake(streamer_id: str, events: list[str] | None = None) -> FakeStreamer:
+    fake = FakeStreamer(streamer_id) if events is None else FakeStreamer(streamer_id, events=events)
     server = grpc.aio.server()
     pb_grpc.add_LogStreamerServicer_to_server(fake, server)
     pb_grpc.add_PingerServicer_to_server(fake, server)
@@ -297,14 +304,18 @@ async def test_join_hands_keys_off_only_after_the_old_owner_released_them(mediat
     names = [f"k{i}" for i in range(40)]
     for name in names:
         await mediator.log(name, "first")
-    s2 = await start_fake("s2")
+    # One journal for both: a release at s1 must come before s2's first write of the key. The
+    # slow Release gives a router that hands keys over before the release ends time to show it.
+    s1.release_delay_s = TIMEOUT / 2  # within the release's deadline (the ping timeout)
+    s2 = await start_fake("s2", events=s1.events)
     await mediator.join(s2)
     for name in names:
         await mediator.log(name, "second")
     moved = [n for n in names if place(FileKey("app", n), ["s1", "s2"]) == "s2"]
     assert moved, "no key moved to the newcomer"
+    journal = s1.events
     for name in moved:
-        assert s1.events.index(f"release {name}") < len(s1.events)
+        assert journal.index(f"s1 release {name}") < journal.index(f"s2 write {name}"), journal
         assert s2.lines_of(name) == [b"second"] and s1.lines_of(name) == [b"first"]
     for name in set(names) - set(moved):
         assert s1.lines_of(name) == [b"first", b"second"]
@@ -651,3 +662,21 @@ async def test_forwards_of_many_lines_never_linger_and_small_ones_still_coalesce
     # As in the coalescing test above (a loaded machine spreads the calls out, and calls that
     # trickle in rightly go at once).
     assert fake.forwards - forwards < 200, "one-line calls under load were not coalesced"
+
+
+@pytest.mark.asyncio
+async def test_closing_the_router_ends_every_task_it_started() -> None:
+    """With the node's supervisor shared (as in a real mediator), nothing the router started may
+    outlive `close`: not an admission still retrying, nor the link's forwarder."""
+    tasks = TaskSupervisor()
+    config = RouterConfig(health_interval_s=INTERVAL, ping_timeout_s=TIMEOUT, lease_s=LEASE, admit_s=30.0)
+    router = Router(config, None, "m-test", tasks=tasks)
+    try:
+        router.register("nobody", "127.0.0.1:1")  # nothing listens there: its admission retries for 30s
+        await asyncio.sleep(0.2)
+        assert any(not task.done() for task in tasks.spawned) and tasks.kept, "nothing running to end"
+        await router.close()
+        assert [task.get_name() for task in tasks.spawned if not task.done()] == []
+        assert not tasks.kept
+    finally:
+        await tasks.close()

@@ -15,7 +15,8 @@ from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.node.auth import Guard, call_metadata
 from logstream.mediator.metrics import MediatorCollector, register
 from logstream.keys.paths import FileKey
-from logstream.mediator.router import Router, RouterConfig
+from logstream.mediator.config import RouterConfig
+from logstream.mediator.router import Router
 from logstream.mediator.server import build_server
 from logstream.mediator.service import BadInput, ClusterStatusServicer, Validator, check_address
 from logstream.node.cluster_status import format_table

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
+
+import logstream.mediator
 
 from logstream.mediator.membership import Holder
 from logstream.mediator.ownership import NoStreamers, TableFull, Wait
@@ -256,3 +261,45 @@ def test_a_full_table_refuses_new_keys_but_routes_known_ones() -> None:
     state.ping_answered(registered.holder, 20.0, closed_before=20.0)
     assert state.forget_idle(20.0, IDLE, never_busy) == [a, b]
     assert state.route(c, 20.0) == registered.holder
+
+
+def test_asking_whether_a_lease_surely_expired_changes_nothing() -> None:
+    """`surely_expired` is a question: asking it (as `route` and `forget_idle` do) must not drop
+    the bookkeeping it answers from; `forget_expired` is the command that does."""
+    state = live_state("s1", "s2")
+    s1 = next(h for h in state.live() if h.id == "s1")
+    state.ping_sent(s1, 10.0)
+    state.failed(s1)
+    membership = state.membership
+    after = 10.0 + BOUND
+    before = dict(membership.last_ping_sent)
+    assert membership.surely_expired(s1, after) and membership.surely_expired(s1, after)
+    assert membership.last_ping_sent == before, "a question deleted data"
+    assert s1 in state.may_hold_leases(10.0 + BOUND - 1e-6) and s1 not in state.may_hold_leases(after)
+    assert membership.forget_expired(after - 1e-6) == 0
+    assert membership.forget_expired(after) == 1 and s1 not in membership.last_ping_sent
+    assert membership.surely_expired(s1, after), "forgotten bookkeeping still reads as expired"
+
+
+def test_forgetting_idle_keys_also_forgets_expired_lease_bookkeeping() -> None:
+    state = live_state("s1", "s2")
+    s1 = next(h for h in state.live() if h.id == "s1")
+    state.ping_sent(s1, 10.0)
+    state.failed(s1)
+    state.forget_idle(10.0 + BOUND - 1e-6, 3600.0, lambda holder, key: False)
+    assert s1 in state.membership.last_ping_sent  # its lease may still run: kept
+    state.forget_idle(10.0 + BOUND, 3600.0, lambda holder, key: False)
+    assert s1 not in state.membership.last_ping_sent
+    live = set(state.live())
+    assert live <= set(state.membership.last_ping_sent), "a live streamer's bookkeeping was dropped"
+
+
+@pytest.mark.parametrize("module", ["router", "link", "pinger", "handoff", "status", "health", "metrics", "server",
+                                    "service"])
+def test_the_io_side_reaches_the_state_only_through_its_facade(module: str) -> None:
+    """`ClusterState` is the one door: no module doing I/O reaches into its membership or
+    ownership (where a write would skip the facade's bookkeeping)."""
+    source = Path(logstream.mediator.__file__).with_name(f"{module}.py").read_text()
+    reached = sorted({f"{node.attr} (line {node.lineno})" for node in ast.walk(ast.parse(source))
+                      if isinstance(node, ast.Attribute) and node.attr in ("membership", "ownership")})
+    assert reached == []
