@@ -158,6 +158,9 @@ def test_metrics_of_a_running_cluster_parse_and_count_failures_by_code(tmp_path:
                            "logstream_mediator_ready", "logstream_mediator_live", "logstream_mediator_streamers_live"):
                 assert family in after, family
             assert sample(after, "logstream_mediator_streamer_up", "logstream_mediator_streamer_up", streamer="s1") == 1
+            # The forward of the good line was timed, labelled by the streamer it went to.
+            assert sample(after, "logstream_mediator_forward_seconds", "logstream_mediator_forward_seconds_count",
+                          streamer="s1", code="OK") >= 1
             assert sample(after, "logstream_mediator_keys_owned", "logstream_mediator_keys_owned") == 1
             assert sample(after, "logstream_mediator_ready", "logstream_mediator_ready") == 1
             info = after["logstream_build_info"].samples[0]

@@ -75,6 +75,19 @@ def test_a_final_newline_is_added_and_empty_data_writes_nothing(tmp_path: Path) 
     assert (tmp_path / "f.log").read_bytes() == b"a\nb\n"
 
 
+@pytest.mark.parametrize("policy, rotate", [("always", False), ("always", True), ("interval", False)])
+def test_every_fsync_is_timed_for_the_metrics(tmp_path: Path, policy: str, rotate: bool) -> None:
+    timed: list[float] = []
+    writer = Writer(tmp_path, fsync=policy, limit=4 if rotate else -1, on_fsync=timed.append)  # type: ignore[arg-type]
+    writer.append("", "f", b"abc")
+    if rotate:
+        writer.append("", "f", b"def")  # rotates first: the full file is synced before its rename
+    if policy == "interval":
+        assert timed == [] and writer.sync_dirty() == 1
+    assert timed and all(seconds >= 0 for seconds in timed)
+    writer.close()
+
+
 def test_retention_keeps_the_newest_rotated_files(tmp_path: Path) -> None:
     writer = Writer(tmp_path, limit=2, keep=2)
     for i in range(6):
