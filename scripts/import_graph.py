@@ -1,0 +1,141 @@
+"""Count logstream's parts and the import edges between them: python scripts/import_graph.py [--rev REV] [--edges]
+
+A part is a package directly under logstream/ (commands, node, mediator, ...) or a top-level module
+(client.py, errors.py, ...); the package's own __init__.py and __main__.py are not parts, and the
+generated _proto/ package is. An edge is an ordered pair of different parts where some module of
+the first imports (anywhere in the file: at the top, inside a function, under TYPE_CHECKING) a
+module or a name of the second. `--rev` reads the tree of a git revision instead of the working
+tree, so the figure of any commit can be reproduced; `--edges` lists the edges, and cycles between
+parts are reported either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "logstream"
+NOT_PARTS = {"__init__", "__main__"}
+
+
+def sources_in_tree(root: Path) -> Iterator[tuple[str, str]]:
+    """(path relative to the repository, text) of every .py file under logstream/ in the working tree."""
+    for path in sorted((root / PACKAGE).rglob("*.py")):
+        yield path.relative_to(root).as_posix(), path.read_text()
+
+
+def sources_at(root: Path, rev: str) -> Iterator[tuple[str, str]]:
+    """The same at a git revision."""
+    names = subprocess.run(
+        ["git", "-C", str(root), "ls-tree", "-r", "--name-only", rev, PACKAGE + "/"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    for name in sorted(n for n in names if n.endswith(".py")):
+        text = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{name}"], check=True, capture_output=True, text=True).stdout
+        yield name, text
+
+
+def module_name(path: str) -> str:
+    """logstream/mediator/router.py -> logstream.mediator.router; a package's __init__.py names the package."""
+    parts = path[: -len(".py")].split("/")
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def part_of(module: str, is_package: set[str]) -> str | None:
+    """The part a dotted module name belongs to, or None for logstream itself and its __main__."""
+    pieces = module.split(".")
+    if pieces[0] != PACKAGE or len(pieces) < 2:
+        return None
+    head = pieces[1]
+    if head in NOT_PARTS and f"{PACKAGE}.{head}" not in is_package:
+        return None
+    return head
+
+
+def imported_modules(module: str, is_package_module: bool, tree: ast.AST) -> Iterator[str]:
+    """Every logstream module or name a module's source imports, as dotted names (relative imports resolved)."""
+    base = module.split(".") if is_package_module else module.split(".")[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = base[: len(base) - (node.level - 1)]
+                target = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target == PACKAGE:
+                # `from logstream import client` imports the module logstream.client.
+                for alias in node.names:
+                    yield f"{PACKAGE}.{alias.name}"
+            else:
+                yield target
+
+
+def graph(sources: Iterable[tuple[str, str]]) -> tuple[set[str], set[tuple[str, str]]]:
+    """The parts and the import edges between them."""
+    files = list(sources)
+    packages = {module_name(p) for p, _ in files if p.endswith("/__init__.py")}
+    parts: set[str] = set()
+    edges: set[tuple[str, str]] = set()
+    for path, text in files:
+        module = module_name(path)
+        source = part_of(module, packages)
+        if source is not None:
+            parts.add(source)
+        if source is None:
+            continue
+        tree = ast.parse(text, filename=path)
+        for imported in imported_modules(module, path.endswith("/__init__.py"), tree):
+            target = part_of(imported, packages)
+            if target is not None and target != source:
+                edges.add((source, target))
+    # A name imported from logstream that is no module (LogClient from the lazy __init__) is not a part.
+    edges = {(a, b) for a, b in edges if b in parts}
+    return parts, edges
+
+
+def cycles(parts: set[str], edges: set[tuple[str, str]]) -> list[list[str]]:
+    """The groups of two or more parts that reach each other through imports, each sorted."""
+    reach: dict[str, set[str]] = {}
+    for start in parts:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            here = todo.pop()
+            for a, b in edges:
+                if a == here and b not in seen:
+                    seen.add(b)
+                    todo.append(b)
+        reach[start] = seen
+    groups = {frozenset({p} | {q for q in reach[p] if p in reach[q]}) for p in parts}
+    return sorted(sorted(group) for group in groups if len(group) > 1)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", help="a git revision (default: the working tree)")
+    parser.add_argument("--edges", action="store_true", help="list the edges")
+    args = parser.parse_args(argv)
+    sources = sources_at(ROOT, args.rev) if args.rev else sources_in_tree(ROOT)
+    parts, edges = graph(sources)
+    print(f"{len(parts)} parts, {len(edges)} import edges ({args.rev or 'working tree'})")
+    print("parts: " + " ".join(sorted(parts)))
+    if args.edges:
+        for a, b in sorted(edges):
+            print(f"  {a} -> {b}")
+    for component in cycles(parts, edges):
+        print("cycle: " + " <-> ".join(component))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
