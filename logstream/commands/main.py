@@ -57,3 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":  # `python -m logstream.commands.main` as `python -m logstream`
+    entry()

@@ -19,9 +19,15 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from logstream.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+class LeaseFileError(UserError):
+    """A -lease-file that cannot be opened or written."""
 
 
 def boottime() -> float:

@@ -21,11 +21,10 @@ from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.config.settings import MediatorSettings
 from logstream.config.timings import expiry_bound_s
 from logstream.node.net import listen_address
-from logstream.config.flags import UsageError
 from logstream.node.auth import Guard
 from logstream.node.token_file import guard_for
 from logstream.mediator.health import health_loop
-from logstream.mediator.ledger import LeaseLedger
+from logstream.mediator.ledger import LeaseFileError, LeaseLedger
 from logstream.mediator.membership import Holder
 from logstream.mediator.config import RouterConfig
 from logstream.mediator.router import Router
@@ -55,7 +54,7 @@ def open_ledger(settings: MediatorSettings) -> LeaseLedger | None:
     try:
         return LeaseLedger(settings.lease_file, expiry_bound_s(settings.ping_timeout, settings.lease))
     except OSError as exc:
-        raise UsageError(f"-lease-file {settings.lease_file}: {exc.strerror or exc}") from None
+        raise LeaseFileError(f"-lease-file {settings.lease_file}: {exc.strerror or exc}") from None
 
 
 def router_config(settings: MediatorSettings, ledger: LeaseLedger | None = None) -> RouterConfig:
@@ -99,7 +98,7 @@ def build_server(router: Router, validator: Validator, host: str, port: int,
 
 async def run(settings: MediatorSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
-    """The whole mediator; returns after a clean shutdown. Start-up problems raise UsageError;
+    """The whole mediator; returns after a clean shutdown. Start-up problems raise UserErrors;
     background work that could not be kept running raises tasks.NodeFailed after the shutdown."""
     from logstream.mediator import metrics
     from logstream.node import metrics as node_metrics

@@ -6,9 +6,11 @@ import socket
 import tempfile
 from pathlib import Path
 
-from logstream.config.flags import UsageError, load_settings
+from logstream.config.flags import load_settings
 from logstream.config.settings import StreamerSettings
+from logstream.errors import UserError
 from logstream.node.logs import setup_logging
+from logstream.node.net import ListenError
 from logstream.node.run import run_until_signalled
 
 DESCRIPTION = (
@@ -18,16 +20,24 @@ DESCRIPTION = (
 )
 
 
+class RootError(UserError):
+    """A -path that is not a writable folder (and cannot be made one)."""
+
+
+class DescriptorLimitError(UserError):
+    """A -max-open-files that does not fit under the open-files limit."""
+
+
 def prepare_root(root: Path) -> None:
-    """Create the root folder and prove it is writable, or raise UsageError naming the problem."""
+    """Create the root folder and prove it is writable, or raise RootError naming the problem."""
     if root.exists() and not root.is_dir():
-        raise UsageError(f"-path {root}: exists and is not a folder")
+        raise RootError(f"-path {root}: exists and is not a folder")
     try:
         root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=root, prefix=".logstream-probe-"):
             pass
     except OSError as exc:
-        raise UsageError(f"-path {root}: not a writable folder: {exc.strerror or exc}") from None
+        raise RootError(f"-path {root}: not a writable folder: {exc.strerror or exc}") from None
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -37,14 +47,14 @@ def check_port_free(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise UsageError(f"-host {host}: {exc.strerror}") from None
+        raise ListenError(f"-host {host}: {exc.strerror}") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as exc:
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 # Descriptors beyond the log files and folders: stdio, the event loop, grpc's sockets and pipes, client
@@ -85,7 +95,7 @@ def main(argv: list[str]) -> int:
     check_port_free(settings.host, settings.port)
     problem = descriptor_shortfall(settings.max_open_files, _open_files_limit())
     if problem is not None:
-        raise UsageError(problem)
+        raise DescriptorLimitError(problem)
     from logstream.streamer.server import run
 
     def on_bound(node_id: str) -> None:

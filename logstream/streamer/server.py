@@ -147,7 +147,7 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
     """The whole streamer: writer, server, registration, debug server; returns after a clean shutdown.
 
-    Start-up problems (bad certificate, port in use, debug port in use) raise UsageError; background
+    Start-up problems (bad certificate, port in use, debug port in use) raise UserErrors; background
     work that could not be kept running raises tasks.NodeFailed after the shutdown.
     """
     from logstream.node import metrics as node_metrics

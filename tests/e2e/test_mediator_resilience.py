@@ -112,7 +112,7 @@ def test_streamers_killed_while_pings_are_in_flight_leave_the_health_loop_runnin
 
 
 class GoStreamer:
-    """The Go original's streamer as DESIGN.md describes it: only `Log` and `Ping`, no leases,
+    """The Go original's streamer, emulated from its protocol: only `Log` and `Ping`, no leases,
     one Register call at start, made before it listens."""
 
     def __init__(self, root: Path) -> None:

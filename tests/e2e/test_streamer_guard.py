@@ -228,7 +228,7 @@ def test_deleting_the_root_while_writing_loses_no_acknowledged_line(tmp_path: Pa
 
 
 class GoMediator:
-    """The original's mediator, as DESIGN.md describes it: serves only api.Register/Register; pings a
+    """The Go original's mediator, emulated from its protocol: serves only api.Register/Register; pings a
     registered streamer with plain Ping(a, b) and forwards with unary Log (no metadata, no lease)."""
 
     def __init__(self) -> None:

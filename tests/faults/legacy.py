@@ -1,4 +1,5 @@
-"""Emulations of the Go original ("Log Streamer"), written from DESIGN.md section 3, for the interop
+"""Emulations of the Go original ("Log Streamer"), written from its protocol (the compat services
+and messages of proto/logstream.proto, whose names and numbers are the original's), for the interop
 tests. Each runs in-process on a real socket (a synchronous grpc server in its own threads).
 
 - LegacyStreamer serves only `api.LogStreamer/Log` (appends to <root>/<path>/<filename>.log,

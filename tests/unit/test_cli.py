@@ -49,3 +49,14 @@ def test_status_of_a_cluster_file_asks_supervisord(tmp_path: Path, capsys: pytes
     assert main(["status", str(file)]) == 1  # nothing runs: reported, not a traceback
     out = capsys.readouterr()
     assert "supervisord: not running" in out.out + out.err
+
+
+@pytest.mark.parametrize("module", ["logstream", "logstream.commands.main"])
+def test_both_module_entry_points_run_the_command(module: str) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, f"logstream {__version__}\n")
+    unknown = subprocess.run([sys.executable, "-m", module, "nonsense"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2

@@ -77,3 +77,17 @@ def test_an_unreadable_or_absurd_record_waits_at_most_the_worst_case(tmp_path: P
 def test_an_unwritable_ledger_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         ledger(tmp_path / "missing-folder" / "m.lease", Clock())
+
+
+def test_a_lease_file_that_cannot_be_opened_is_a_user_error_naming_it(tmp_path: Path) -> None:
+    from logstream.config.flags import UsageError
+    from logstream.config.settings import MediatorSettings
+    from logstream.errors import UserError
+    from logstream.mediator.ledger import LeaseFileError
+    from logstream.mediator.server import open_ledger
+
+    (tmp_path / "file").write_text("")
+    settings = MediatorSettings(lease_file=tmp_path / "file" / "below")  # a folder that is a file
+    with pytest.raises(LeaseFileError, match="-lease-file .*below") as caught:
+        open_ledger(settings)
+    assert isinstance(caught.value, UserError) and not isinstance(caught.value, UsageError)

@@ -10,10 +10,10 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from logstream.config.flags import UsageError
 from logstream.config.settings import StreamerSettings
 from logstream.streamer.lease import Lease
-from logstream.streamer.main import check_port_free, prepare_root
+from logstream.node.net import ListenError
+from logstream.streamer.main import RootError, check_port_free, prepare_root
 from logstream.streamer.metrics import StreamerCollector, register
 from logstream.streamer.registration import backoff_delays
 from logstream.streamer.server import advertised_address
@@ -42,17 +42,17 @@ def test_root_checks(tmp_path: Path) -> None:
     prepare_root(tmp_path / "new" / "root")
     assert (tmp_path / "new" / "root").is_dir()
     (tmp_path / "file").write_text("")
-    with pytest.raises(UsageError, match="not a folder"):
+    with pytest.raises(RootError, match="not a folder"):
         prepare_root(tmp_path / "file")
-    with pytest.raises(UsageError, match="not a writable folder"):
+    with pytest.raises(RootError, match="not a writable folder"):
         prepare_root(tmp_path / "file" / "below")
 
 
-def test_port_in_use_is_a_usage_error() -> None:
+def test_port_in_use_is_a_listen_error() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        with pytest.raises(UsageError, match="cannot listen"):
+        with pytest.raises(ListenError, match="cannot listen"):
             check_port_free("127.0.0.1", busy.getsockname()[1])
     check_port_free("127.0.0.1", 0)
 

@@ -28,7 +28,8 @@ from logstream.node.auth import LINK_HEADER, Guard, call_metadata
 from logstream.streamer.lease import Lease
 from logstream.node.run import set_serving
 from logstream.streamer.server import build_server
-from logstream.streamer.service import LogStreamerServicer, StreamerCore, wrap_int32
+from logstream.node.wire import wrap_int32
+from logstream.streamer.service import LogStreamerServicer, StreamerCore
 from logstream.keys.chunks import Chunk
 from logstream.streamer.writer import Writer
 
