@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from logstream.config.flags import error_text
+from logstream.node.address import parse_host_port
 from logstream.config.settings import MediatorSettings, RoleSettings, SettingsConflict, StreamerSettings
 from logstream.cluster.plan import WILDCARDS, mediator_values, setting_key, streamer_values
 from logstream.cluster.schema import ClusterConfig
@@ -54,7 +55,7 @@ def _port_clashes(config: ClusterConfig) -> list[Problem]:
     # Every listening socket: (machine, port, who, key path). A node's machine is the host it
     # advertises, else the one it binds; a wildcard bind on an unknown machine may be any of them.
     def machine(bind: str, advertise: str | None) -> str:
-        return advertise.rpartition(":")[0] if advertise else bind
+        return parse_host_port(advertise).host if advertise else bind.strip("[]")
 
     m = config.mediator
     sockets: list[tuple[str, int, str, tuple[str, ...]]] = [

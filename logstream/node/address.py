@@ -46,17 +46,22 @@ def parse_address(text: object) -> str:
     return str(parse_host_port(str(text)))
 
 
-def parse_listen_address(text: object) -> str:
-    """An address to listen on: host:port as `parse_address`, but port 0 (any free port) allowed too."""
+def parse_listen_host_port(text: object) -> HostPort:
+    """An address to listen on: host:port as `parse_host_port`, but port 0 (any free port) allowed too."""
     raw = str(text).strip()
     host, sep, port = raw.rpartition(":")
     if not (sep and port.isascii() and port.isdigit() and int(port) == 0):
-        return parse_address(raw)
+        return parse_host_port(raw)
     try:
         checked = parse_host_port(f"{host}:1")  # the host by the one rule
     except AddressError:
         raise AddressError(f"{text!r}: not a host:port address (e.g. 127.0.0.1:8000 or [::1]:8000)") from None
-    return str(HostPort(checked.host, 0))
+    return HostPort(checked.host, 0)
+
+
+def parse_listen_address(text: object) -> str:
+    """`text` checked by parse_listen_host_port, in its canonical form."""
+    return str(parse_listen_host_port(text))
 
 
 def _is_ipv6(text: str) -> bool:

@@ -34,6 +34,7 @@ from logstream.node.introspect import (
     format_thread_stacks,
     sample_profile,
 )
+from logstream.node.address import parse_listen_host_port
 from logstream.node.net import ListenError
 
 logger = logging.getLogger(__name__)
@@ -303,8 +304,8 @@ def start_debug_server(host: str, port: int, node: str, loop: asyncio.AbstractEv
 
 def start_metrics_server(address: str, node: str, health: Health, ready: Health) -> DebugServer:
     """-metrics ADDR: /metrics, /healthz and /readyz only, on host:port (port 0: any free port)."""
-    host, _, port = address.rpartition(":")
-    server = _serve(host, int(port), f"-metrics {address}", f"-metrics {address}",
+    bind = parse_listen_host_port(address)
+    server = _serve(bind.host, bind.port, f"-metrics {address}", f"-metrics {address}",
                     lambda bind, cls: cls(bind, node, None, health, ready, METRICS_ROUTES, METRICS_ENDPOINTS))
     # Not "listening on": that phrase announces the gRPC port (tests and tools look for it).
     logger.info("metrics server at %s (/metrics, /healthz, /readyz)", server.url)

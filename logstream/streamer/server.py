@@ -25,6 +25,7 @@ from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.config.settings import StreamerSettings
 from logstream.config.units import format_size
+from logstream.node.address import parse_host_port
 from logstream.node.net import listen_address
 from logstream.streamer.lease import Lease
 from logstream.streamer.service import (
@@ -74,7 +75,7 @@ def advertised_address(settings: StreamerSettings, port: int) -> str:
         return settings.advertise
     host = settings.host.strip("[]")
     if host in ("0.0.0.0", "::", ""):
-        mediator_host = settings.mediator.rpartition(":")[0].strip("[]") if settings.mediator else ""
+        mediator_host = parse_host_port(settings.mediator).host if settings.mediator else ""
         host = "127.0.0.1" if _is_loopback(mediator_host) else socket.gethostname()
     return listen_address(host, port)
 

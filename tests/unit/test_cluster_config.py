@@ -116,6 +116,9 @@ def test_role_variables_do_not_leak_into_the_cluster() -> None:
         ("[[streamer]]\nname = 's1'\n[[streamer]]\nname = 's1'\n", "streamer[1].name: 's1' has two [[streamer]] tables"),
         ("[[streamer]]\nname = 's2'\nsize = '1XB'\n", "cluster.toml: streamer[0].size: unknown size unit 'XB'"),
         ("[[streamer]]\nname = 's2'\nport = 8080\n", "streamer.s2.port: port 8080 of streamer s2 is also the port of streamer s1"),
+        # One machine named two ways (the advertised address brackets its IPv6 host; a bind does not).
+        ("[mediator]\nhost = '::1'\nadvertise = '[::1]:8000'\n[streamers]\nhost = '::1'\nport = 7999\n",
+         "streamers.port: port 8000 of streamer s2 is also the port of the mediator"),
         ("[tls]\ncrt = 'a.crt'\n", "tls.crt needs tls.pk too"),
         ("[tls]\nca = 'ca.crt'\n", "tls.ca needs tls.crt and tls.pk"),
         ("[mediator]\nhealth_interval = '5s'\nlease = '5s'\n", "mediator.lease: 5s must be longer than mediator.health_interval"),
