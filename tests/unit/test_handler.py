@@ -185,7 +185,10 @@ def test_handler_close_gives_up_on_a_hung_cluster(app_logger: logging.Logger) ->
         app_logger.addHandler(handler)
         for n in range(10):
             app_logger.info("stuck %d", n)
-        time.sleep(0.2)  # let the sender start its call
+        deadline = time.monotonic() + 5  # until the sender is inside its call (polled: no fixed sleep)
+        while not handler._calling.locked():
+            assert time.monotonic() < deadline, "the sender never started its call"
+            time.sleep(0.01)
         began = time.monotonic()
         handler.close()
         assert time.monotonic() - began < 3

@@ -262,8 +262,9 @@ async def test_a_stuck_streamer_does_not_block_keys_owned_by_others(mediator: Me
     await mediator.join(s2)
     on_s1, on_s2 = key_owned_by("s1", ["s1", "s2"]), key_owned_by("s2", ["s1", "s2"])
     s1.mode = "hang"
+    forwards = s1.forwards
     stuck = asyncio.create_task(mediator.log(on_s1, "stuck"))
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: s1.forwards > forwards, what="the stuck forward at s1")  # not a fixed sleep
     started = time.monotonic()
     for i in range(20):
         await mediator.log(on_s2, f"free {i}")
