@@ -3,6 +3,7 @@ in-memory LogStreamer server."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -168,3 +169,24 @@ def memory_server_factory() -> Iterator[Callable[..., MemoryLogServer]]:
     yield start
     for server in started:
         server.close()
+
+
+@pytest.fixture
+def app_logger() -> Iterator[logging.Logger]:
+    """An application's logger that reaches only the handlers a test adds; they are closed after."""
+    logger = logging.getLogger("tests.app")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    yield logger
+    for handler in logger.handlers:
+        handler.close()
+    logger.handlers.clear()
+
+
+@pytest.fixture
+def down_port() -> Iterator[int]:
+    """A port where connections are refused for the whole test (held, so nothing else listens there)."""
+    from netports import RefusingPort
+
+    with RefusingPort() as port:
+        yield port

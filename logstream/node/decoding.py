@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from logstream.node.handlers import behaviour_of, rebuilt
 from logstream.node.ratelog import RateLimitedLog
 
 logger = logging.getLogger(__name__)
@@ -56,12 +57,10 @@ def _checked(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandl
     grpc tells how a behaviour answers by its function (a coroutine function writes through
     `context.write` or returns, an async generator function yields), so each wrapper is of the kind
     it wraps; a synchronous behaviour (none of ours) is left as it is."""
-    behaviour = (handler.unary_unary or handler.unary_stream if not handler.request_streaming
-                 else handler.stream_unary or handler.stream_stream)
+    behaviour = behaviour_of(handler)
     if behaviour is None:  # pragma: no cover - grpc always sets the behaviour of the kind it names
         return handler
     decoder = safe_decoder(handler.request_deserializer)
-    serializer = handler.response_serializer
     streaming_in = handler.request_streaming
 
     async def requests(iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
@@ -92,13 +91,7 @@ def _checked(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandl
         wrapped = coroutine
     else:
         return handler
-    make = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }[(handler.request_streaming, handler.response_streaming)]
-    return make(wrapped, decoder, serializer)
+    return rebuilt(handler, wrapped, decoder)
 
 
 class _CheckedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]

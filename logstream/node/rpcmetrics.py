@@ -13,6 +13,8 @@ from typing import Any
 
 import grpc
 
+from logstream.node.handlers import behaviour_of, rebuilt
+
 
 def code_name(code: grpc.StatusCode | None, cancelled: bool, raised: bool) -> str:
     """The status a call ended with, as its grpc name (OK, INVALID_ARGUMENT, ...). Pure.
@@ -64,8 +66,7 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def _counted(rpc: str, handler: grpc.RpcMethodHandler, counts: RpcCounts) -> grpc.RpcMethodHandler:
-    behaviour = (handler.unary_unary or handler.unary_stream if not handler.request_streaming
-                 else handler.stream_unary or handler.stream_stream)
+    behaviour = behaviour_of(handler)
     if behaviour is None:  # pragma: no cover - grpc always sets the behaviour of the kind it names
         return handler
 
@@ -102,10 +103,4 @@ def _counted(rpc: str, handler: grpc.RpcMethodHandler, counts: RpcCounts) -> grp
         wrapped = coroutine
     else:  # pragma: no cover - every servicer of ours is async
         return handler
-    make = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }[(handler.request_streaming, handler.response_streaming)]
-    return make(wrapped, handler.request_deserializer, handler.response_serializer)
+    return rebuilt(handler, wrapped)

@@ -9,7 +9,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,15 +38,6 @@ def _cluster(root: Path, port: int = 0) -> tuple[Node, Node]:
     return mediator, streamer
 
 
-@pytest.fixture
-def app_logger() -> Iterator[logging.Logger]:
-    logger = logging.getLogger("test_e2e_handler.app")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    yield logger
-    for handler in logger.handlers:
-        handler.close()
-    logger.handlers.clear()
 
 
 def _first_occurrences(lines: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -20,21 +20,8 @@ if TYPE_CHECKING:
     from tests.conftest import MemoryLogServer
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def app_logger() -> Iterator[logging.Logger]:
-    logger = logging.getLogger("test_handler.app")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    yield logger
-    for handler in logger.handlers:
-        handler.close()
-    logger.handlers.clear()
 
 
 def test_handler_ships_every_record_in_order(memory_server: MemoryLogServer, app_logger: logging.Logger) -> None:
@@ -149,8 +136,9 @@ def test_escaped_newlines_keep_a_traceback_on_one_line(memory_server: MemoryLogS
 
 
 def test_the_buffer_overflows_with_a_counter_and_one_warning(app_logger: logging.Logger,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    handler = LogstreamHandler(f"127.0.0.1:{_free_port()}", "apps", "down", capacity=20, batch_lines=5,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             down_port: int) -> None:
+    handler = LogstreamHandler(f"127.0.0.1:{down_port}", "apps", "down", capacity=20, batch_lines=5,
                                flush_interval_s=0.05, timeout_s=1, close_timeout_s=0.5)
     app_logger.addHandler(handler)
     began = time.monotonic()

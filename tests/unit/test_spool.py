@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +24,6 @@ if TYPE_CHECKING:
 records_st = st.lists(st.binary(max_size=40).map(lambda data: data + b"\n"), max_size=20)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @given(records_st, st.text(max_size=10), st.text(min_size=1, max_size=10))
@@ -84,8 +79,8 @@ def test_a_damaged_segment_is_quarantined_and_stale_temporaries_removed(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")) == [f".tmp-{os.getpid()}-y.spool"]
 
 
-def test_records_left_at_close_are_sent_first_by_the_next_handler(tmp_path: Path,
-                                                                 memory_server: MemoryLogServer) -> None:
+def test_records_left_at_close_are_sent_first_by_the_next_handler(tmp_path: Path, memory_server: MemoryLogServer,
+                                                                 down_port: int) -> None:
     folder = tmp_path / "spool"
     record = logging.LogRecord("app", logging.INFO, __file__, 1, "%s", None, None)
 
@@ -93,7 +88,7 @@ def test_records_left_at_close_are_sent_first_by_the_next_handler(tmp_path: Path
         record.msg = text
         handler.handle(record)
 
-    down = LogstreamHandler(f"127.0.0.1:{_free_port()}", "apps", "kept", spool_dir=folder, flush_interval_s=0.01,
+    down = LogstreamHandler(f"127.0.0.1:{down_port}", "apps", "kept", spool_dir=folder, flush_interval_s=0.01,
                             close_timeout_s=0.3)
     for n in range(50):
         emit(down, f"old {n}")
@@ -111,9 +106,9 @@ def test_records_left_at_close_are_sent_first_by_the_next_handler(tmp_path: Path
     up.close()
 
 
-def test_the_spool_stays_within_its_bytes(tmp_path: Path) -> None:
+def test_the_spool_stays_within_its_bytes(tmp_path: Path, down_port: int) -> None:
     folder = tmp_path / "spool"
-    handler = LogstreamHandler(f"127.0.0.1:{_free_port()}", "apps", "small", spool_dir=folder, spool_bytes=1000,
+    handler = LogstreamHandler(f"127.0.0.1:{down_port}", "apps", "small", spool_dir=folder, spool_bytes=1000,
                                flush_interval_s=0.01, close_timeout_s=0.3)
     record = logging.LogRecord("app", logging.INFO, __file__, 1, "x" * 95, None, None)
     for _ in range(30):
