@@ -1,12 +1,13 @@
-"""Count logstream's parts and the import edges between them: python scripts/import_graph.py [--rev REV] [--edges]
+"""Count logstream's parts and the import edges between them: python scripts/import_graph.py [--rev REV] [--edges] [--map]
 
 A part is a package directly under logstream/ (commands, node, mediator, ...) or a top-level module
 (client.py, errors.py, ...); the package's own __init__.py and __main__.py are not parts, and the
 generated _proto/ package is. An edge is an ordered pair of different parts where some module of
 the first imports (anywhere in the file: at the top, inside a function, under TYPE_CHECKING) a
 module or a name of the second. `--rev` reads the tree of a git revision instead of the working
-tree, so the figure of any commit can be reproduced; `--edges` lists the edges, and cycles between
-parts are reported either way.
+tree, so the figure of any commit can be reproduced; `--edges` lists the edges, `--map` the module
+map (each part's modules with their line counts; the generated logstream_pb2* files left out), and
+cycles between parts are reported either way.
 """
 
 from __future__ import annotations
@@ -124,17 +125,46 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", help="a git revision (default: the working tree)")
     parser.add_argument("--edges", action="store_true", help="list the edges")
+    parser.add_argument("--map", action="store_true", help="list every part's modules and their line counts")
+    parser.add_argument("--leave-out", metavar="PARTS", default="",
+                        help="comma-separated parts counted neither as parts nor as ends of edges")
     args = parser.parse_args(argv)
-    sources = sources_at(ROOT, args.rev) if args.rev else sources_in_tree(ROOT)
+    sources = list(sources_at(ROOT, args.rev) if args.rev else sources_in_tree(ROOT))
     parts, edges = graph(sources)
-    print(f"{len(parts)} parts, {len(edges)} import edges ({args.rev or 'working tree'})")
+    left_out = set(filter(None, args.leave_out.split(",")))
+    parts -= left_out
+    edges = {(a, b) for a, b in edges if a not in left_out and b not in left_out}
+    without = f", without {','.join(sorted(left_out))}" if left_out else ""
+    print(f"{len(parts)} parts, {len(edges)} import edges ({args.rev or 'working tree'}{without})")
     print("parts: " + " ".join(sorted(parts)))
     if args.edges:
         for a, b in sorted(edges):
             print(f"  {a} -> {b}")
     for component in cycles(parts, edges):
         print("cycle: " + " <-> ".join(component))
+    if args.map:
+        print_map(sources)
     return 0
+
+
+def print_map(sources: list[tuple[str, str]]) -> None:
+    """Lines per module, grouped by part (a package's total first); generated stubs left out."""
+    by_part: dict[str, list[tuple[str, int]]] = {}
+    for path, text in sources:
+        if "/_proto/logstream_pb2" in path:
+            continue
+        rest = path.removeprefix(PACKAGE + "/")
+        by_part.setdefault(rest.split("/")[0].removesuffix(".py"), []).append((rest, len(text.splitlines())))
+    total = sum(n for files in by_part.values() for _, n in files)
+    print(f"{total} lines in {sum(len(f) for f in by_part.values())} modules")
+    for part, files in sorted(by_part.items()):
+        if len(files) == 1 and "/" not in files[0][0]:
+            print(f"  {files[0][0]:<32} {files[0][1]:>5}")
+            continue
+        print(f"  {part + '/':<32} {sum(n for _, n in files):>5}  ({len(files)} modules, largest "
+              f"{max(files, key=lambda f: f[1])[0].split('/')[-1]} {max(n for _, n in files)})")
+        for name, lines in sorted(files):
+            print(f"    {name.split('/', 1)[1]:<30} {lines:>5}")
 
 
 if __name__ == "__main__":
