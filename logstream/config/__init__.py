@@ -1,1 +1,1 @@
-"""Configuration: units, the per-role settings, the flag parser and the cluster file."""
+"""Configuration: units, the cluster's timing rules, the per-role settings and the Go-style flag parser."""

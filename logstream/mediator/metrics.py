@@ -63,16 +63,17 @@ class MediatorCollector(Collector):
         """Keys owned and waiting (as in Status), each streamer up or not, forward latency."""
         state = self._router.state
         # Copies first: this runs in the HTTP server's thread while the loop changes the state.
-        members = list(state.membership.members.copy().values())
+        members = state.members()
         removed = list(self._router.removed.copy().values())
         owned = GaugeMetricFamily("logstream_mediator_keys_owned", "file keys placed on a streamer now",
                                   labels=["node"])
-        owned.add_metric([node], len(state.ownership.owner))
+        keys_owned, keys_waiting = state.key_counts()
+        owned.add_metric([node], keys_owned)
         yield owned
         waiting = GaugeMetricFamily("logstream_mediator_keys_waiting",
                                     "file keys that cannot be written now: fenced until a failed owner's lease "
                                     "has surely lapsed, or being handed off", labels=["node"])
-        waiting.add_metric([node], len(state.ownership.fenced) + len(state.ownership.handoff))
+        waiting.add_metric([node], keys_waiting)
         yield waiting
         up = GaugeMetricFamily("logstream_mediator_streamer_up",
                                "1: the streamer is live (answers pings, holds a lease); 0: registered but not "

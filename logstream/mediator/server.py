@@ -79,7 +79,7 @@ def readiness(router: Router) -> str | None:
     if router.closing:
         return "shutting down"
     if not router.state.live():
-        registered = len(router.state.membership.members)
+        registered = len(router.state.members())
         return f"no live streamer ({registered} registered, none answering pings with a lease)"
     return None
 

@@ -137,8 +137,10 @@ class ClusterState:
         return self.membership.holders()
 
     def members(self) -> list[Member]:
-        """Copies of the members, by id (for status)."""
-        return [dataclasses.replace(m) for m in sorted(self.membership.members.values(), key=lambda m: m.holder.id)]
+        """Copies of the members, by id (for status; /metrics asks from another thread, hence the
+        copy of the table before iterating it)."""
+        return [dataclasses.replace(m) for m in sorted(self.membership.members.copy().values(),
+                                                       key=lambda m: m.holder.id)]
 
     def keys_of(self, holder: Holder) -> list[FileKey]:
         return self.ownership.keys_of(holder)

@@ -1,0 +1,1 @@
+"""What both roles and the client share: serving, channels, addresses, TLS, auth, tasks, health, logs, debug."""
