@@ -171,20 +171,20 @@ def _index(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str | b
     return HTTPStatus.OK, "text/html; charset=utf-8", page
 
 
-def _healthz(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str | bytes]:
+def _probe(raw: str, problem: str | None, failing: str) -> tuple[HTTPStatus, str, str | bytes]:
+    """A probe's answer: 200 "ok", or 503 "<failing>: <problem>"."""
     parse_query(raw, set())
-    problem = server.health()
     if problem is not None:
-        return HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", f"not serving: {problem}\n"
+        return HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", f"{failing}: {problem}\n"
     return HTTPStatus.OK, "text/plain; charset=utf-8", "ok\n"
+
+
+def _healthz(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str | bytes]:
+    return _probe(raw, server.health(), "not serving")
 
 
 def _readyz(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str | bytes]:
-    parse_query(raw, set())
-    problem = server.ready()
-    if problem is not None:
-        return HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", f"not ready: {problem}\n"
-    return HTTPStatus.OK, "text/plain; charset=utf-8", "ok\n"
+    return _probe(raw, server.ready(), "not ready")
 
 
 def _metrics(server: _DebugHTTPServer, raw: str) -> tuple[HTTPStatus, str, str | bytes]:
