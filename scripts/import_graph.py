@@ -1,4 +1,4 @@
-"""Count logstream's parts and the import edges between them: python scripts/import_graph.py [--rev REV] [--edges] [--map]
+"""Count logstream's parts and the import edges between them: python scripts/import_graph.py [--rev REV] [--edges] [--map] [--markdown]
 
 A part is a package directly under logstream/ (commands, node, mediator, ...) or a top-level module
 (client.py, errors.py, ...); the package's own __init__.py and __main__.py are not parts, and the
@@ -6,14 +6,16 @@ generated _proto/ package is. An edge is an ordered pair of different parts wher
 the first imports (anywhere in the file: at the top, inside a function, under TYPE_CHECKING) a
 module or a name of the second. `--rev` reads the tree of a git revision instead of the working
 tree, so the figure of any commit can be reproduced; `--edges` lists the edges, `--map` the module
-map (each part's modules with their line counts; the generated logstream_pb2* files left out), and
-cycles between parts are reported either way.
+map (each part's modules with their line counts; the generated logstream_pb2* files left out),
+`--markdown` the module map of docs/architecture.md (replace that section with it), and cycles
+between parts are reported either way.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -22,6 +24,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "logstream"
 NOT_PARTS = {"__init__", "__main__"}
+
+# The module map's job column is the first sentence of each module's docstring; these are shorter
+# words for docstrings whose first sentence runs long (or that have none).
+JOBS = {
+    "__main__.py": "`python -m logstream` runs the `logstream` command.",
+    "_proto/__init__.py": "Generated from proto/logstream.proto by scripts/gen_proto.py (the pb2 modules are not counted here).",
+    "commands/bench_client.py": "`logstream bench`'s client processes: what each sends (a Plan), what it measured (a Result), the pool.",
+    "commands/export.py": "`logstream export FILE --format systemd&#124;supervisord&#124;k8s --out DIR`.",
+    "commands/run.py": "`logstream run FILE`: check the file, ports and run directory, then hand over to `supervisor/manager.py`.",
+    "commands/status.py": "`logstream status FILE` / `-mediator HOST:PORT` [--json]: supervisord's and the mediator's view.",
+    "coord/__init__.py": "etcd mode (issue 12): ownership and membership kept in etcd; a pure protocol and an I/O adapter.",
+    "coord/gate.py": "etcd mode's two ends of a forward: the streamer's write gate per key, the mediator's choice of streamer.",
+    "coord/ownership.py": "etcd mode at run time: a streamer's lease and key claims (`StreamerSession`), the mediator's `ClusterView`.",
+    "export/__init__.py": "`logstream export`'s renderers: planned nodes -> systemd, supervisord group, Kubernetes.",
+    "export/k8s.py": "Planned nodes -> Kubernetes manifests (mediator Deployment, streamer StatefulSet, Services, probes).",
+    "export/supervisord.py": "Planned nodes -> an include-able supervisord program group (no `[supervisord]` section).",
+    "export/yaml.py": "A small YAML writer: every string double-quoted, so no value reads back as a number, bool or null.",
+    "node/auth.py": "Who may steer a node: the metadata nodes attach to their calls (incarnation, token) and the pure checks.",
+    "node/debug.py": "The node's HTTP servers: -pprof (metrics, probes, stacks, profiles) and -metrics (metrics and probes only).",
+    "node/decoding.py": "Undecodable request bodies: INVALID_ARGUMENT and one rate-limited line, not a traceback per request.",
+    "node/introspect.py": "What a running node is doing: sampled CPU/wall profiles and the stacks of every thread and task.",
+    "node/ratelog.py": "Rate-limited warnings: the first of each cause at once, later ones counted and summed up per cause.",
+    "node/token_file.py": "The cluster token on disk (-token-file; 0600, made by `logstream run`) and the Guard a node asks for.",
+    "streamer/__init__.py": "The streamer role: validates, writes and rotates log files; serves LogStreamer, Pinger, StreamerControl.",
+    "streamer/opening.py": "Opening below the root without following symlinks: the root held open, folders walked, files locked.",
+    "supervisor/manager.py": "`logstream run`'s manager: render, run supervisord, follow output, announce readiness, stop on a signal.",
+    "supervisor/process.py": "The run's processes: following node output files, the nodes' environment, free ports, pid checks.",
+    "supervisor/status.py": "A running cluster as supervisord (states, pids) and its mediator (streamers, files, lines) see it.",
+}
 
 
 def sources_in_tree(root: Path) -> Iterator[tuple[str, str]]:
@@ -126,6 +157,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rev", help="a git revision (default: the working tree)")
     parser.add_argument("--edges", action="store_true", help="list the edges")
     parser.add_argument("--map", action="store_true", help="list every part's modules and their line counts")
+    parser.add_argument("--markdown", action="store_true", help="the module map of docs/architecture.md")
     parser.add_argument("--leave-out", metavar="PARTS", default="",
                         help="comma-separated parts counted neither as parts nor as ends of edges")
     args = parser.parse_args(argv)
@@ -144,7 +176,34 @@ def main(argv: list[str]) -> int:
         print("cycle: " + " <-> ".join(component))
     if args.map:
         print_map(sources)
+    if args.markdown:
+        print(markdown_map(sources))
     return 0
+
+
+def markdown_map(sources: list[tuple[str, str]]) -> str:
+    """The module map as docs/architecture.md shows it: a table per part, line counts and jobs."""
+    groups: dict[str, list[tuple[str, int, str]]] = {}
+    for path, text in sources:
+        if "/_proto/logstream_pb2" in path:
+            continue
+        rel = path.removeprefix(PACKAGE + "/")
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        first = " ".join(doc.split("\n\n")[0].split())
+        sentence = re.match(r"(.+?[.])(\s|$)", first)
+        job = JOBS.get(rel) or (sentence.group(1) if sentence else first).replace("|", "&#124;")
+        groups.setdefault(rel.split("/")[0] if "/" in rel else "", []).append((rel, len(text.splitlines()), job))
+    total = sum(n for files in groups.values() for _, n, _ in files)
+    count = sum(len(files) for files in groups.values())
+    out = [f"## Module map\n{count} modules, {total} lines (the generated `_proto/logstream_pb2*` not counted). "
+           "Made by `python scripts/import_graph.py --markdown`; jobs from each module's docstring."]
+    for part in sorted(groups, key=lambda p: (p != "", p)):
+        files = groups[part]
+        title = f"`{part}/`" if part else "Top level"
+        out.append(f"\n**{title}** ({len(files)} modules, {sum(n for _, n, _ in files)} lines)\n")
+        out.append("| module | lines | job |\n|---|---:|---|")
+        out.extend(f"| `{rel}` | {n} | {job} |" for rel, n, job in files)
+    return "\n".join(out)
 
 
 def print_map(sources: list[tuple[str, str]]) -> None:
