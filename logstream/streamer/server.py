@@ -34,6 +34,8 @@ from logstream.streamer.service import (
 from logstream.streamer.writer import RootUnusable, Writer
 
 if TYPE_CHECKING:
+    from logstream.coord.etcd import Etcd
+    from logstream.coord.ownership import StreamerSession
     from logstream.node.debug import DebugServer
 
 logger = logging.getLogger(__name__)
@@ -70,8 +72,10 @@ def advertised_address(settings: StreamerSettings, port: int) -> str:
         return settings.advertise
     host = settings.host.strip("[]")
     if host in ("0.0.0.0", "::", ""):
-        mediator_host = settings.mediator.rpartition(":")[0].strip("[]") if settings.mediator else ""
-        host = "127.0.0.1" if _is_loopback(mediator_host) else socket.gethostname()
+        # Reached over loopback when what it dials (its mediator, its etcd) is on loopback.
+        dialed = settings.mediator or (settings.etcd[0] if settings.etcd else "")
+        dialed_host = dialed.rpartition(":")[0].strip("[]") if dialed else ""
+        host = "127.0.0.1" if _is_loopback(dialed_host) else socket.gethostname()
     return listen_address(host, port)
 
 
@@ -123,6 +127,31 @@ async def _maintain(writer: Writer, idle_close_s: float, fsync_interval_s: float
             next_sync = time.monotonic() + fsync_interval_s
 
 
+def _etcd_session(settings: StreamerSettings, writer: Writer, core: StreamerCore, address: str,
+                  on_change: Callable[[], object]) -> tuple[Etcd, StreamerSession]:
+    """etcd mode: the etcd client and this streamer's session (lease, membership, key claims); the
+    write gate goes into `core`. A lapse closes the lapsed keys' files; `on_change` reports health."""
+    from logstream.coord.etcd import Etcd
+    from logstream.coord.gate import EtcdGate
+    from logstream.coord.ownership import StreamerSession
+
+    assert settings.etcd is not None
+    etcd = Etcd(settings.etcd, tls.node_channel_credentials(settings))
+    cluster = settings.cluster
+
+    def on_lapse(keys: list[str]) -> None:
+        closed = writer.release(EtcdGate.files_of(keys, cluster))
+        logger.warning("etcd: %d keys lapsed, %d files closed and unlocked", len(keys), closed)
+
+    def on_provable(_provable: bool) -> None:
+        on_change()
+
+    session = StreamerSession(etcd, cluster, core.node_id, address, on_lapse=on_lapse,
+                              ttl_s=int(settings.etcd_ttl), on_provable=on_provable)
+    core.etcd = EtcdGate(session)
+    return etcd, session
+
+
 async def run(settings: StreamerSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
     """The whole streamer: writer, server, registration, debug server; returns after a clean shutdown.
@@ -134,8 +163,11 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
 
     writer = make_writer(settings)
     lease = Lease(required=settings.mediator is not None)
-    core = StreamerCore(writer, lease, guard=guard_for(settings, "streamer", warn=settings.mediator is not None),
+    clustered = settings.mediator is not None or settings.etcd is not None
+    core = StreamerCore(writer, lease, guard=guard_for(settings, "streamer", warn=clustered),
                         mediator_addr=settings.mediator)
+    etcd: Etcd | None = None
+    session: StreamerSession | None = None
     debug: DebugServer | None = None
     built: Built | None = None
     started = False
@@ -144,6 +176,8 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         """Why this streamer cannot serve now (None: it can): /healthz and the grpc health service."""
         if not writer.root_ok:
             return f"root {writer.root} is gone or not writable"
+        if session is not None and not session.provable:
+            return "etcd lease not proven: writes are refused until a keep-alive is answered"
         return tasks.problem()
 
     async def report_health(_tasks_ok: bool = True) -> None:
@@ -159,6 +193,9 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         core.node_id = settings.id or address
         if on_bound is not None:
             on_bound(core.node_id)
+        if settings.etcd is not None:
+            etcd, session = _etcd_session(settings, writer, core, address,
+                                          lambda: core.closing or tasks.spawn(report_health(), "report-etcd-health"))
         if settings.pprof:  # before "listening on": a start-up error must come before that line
             from logstream.node.debug import start_debug_server
 
@@ -172,7 +209,13 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         fsync_interval = settings.fsync_interval if settings.fsync == "interval" else None
         tasks.keep("maintenance", lambda: _maintain(writer, settings.idle_close, fsync_interval,
                                                     report_health))
-        if settings.mediator is not None:
+        if session is not None:
+            # Critical: a streamer that cannot keep an etcd session writes nothing, so let its
+            # process supervisor restart it rather than serve refusals for ever.
+            tasks.keep("etcd-session", session.run, critical=True)
+            logger.info("etcd mode: cluster %s, etcd %s, lease TTL %ds", settings.cluster,
+                        ",".join(settings.etcd or ()), int(settings.etcd_ttl))
+        elif settings.mediator is not None:
             from logstream.streamer import legacy
             from logstream.streamer.registration import keep_registered
 
@@ -196,6 +239,10 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         await tasks.close()
         closed = writer.open_files
         writer.close()
+        if session is not None:  # every file is closed: the lease (and every record on it) may go
+            await session.close()
+        if etcd is not None:
+            await etcd.close()
         if debug is not None:
             debug.close()
         unregister_metrics()
