@@ -9,9 +9,9 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -119,6 +119,16 @@ class RoleSettings(BaseSettings):
         return "mutual" if verify else "server"
 
 
+def _etcd_ttl(seconds: float) -> float:
+    if seconds != int(seconds) or not timings.ETCD_TTL_MIN_S <= seconds <= timings.ETCD_TTL_MAX_S:
+        raise ValueError(f"{format_duration(seconds)} must be whole seconds from {timings.ETCD_TTL_MIN_S}s "
+                         f"to {timings.ETCD_TTL_MAX_S}s")
+    return seconds
+
+
+# etcd counts leases in whole seconds.
+EtcdTtl = Annotated[Duration, AfterValidator(_etcd_ttl)]
+
 # A cluster's name: also a path segment of its etcd keys.
 CLUSTER_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -161,7 +171,7 @@ class StreamerSettings(RoleSettings):
     )
     cluster: str = Field("local", pattern=CLUSTER_NAME_RE,
                          description="etcd mode: the cluster's name; its records live under /logstream/NAME/")
-    etcd_ttl: Duration = Field(
+    etcd_ttl: EtcdTtl = Field(
         5.0, description="etcd mode: TTL of this streamer's etcd lease, whole seconds; it writes only while "
         "it can prove the lease lives (a streamer cut off from etcd stops writing within one TTL)"
     )
@@ -172,10 +182,6 @@ class StreamerSettings(RoleSettings):
             raise SettingsConflict(("etcd", "mediator"), lambda name: (
                 f"{name('etcd')} and {name('mediator')} exclude each other: in etcd mode a streamer "
                 "registers in etcd, not with a mediator"))
-        ttl = self.etcd_ttl
-        if ttl != int(ttl) or not timings.ETCD_TTL_MIN_S <= ttl <= timings.ETCD_TTL_MAX_S:
-            raise ValueError(f"{flag_spelling('etcd_ttl')}: {format_duration(ttl)} must be whole seconds from "
-                             f"{timings.ETCD_TTL_MIN_S}s to {timings.ETCD_TTL_MAX_S}s")
         if self.etcd is not None and len(self.etcd) > 1:
             from logstream.coord.etcd import channel_target  # grpc: imported only in etcd mode
 
