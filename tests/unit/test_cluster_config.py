@@ -284,7 +284,7 @@ def test_shown_toml_reads_back_equal(tmp_path: Path) -> None:
     assert load_cluster(file, environ={}) == config
 
 
-@pytest.mark.parametrize("name", ["local", "tls", "multi-host"])
+@pytest.mark.parametrize("name", ["local", "tls", "multi-host", "ha"])
 def test_shipped_configs_are_valid(name: str) -> None:
     root = Path(__file__).resolve().parents[2]
     config = load_cluster(root / "configs" / f"{name}.toml", environ={})

@@ -182,3 +182,13 @@ def test_run_without_an_etcd_program_says_so_and_exits_2(tmp_path: Path) -> None
     assert line.startswith("logstream run: error: ") and "no `etcd` program on the PATH" in line
     assert "apt-get install etcd-server" in line
     assert not (tmp_path / "run" / "supervisord.conf").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("fmt", ["systemd", "supervisord", "k8s"])
+def test_export_refuses_an_etcd_mode_cluster_in_one_line(tmp_path: Path, fmt: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "logstream", "export", "--format", fmt, "--out",
+                           str(tmp_path / "out"), str(HA)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert "export writes a single-mediator cluster without [etcd] only" in line
+    assert not (tmp_path / "out").exists()
