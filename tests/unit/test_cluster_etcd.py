@@ -192,3 +192,15 @@ def test_export_refuses_an_etcd_mode_cluster_in_one_line(tmp_path: Path, fmt: st
     (line,) = done.stderr.splitlines()
     assert "export writes a single-mediator cluster without [etcd] only" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_set_patches_one_mediators_table_as_it_does_a_streamers() -> None:
+    config = load_cluster(HA, ["mediators.m2.port=8300", "streamer.s1.size=2MB"], environ={})
+    nodes = {n.name: n for n in plan_nodes(config, Path("/x"))}
+    assert (nodes["m1"].port, nodes["m2"].port) == (8200, 8300)
+    assert flags_of(nodes["s1"])["-size"] == "2MB"
+    assert problems(["mediators.m2.port=abc"], HA) == [
+        "--set mediators.m2.port=abc: mediators[0].port: Input should be a valid integer, unable to parse string "
+        "as an integer (got 'abc')"]
+    (line,) = problems(["mediators.m2=1"], HA)
+    assert "per-node keys are mediators.NAME.KEY=VALUE" in line
