@@ -29,6 +29,10 @@ from logstream.streamer.writer import (
     WriterError,
 )
 
+from logstream.coord.etcd import EtcdUnavailable
+from logstream.coord.gate import NotOwnerHere
+from logstream.coord.ownership import NoLease
+
 if TYPE_CHECKING:
     from logstream.coord.gate import EtcdGate
 
@@ -182,10 +186,6 @@ class StreamerCore:
         is unknown. Nothing to do in the other modes."""
         if self.etcd is None:
             return
-        from logstream.coord.etcd import EtcdUnavailable
-        from logstream.coord.gate import NotOwnerHere
-        from logstream.coord.ownership import NoLease
-
         try:
             await self.etcd.admit(keys)
         except NotOwnerHere as exc:
@@ -198,8 +198,6 @@ class StreamerCore:
         the lease still provable, else Unavailable."""
         if self.etcd is None:
             return
-        from logstream.coord.ownership import NoLease
-
         try:
             self.etcd.check(chunk.target.key for chunk in chunks)
         except NoLease as exc:
