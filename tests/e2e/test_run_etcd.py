@@ -65,10 +65,15 @@ def test_run_an_etcd_cluster_with_two_mediators_and_show_its_ownership_table(
     assert (tmp_path / "root-s1" / "app" / "a.log").read_text() == "hello\n"
 
     monkeypatch.chdir(tmp_path)
-    capsys.readouterr()
-    code = status.cluster_main(str(file), ["--json"])
-    view = json.loads(capsys.readouterr().out)
-    assert code == 0, view
+    deadline = time.monotonic() + 20
+    while True:  # supervisord counts a node RUNNING only after startsecs
+        capsys.readouterr()
+        code = status.cluster_main(str(file), ["--json"])
+        view = json.loads(capsys.readouterr().out)
+        if code == 0:
+            break
+        assert time.monotonic() < deadline, view
+        time.sleep(0.2)
     assert [(m["name"], m["addr"]) for m in view["mediators"]] == [("m1", f"127.0.0.1:{m1}"), ("m2", f"127.0.0.1:{m2}")]
     assert all("status" in m for m in view["mediators"])
     assert [p["name"] for p in view["processes"]] == ["m1", "m2", "s1", "s2"]
