@@ -98,3 +98,40 @@ def test_run_an_etcd_cluster_with_two_mediators_and_show_its_ownership_table(
             break
         assert time.monotonic() < deadline, after
         time.sleep(0.1)
+
+
+def test_run_starts_a_managed_etcd_before_the_nodes_and_stops_it_with_them(
+        tmp_path: Path, runs: list[Run],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from netports import reserve_consecutive_ports
+
+    client, _peer = reserve_consecutive_ports(2)
+    mediator, s1 = reserve_ports(2)
+    file = tmp_path / "cluster.toml"
+    file.write_text(
+        "[cluster]\nname = 'managed'\nrun_dir = 'run'\n"
+        f"[etcd]\nmembers = 1\nport = {client}\nttl = '2s'\n"
+        f"[mediator]\nport = {mediator}\ngrace = '500ms'\n"
+        f"[streamers]\ncount = 1\nport = {s1}\npath = 'logs'\ngrace = '500ms'\n")
+    run = Run(tmp_path, [str(file)])
+    runs.append(run)
+    ready = run.wait_for(r'logstream: cluster "managed" ready in (\d+\.\d)s: etcd (\S+) \(started here\), '
+                         r'mediator (\S+), 1 streamer')
+    assert ready.group(2, 3) == (f"127.0.0.1:{client}", f"127.0.0.1:{mediator}")
+    assert (tmp_path / "run" / "etcd" / "e1").is_dir()
+    token = read_token(tmp_path / "run" / "cluster.token")
+    with grpc.insecure_channel(f"127.0.0.1:{s1}") as channel:
+        stub = pb_grpc.LogStreamerStub(channel)  # type: ignore[no-untyped-call]
+        stub.Log(pb.LogRequest(path="app", filename="a", line="hello"), metadata=call_metadata(token=token),
+                 timeout=10)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    status.cluster_main(str(file), ["--json"])
+    view = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in view["processes"]] == ["e1", "mediator", "s1"]
+    assert view["etcd"]["owners"] == [{"path": "app", "filename": "a", "owner": "s1"}]
+    run.proc.send_signal(signal.SIGINT)
+    assert run.wait() == 130
+    out = "\n".join(run.lines)
+    assert out.index("stopped: s1 (exit status 0)") < out.index("stopped: e1")  # etcd last
+    assert wait_gone(tmp_path) == []  # etcd too: its command line names its data dir in tmp_path
