@@ -96,7 +96,8 @@ def _cluster_text(result: dict[str, Any]) -> str:
     for mediator in result.get("mediators", []):
         lines.append("")
         if "error" in mediator:
-            lines.append(f"mediator {mediator['name']} {mediator['addr']}: unreachable: {mediator['error']}")
+            named = "" if mediator["name"] == "mediator" else f"{mediator['name']} "
+            lines.append(f"mediator {named}{mediator['addr']}: unreachable: {mediator['error']}")
         else:
             lines.append(format_table(mediator["status"]))
     etcd = result.get("etcd")

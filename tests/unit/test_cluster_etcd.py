@@ -4,9 +4,11 @@ supervisord programs (etcd first), configs/ha.toml, and the checks that refuse w
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,28 @@ def test_set_patches_one_mediators_table_as_it_does_a_streamers() -> None:
         "as an integer (got 'abc')"]
     (line,) = problems(["mediators.m2=1"], HA)
     assert "per-node keys are mediators.NAME.KEY=VALUE" in line
+
+
+def test_status_of_an_etcd_cluster_that_is_not_running_names_every_mediator_and_etcd(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from netports import refusing_port
+
+    from logstream.commands.status import cluster_main
+
+    monkeypatch.chdir(tmp_path)
+    with refusing_port() as etcd, refusing_port() as m1, refusing_port() as m2:
+        file = tmp_path / "c.toml"
+        file.write_text(f"[cluster]\nrun_dir = 'run'\n[etcd]\nendpoints = ['127.0.0.1:{etcd}']\n"
+                        f"[mediator]\ncount = 2\nport = {m1}\n[[mediators]]\nname = 'm2'\nport = {m2}\n")
+        started = time.monotonic()
+        assert cluster_main(str(file), ["--json"]) == 1
+        view = json.loads(capsys.readouterr().out)
+        assert [(m["name"], m["addr"], "error" in m) for m in view["mediators"]] == [
+            ("m1", f"127.0.0.1:{m1}", True), ("m2", f"127.0.0.1:{m2}", True)]
+        assert view["etcd"]["endpoints"] == [f"127.0.0.1:{etcd}"] and "error" in view["etcd"]
+        assert "owners" not in view["etcd"]
+        assert cluster_main(str(file), []) == 1
+        text = capsys.readouterr().out
+        assert f"mediator m2 127.0.0.1:{m2}: unreachable" in text
+        assert f"etcd 127.0.0.1:{etcd} (records under /logstream/local/): unreachable" in text
+        assert time.monotonic() - started < 20
