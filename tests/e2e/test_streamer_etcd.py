@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -25,6 +26,9 @@ from logstream.coord.gate import OWNER_HEADER, owner_named
 from logstream.coord.protocol import owners_prefix, parse_owner_key
 from logstream.node.auth import call_metadata
 from logstream.node.token_file import ensure_token, read_token
+
+if TYPE_CHECKING:
+    from tests.conftest import TlsFiles
 
 pytestmark = pytest.mark.e2e
 
@@ -311,3 +315,38 @@ async def test_a_streamer_is_not_serving_while_etcd_cannot_renew_its_lease(strea
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.1)
     assert lines_in(streamers.root("s1"), "k") == ["before", "after"]
+
+
+@pytest.mark.asyncio
+async def test_the_streamer_reaches_etcd_with_its_own_tls_settings(tmp_path: Path, tls_files: TlsFiles) -> None:
+    from etcd_server import EtcdTls
+
+    from logstream.node.tls import channel_credentials
+
+    # etcd requires client certificates signed by the cluster's CA: the streamer's -crt/-pk/-ca serve.
+    server = EtcdServer(tmp_path / "etcd-tls", tls=EtcdTls(tls_files.node_crt, tls_files.node_key,
+                                                           client_ca=tls_files.ca)).start()
+    node = start_node(["streamer", "-host", "127.0.0.1", "-port", "0", "-path", str(tmp_path / "root"), "-id", "s1",
+                       "-etcd", server.endpoint, "-cluster", CLUSTER, "-etcd-ttl", f"{TTL_S}s",
+                       "-ca", str(tls_files.ca), "-crt", str(tls_files.node_crt), "-pk", str(tls_files.node_key)])
+    try:
+        node_creds = channel_credentials(tls_files.ca, tls_files.node_crt, tls_files.node_key)
+        async with grpc.aio.secure_channel(node.address, node_creds) as channel:
+            deadline = time.monotonic() + 10
+            while (await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)).status \
+                    != health_pb2.HealthCheckResponse.SERVING:
+                assert time.monotonic() < deadline, node.stderr
+                await asyncio.sleep(0.05)
+            # A node certificate is a node of the cluster (mutual TLS): its write is admitted.
+            await pb_grpc.LogStreamerStub(channel).LogBatch(batch("k", "over TLS"), timeout=10)
+        client = Etcd(server.endpoints, node_creds)
+        try:
+            owners = (await client.get_prefix(owners_prefix(CLUSTER))).records
+        finally:
+            await client.close()
+        assert [(parse_owner_key(CLUSTER, key), record.value) for key, record in owners.items()] == [
+            (("app", "k"), "s1")]
+        assert lines_in(tmp_path / "root", "k") == ["over TLS"]
+    finally:
+        node.stop()
+        server.stop()
