@@ -350,3 +350,36 @@ async def test_the_streamer_reaches_etcd_with_its_own_tls_settings(tmp_path: Pat
     finally:
         node.stop()
         server.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_restarted_streamer_waits_for_its_previous_runs_lease_before_writing_its_keys(
+        streamers: Streamers) -> None:
+    (s1,) = streamers.start("s1")
+    await wait_serving(s1.address)
+    md = streamers.metadata
+    async with grpc.aio.insecure_channel(s1.address) as c1:
+        await pb_grpc.LogStreamerStub(c1).LogBatch(batch("k", "first run"), metadata=md, timeout=10)
+    s1.proc.send_signal(signal.SIGKILL)  # no revoke: its lease (and record of k) lives on in etcd
+    s1.stop()
+    killed = time.monotonic()
+    (again,) = streamers.start("s1")  # the same id and root, a new process and lease
+    codes: list[grpc.StatusCode] = []
+    first_try = time.monotonic()
+    async with grpc.aio.insecure_channel(again.address) as channel:
+        stub = pb_grpc.LogStreamerStub(channel)
+        while True:
+            try:
+                await stub.LogBatch(batch("k", "second run"), metadata=md, timeout=10)
+                break
+            except grpc.aio.AioRpcError as exc:
+                # Its own id on another lease: UNAVAILABLE (retry later), never a refusal naming itself.
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE and owner_named(exc) is None, exc
+                codes.append(exc.code())
+                assert time.monotonic() - killed < TTL_S + 5, "the previous run's record never expired"
+                await asyncio.sleep(0.1)
+    # The old lease was last renewed at most TTL/3 before the kill, so its record surely lived
+    # until 2/3 TTL after it: a write tried before then must have been refused.
+    if first_try < killed + TTL_S * 2 / 3 - 0.1:
+        assert codes, "written while the previous run's record surely still existed"
+    assert lines_in(streamers.root("s1"), "k") == ["first run", "second run"]
