@@ -22,6 +22,7 @@ import grpc
 from aetcd import rpc
 
 from logstream.coord.protocol import Delete, Get, Put, Record, Target, Txn, TxnResult
+from logstream.node.channel import aio_channel
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +174,7 @@ class Etcd:
                  timeout_s: float = CALL_TIMEOUT_S, clock: Callable[[], float] = time.monotonic) -> None:
         target = channel_target(endpoints)
         options = list(CHANNEL_OPTIONS)
-        self._channel = (grpc.aio.insecure_channel(target, options=options) if creds is None
-                         else grpc.aio.secure_channel(target, creds, options=options))
+        self._channel = aio_channel(target, creds, options)
         self._kv = rpc.KVStub(self._channel)
         self._leases = rpc.LeaseStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
