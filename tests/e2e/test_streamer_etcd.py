@@ -383,3 +383,33 @@ async def test_a_restarted_streamer_waits_for_its_previous_runs_lease_before_wri
     if first_try < killed + TTL_S * 2 / 3 - 0.1:
         assert codes, "written while the previous run's record surely still existed"
     assert lines_in(streamers.root("s1"), "k") == ["first run", "second run"]
+
+
+@pytest.mark.asyncio
+async def test_release_moves_a_key_at_once_without_waiting_for_a_lease(streamers: Streamers) -> None:
+    s1, s2 = streamers.start("s1", "s2")
+    await wait_serving(s1.address)
+    await wait_serving(s2.address)
+    md = streamers.metadata
+    async with grpc.aio.insecure_channel(s1.address) as c1, grpc.aio.insecure_channel(s2.address) as c2:
+        one, two = pb_grpc.LogStreamerStub(c1), pb_grpc.LogStreamerStub(c2)
+        await one.LogBatch(batch("k", "on s1"), metadata=md, timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await two.LogBatch(batch("k", "too early"), metadata=md, timeout=10)
+        assert owner_named(refused.value) == "s1"
+        control = pb_grpc.StreamerControlStub(c1)
+        with pytest.raises(grpc.aio.AioRpcError) as outsider:  # only a node of the cluster may move keys
+            await control.Release(pb.ReleaseRequest(keys=[pb.FileKey(path="app", filename="k")]), timeout=10)
+        assert outsider.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        released = time.monotonic()
+        reply = await control.Release(pb.ReleaseRequest(keys=[pb.FileKey(path="app", filename="k")]),
+                                      metadata=md, timeout=10)
+        assert reply.released == 1  # its file was open, and is closed now
+        await two.LogBatch(batch("k", "on s2"), metadata=md, timeout=10)
+        assert time.monotonic() - released < TTL_S / 2  # the guarded delete freed it: no lease expiry awaited
+        with pytest.raises(grpc.aio.AioRpcError) as back:
+            await one.LogBatch(batch("k", "back on s1"), metadata=md, timeout=10)
+        assert back.value.code() == grpc.StatusCode.FAILED_PRECONDITION and owner_named(back.value) == "s2"
+    assert lines_in(streamers.root("s1"), "k") == ["on s1"]
+    assert lines_in(streamers.root("s2"), "k") == ["on s2"]
+    assert await owners_in_etcd(streamers.etcd) == {("app", "k"): "s2"}
