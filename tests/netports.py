@@ -54,3 +54,31 @@ def reserve_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         if port not in ports:
             ports.append(port)
     return ports
+
+
+def _reserve(host: str, port: int) -> bool:
+    """Leave `port` in TIME_WAIT as `reserve_ports` does; False if it cannot be bound now."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind((host, port))
+        except OSError:
+            return False
+        server.listen(1)
+        with socket.create_connection((host, port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()
+            client.recv(1)
+    return True
+
+
+def reserve_consecutive_ports(count: int, host: str = "127.0.0.1", tries: int = 50) -> list[int]:
+    """`count` consecutive ports reserved as `reserve_ports` does (a managed etcd's members take
+    their client and peer ports counting up from one port)."""
+    for _ in range(tries):
+        (first,) = reserve_ports(1, host)
+        if first + count - 1 > 65535:
+            continue
+        if all(_reserve(host, port) for port in range(first + 1, first + count)):
+            return list(range(first, first + count))
+    raise AssertionError(f"no {count} consecutive free ports in {tries} tries")

@@ -2,10 +2,21 @@
 
 from logstream.cluster.files import check_files
 from logstream.cluster.load import load_cluster
-from logstream.cluster.plan import Node, mediator_address, plan_nodes, select_nodes, streamer_values, token_path
+from logstream.cluster.plan import (
+    Node,
+    etcd_endpoints,
+    mediator_address,
+    mediator_addresses,
+    plan_nodes,
+    select_nodes,
+    streamer_values,
+    token_path,
+)
 from logstream.cluster.schema import (
     ClusterConfig,
     ConfigError,
+    EtcdSection,
+    MediatorOverride,
     MediatorSection,
     StreamerOverride,
     StreamersSection,
@@ -16,14 +27,18 @@ from logstream.cluster.toml_out import to_toml
 __all__ = [
     "ClusterConfig",
     "ConfigError",
+    "EtcdSection",
+    "MediatorOverride",
     "MediatorSection",
     "Node",
     "StreamerOverride",
     "StreamersSection",
     "TlsSection",
     "check_files",
+    "etcd_endpoints",
     "load_cluster",
     "mediator_address",
+    "mediator_addresses",
     "plan_nodes",
     "select_nodes",
     "streamer_values",

@@ -10,7 +10,14 @@ from pydantic import ValidationError
 from logstream.config.flags import error_text
 from logstream.node.address import parse_host_port
 from logstream.config.settings import MediatorSettings, RoleSettings, SettingsConflict, StreamerSettings
-from logstream.cluster.plan import WILDCARDS, mediator_values, setting_key, streamer_values
+from logstream.cluster.plan import (
+    WILDCARDS,
+    etcd_ports,
+    mediator_values,
+    setting_key,
+    streamer_etcd_values,
+    streamer_values,
+)
 from logstream.cluster.schema import ClusterConfig
 
 
@@ -29,9 +36,23 @@ def _same_host(a: str, b: str) -> bool:
 
 
 def cluster_problems(config: ClusterConfig) -> list[Problem]:
-    """Keys that are valid alone but not together: unknown or doubled `[[streamer]]` tables, ports
-    past 65535 or shared by two sockets on one machine."""
+    """Keys that are valid alone but not together: unknown or doubled `[[streamer]]` and
+    `[[mediators]]` tables, several mediators without etcd, ports past 65535 or shared by two
+    sockets on one machine."""
     problems: list[Problem] = []
+    if config.mediator.count > 1 and config.etcd is None:
+        problems.append(Problem(("mediator", "count"), f"{config.mediator.count} mediators need an [etcd] section "
+                                "(the embedded mediator keeps the cluster's state itself: only one can run)"))
+    mediators = config.mediator_names()
+    named: set[str] = set()
+    for position, table in enumerate(config.mediators):
+        key = ("mediators", str(position), "name")
+        if table.name in named:
+            problems.append(Problem(key, f"{table.name!r} has two [[mediators]] tables"))
+        named.add(table.name)
+        if table.name not in mediators or mediators == ["mediator"]:
+            problems.append(Problem(key, f"no mediator {table.name!r} (mediator.count = {config.mediator.count}"
+                                         f"{': m1..m' + str(config.mediator.count) if config.mediator.count > 1 else ', set [mediator] itself'})"))
     names = config.streamer_names()
     seen: set[str] = set()
     for position, override in enumerate(config.streamer):
@@ -42,6 +63,10 @@ def cluster_problems(config: ClusterConfig) -> list[Problem]:
         if override.name not in names:
             problems.append(Problem(key, f"no streamer {override.name!r} "
                                          f"(streamers.count = {config.streamers.count}: {names[0]}..{names[-1]})"))
+    last_mediator = config.mediator.port + config.mediator.count - 1
+    if last_mediator > 65535:
+        problems.append(Problem(("mediator", "port"), f"{config.mediator.count} mediators from port "
+                                                      f"{config.mediator.port} run past 65535"))
     last = config.streamers.port + config.streamers.count - 1
     if last > 65535:
         problems.append(Problem(("streamers", "port"), f"{config.streamers.count} streamers from port "
@@ -57,11 +82,19 @@ def _port_clashes(config: ClusterConfig) -> list[Problem]:
     def machine(bind: str, advertise: str | None) -> str:
         return parse_host_port(advertise).host if advertise else bind.strip("[]")
 
-    m = config.mediator
-    sockets: list[tuple[str, int, str, tuple[str, ...]]] = [
-        (machine(m.host, m.advertise), m.port, "the mediator", ("mediator", "port"))]
-    if m.pprof:
-        sockets.append((machine(m.host, m.advertise), m.pport, "the mediator's debug server", ("mediator", "pport")))
+    sockets: list[tuple[str, int, str, tuple[str, ...]]] = []
+    etcd = config.etcd
+    for name, (client, peer) in zip(config.etcd_names(), etcd_ports(config)):
+        assert etcd is not None
+        sockets.append((etcd.host, client, f"etcd member {name}", ("etcd", "port")))
+        sockets.append((etcd.host, peer, f"etcd member {name}'s peer listener", ("etcd", "port")))
+    for index, name in enumerate(config.mediator_names(), start=1):
+        m = mediator_values(config, index, with_address=True)
+        who = "the mediator" if name == "mediator" else f"mediator {name}"
+        where = machine(m["host"], m["advertise"])
+        sockets.append((where, m["port"], who, setting_key(config, name, "port")))
+        if m["pprof"]:
+            sockets.append((where, m["pport"], f"{who}'s debug server", setting_key(config, name, "pport")))
     for index, name in enumerate(config.streamer_names(), start=1):
         values = streamer_values(config, index)
         where = machine(values["host"], values["advertise"])
@@ -81,10 +114,16 @@ def node_problems(config: ClusterConfig) -> list[Problem]:
     """Build each planned node's role settings from what the cluster gives it, as the node will:
     whatever the node would refuse, named by the cluster key that set it. (TLS and token files are
     checked against the file system by `check_files`; they are not part of these values.)"""
-    problems = _role_problems(config, "mediator", MediatorSettings, mediator_values(config))
-    reported: set[tuple[str, ...]] = {problem.key for problem in problems}
+    problems: list[Problem] = []
+    reported: set[tuple[str, ...]] = set()
+    for index, name in enumerate(config.mediator_names(), start=1):
+        for problem in _role_problems(config, name, MediatorSettings, mediator_values(config, index)):
+            if problem.key not in reported:  # `mediator.X` once, not once per mediator
+                problems.append(problem)
+                reported.add(problem.key)
+    etcd = streamer_etcd_values(config)
     for index, name in enumerate(config.streamer_names(), start=1):
-        values = streamer_values(config, index)
+        values = {**streamer_values(config, index), **etcd}
         for problem in _role_problems(config, name, StreamerSettings, values):
             if problem.key not in reported:  # `streamers.X` once, not once per streamer
                 problems.append(problem)

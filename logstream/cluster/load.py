@@ -31,14 +31,23 @@ _SHOW_INPUT = {"int_parsing", "bool_parsing", "float_parsing", "literal_error", 
                "greater_than_equal", "less_than_equal", "int_from_float"}
 
 
+# The arrays of per-node tables (`[[streamer]]`, `[[mediators]]`) that `--set TABLE.NAME.KEY=VALUE` patches.
+NODE_TABLES = ("streamer", "mediators")
+
+
 @dataclass
 class Sets:
-    """What `--set` gives: section values; per-streamer values (`streamer.NAME.KEY`), which patch
-    the `[[streamer]]` tables of the winning source rather than replace them; where each came from."""
+    """What `--set` gives: section values; per-node values (`streamer.NAME.KEY`,
+    `mediators.NAME.KEY`), which patch the `[[streamer]]` / `[[mediators]]` tables of the winning
+    source rather than replace them; where each came from."""
 
     values: dict[str, Any] = field(default_factory=dict)
-    streamers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {t: {} for t in NODE_TABLES})
     origins: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    @property
+    def streamers(self) -> dict[str, dict[str, Any]]:
+        return self.nodes["streamer"]
 
 
 def parse_sets(items: Sequence[str]) -> Sets:
@@ -50,10 +59,11 @@ def parse_sets(items: Sequence[str]) -> Sets:
         parts = tuple(part.strip() for part in key.strip().split("."))
         if not sep or len(parts) < 2 or not all(parts):
             raise ConfigError([f"--set {item!r}: expected SECTION.KEY=VALUE (e.g. streamers.count=5)"])
-        if parts[0] == "streamer":
+        if parts[0] in NODE_TABLES:
             if len(parts) != 3:
-                raise ConfigError([f"--set {item!r}: per-node keys are streamer.NAME.KEY=VALUE (e.g. streamer.s2.size=10MB)"])
-            sets.streamers.setdefault(parts[1], {})[parts[2]] = value
+                raise ConfigError([f"--set {item!r}: per-node keys are {parts[0]}.NAME.KEY=VALUE (e.g. "
+                                   f"{'streamer.s2.size=10MB' if parts[0] == 'streamer' else 'mediators.m2.port=8300'})"])
+            sets.nodes[parts[0]].setdefault(parts[1], {})[parts[2]] = value
         else:
             target = values
             for part in parts[:-1]:
@@ -67,20 +77,21 @@ def parse_sets(items: Sequence[str]) -> Sets:
 
 
 def patch_streamers(merged: dict[str, Any], sets: Sets) -> dict[tuple[str, ...], str]:
-    """Apply `--set streamer.NAME.KEY` to the `[[streamer]]` table named NAME (added when none is);
-    where each value came from, by its position in the list (as validation errors name it)."""
-    tables = [dict(t) if isinstance(t, Mapping) else t for t in merged.get("streamer") or []]
+    """Apply `--set streamer.NAME.KEY` (and `mediators.NAME.KEY`) to the table named NAME (added
+    when none is); where each value came from, by its position in the list (as validation errors name it)."""
     origins: dict[tuple[str, ...], str] = {}
-    for name, values in sets.streamers.items():
-        position = next((i for i, t in enumerate(tables) if isinstance(t, dict) and t.get("name") == name), None)
-        if position is None:
-            position = len(tables)
-            tables.append({"name": name})
-        tables[position].update(values)
-        for key in values:
-            origins[("streamer", str(position), key)] = sets.origins[("streamer", name, key)]
-    if tables:
-        merged["streamer"] = tables
+    for kind in NODE_TABLES:
+        tables = [dict(t) if isinstance(t, Mapping) else t for t in merged.get(kind) or []]
+        for name, values in sets.nodes[kind].items():
+            position = next((i for i, t in enumerate(tables) if isinstance(t, dict) and t.get("name") == name), None)
+            if position is None:
+                position = len(tables)
+                tables.append({"name": name})
+            tables[position].update(values)
+            for key in values:
+                origins[(kind, str(position), key)] = sets.origins[(kind, name, key)]
+        if tables:
+            merged[kind] = tables
     return origins
 
 

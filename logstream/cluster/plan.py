@@ -12,17 +12,18 @@ from pydantic import BaseModel
 from logstream.errors import UserError
 from logstream.config.settings import MediatorSettings, RoleSettings, StreamerSettings, flag_spelling
 from logstream.config.types import show_value
-from logstream.cluster.schema import ClusterConfig, StreamerOverride
+from logstream.cluster.schema import ClusterConfig, MediatorOverride, StreamerOverride
 
 WILDCARDS = {"0.0.0.0", "::", "", "[::]"}
+ETCD_PROGRAM = "etcd"
 
 
 @dataclass(frozen=True)
 class Node:
     """One process of the cluster."""
 
-    name: str  # "mediator", "s1", ...
-    role: Literal["mediator", "streamer"]
+    name: str  # "mediator" (or m1, m2, ...), "s1", ..., "e1" (a managed etcd member)
+    role: Literal["mediator", "streamer", "etcd"]
     host: str  # bind address
     port: int
     address: str  # host:port others dial
@@ -32,7 +33,10 @@ class Node:
     pprof_host: str = "127.0.0.1"
 
     def argv(self, python: str) -> list[str]:
-        """The full command line, run with `python -m logstream` so the same environment is used."""
+        """The full command line, run with `python -m logstream` so the same environment is used
+        (an etcd member: the `etcd` program, found on the PATH)."""
+        if self.role == "etcd":
+            return [ETCD_PROGRAM, *self.flags]
         return [python, "-m", "logstream", self.role, *self.flags]
 
 
@@ -40,13 +44,23 @@ def dial_host(host: str) -> str:
     return "127.0.0.1" if host in WILDCARDS else host
 
 
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def mediator_addresses(config: ClusterConfig) -> list[str]:
+    """The host:port streamers and clients dial to reach each mediator, in `mediator_names` order."""
+    addresses = []
+    for index in range(1, config.mediator.count + 1):
+        values = mediator_values(config, index, with_address=True)
+        addresses.append(str(values["advertise"]) if values["advertise"]
+                         else host_port(dial_host(values["host"]), values["port"]))
+    return addresses
+
+
 def mediator_address(config: ClusterConfig) -> str:
-    """The host:port streamers and clients dial to reach the mediator."""
-    mediator = config.mediator
-    if mediator.advertise:
-        return str(mediator.advertise)
-    host = dial_host(mediator.host)
-    return f"[{host}]:{mediator.port}" if ":" in host else f"{host}:{mediator.port}"
+    """The host:port streamers and clients dial to reach the (first) mediator."""
+    return mediator_addresses(config)[0]
 
 
 def raw(model: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -54,9 +68,48 @@ def raw(model: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, An
     return {name: getattr(model, name) for name in type(model).model_fields if name not in exclude}
 
 
-def mediator_values(config: ClusterConfig) -> dict[str, Any]:
-    """The mediator's settings from `[mediator]`, as `MediatorSettings` fields (no cluster-only keys)."""
-    return raw(config.mediator, exclude=frozenset({"advertise"}))
+def mediator_values(config: ClusterConfig, index: int = 1, with_address: bool = False) -> dict[str, Any]:
+    """The settings of the `index`th mediator (1-based) from `[mediator]`, counted ports and its
+    `[[mediators]]` table, as `MediatorSettings` fields (with `advertise` too, if `with_address`)."""
+    values = raw(config.mediator, exclude=frozenset({"count"}))
+    values["port"] = config.mediator.port + index - 1
+    values["pport"] = config.mediator.pport + index - 1
+    override = mediator_override_of(config, config.mediator_names()[index - 1])
+    if override is not None:
+        values.update({k: v for k, v in raw(override, exclude=frozenset({"name"})).items() if v is not None})
+    if not with_address:
+        values.pop("advertise")
+    return values
+
+
+def mediator_override_of(config: ClusterConfig, name: str) -> MediatorOverride | None:
+    return next((o for o in config.mediators if o.name == name), None)
+
+
+def etcd_endpoints(config: ClusterConfig) -> list[str]:
+    """The client endpoints of the cluster's etcd: listed, or those of the managed members; [] without [etcd]."""
+    etcd = config.etcd
+    if etcd is None:
+        return []
+    if etcd.endpoints is not None:
+        return list(etcd.endpoints)
+    return [host_port(dial_host(etcd.host), client) for client, _peer in etcd_ports(config)]
+
+
+def streamer_etcd_values(config: ClusterConfig) -> dict[str, Any]:
+    """etcd mode: what every streamer gets from `[etcd]` (it then registers in etcd and owns keys
+    through its etcd lease, not a mediator's); {} without [etcd]."""
+    if config.etcd is None:
+        return {}
+    return {"etcd": etcd_endpoints(config), "cluster": config.etcd_cluster(), "etcd_ttl": config.etcd.ttl}
+
+
+def etcd_ports(config: ClusterConfig) -> list[tuple[int, int]]:
+    """(client, peer) port of each managed etcd member: two each, counting up from `[etcd] port`."""
+    etcd = config.etcd
+    if etcd is None or etcd.members is None:
+        return []
+    return [(etcd.port + 2 * i, etcd.port + 2 * i + 1) for i in range(etcd.members)]
 
 
 def override_of(config: ClusterConfig, name: str) -> StreamerOverride | None:
@@ -76,11 +129,21 @@ def streamer_values(config: ClusterConfig, index: int) -> dict[str, Any]:
     return values
 
 
+# A streamer's etcd settings, by the `[etcd]` key that sets them.
+ETCD_KEYS = {"etcd": "endpoints", "cluster": "cluster", "etcd_ttl": "ttl"}
+
+
 def setting_key(config: ClusterConfig, node: str, field: str) -> tuple[str, ...]:
-    """The cluster key path that sets `field` of `node`: `mediator.X`, `streamer.sN.X` when its
-    `[[streamer]]` table sets it, else `streamers.X`."""
-    if node == "mediator":
+    """The cluster key path that sets `field` of `node`: `mediator.X` (`mediators[i].X` when its
+    `[[mediators]]` table sets it), `streamer.sN.X` when its `[[streamer]]` table sets it, `etcd.X`
+    for a streamer's etcd settings, else `streamers.X`."""
+    if node in config.mediator_names():
+        for position, table in enumerate(config.mediators):
+            if table.name == node and getattr(table, field, None) is not None:
+                return ("mediators", str(position), field)
         return ("mediator", field)
+    if field in ETCD_KEYS:
+        return ("etcd", ETCD_KEYS[field])
     override = override_of(config, node)
     if override is not None and getattr(override, field, None) is not None:
         return ("streamer", node, field)
@@ -121,16 +184,17 @@ def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
     config are taken from `cwd` (the folder `logstream run` was started in). Every node gets the
     cluster token's file (`token_path`), so that only nodes of the cluster can steer each other."""
     shared = [*_tls_flags(config, cwd), *flags_for(StreamerSettings, {"token_file": token_path(config, cwd)})]
-    m = config.mediator
-    values = mediator_values(config)
-    pprof, pport = values.pop("pprof"), values.pop("pport")
-    debug = {"pprof": True, "pport": pport} if pprof else {}
-    # The lease ledger lets a mediator restarted by supervisord wait only for leases it really granted.
-    ledger = absolute(config.cluster.run_dir, cwd) / "mediator.lease"
-    mediator_flags = flags_for(MediatorSettings, {"id": "mediator", **values, "lease_file": ledger, **debug})
-    nodes = [Node("mediator", "mediator", m.host, m.port, mediator_address(config), m.grace,
-                  tuple(mediator_flags + shared), m.pport if m.pprof else None, m.phost)]
-    target = mediator_address(config)
+    nodes = plan_etcd(config, cwd)
+    for index, (name, address) in enumerate(zip(config.mediator_names(), mediator_addresses(config)), start=1):
+        values = mediator_values(config, index)
+        pprof, pport = values.pop("pprof"), values.pop("pport")
+        debug = {"pprof": True, "pport": pport} if pprof else {}
+        # The lease ledger lets a mediator restarted by supervisord wait only for leases it really granted.
+        ledger = absolute(config.cluster.run_dir, cwd) / f"{name}.lease"
+        mediator_flags = flags_for(MediatorSettings, {"id": name, **values, "lease_file": ledger, **debug})
+        nodes.append(Node(name, "mediator", values["host"], values["port"], address, values["grace"],
+                          tuple(mediator_flags + shared), pport if pprof else None, values["phost"]))
+    etcd = streamer_etcd_values(config) or {"mediator": mediator_address(config)}
     for index, name in enumerate(config.streamer_names(), start=1):
         values = streamer_values(config, index)
         values["path"] = absolute(values["path"], cwd)
@@ -139,7 +203,7 @@ def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
         if values["host"] in WILDCARDS:  # the mediator must dial a real address
             values["advertise"] = address
         advertise = values.pop("advertise")
-        flags = flags_for(StreamerSettings, {"id": name, "mediator": target, **values,
+        flags = flags_for(StreamerSettings, {"id": name, **etcd, **values,
                                              **({"pprof": True, "pport": pport} if pprof else {}),
                                              "advertise": advertise})
         nodes.append(Node(name, "streamer", values["host"], values["port"], address, values["grace"],
@@ -147,12 +211,47 @@ def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
     return nodes
 
 
+def plan_etcd(config: ClusterConfig, cwd: Path) -> list[Node]:
+    """The managed etcd members (none for an existing etcd): data in run_dir/etcd/NAME; client
+    TLS from `[tls]` (https, and client certificates required when `[tls]` verifies clients);
+    the peer traffic between members stays plaintext on the members' host."""
+    etcd = config.etcd
+    if etcd is None or etcd.members is None:
+        return []
+    tls = config.tls
+    scheme = "https" if tls is not None and tls.crt is not None else "http"
+    data = absolute(config.cluster.run_dir, cwd) / "etcd"
+    dial = dial_host(etcd.host)
+    names, ports = config.etcd_names(), etcd_ports(config)
+    initial = ",".join(f"{name}=http://{host_port(dial, peer)}" for name, (_client, peer) in zip(names, ports))
+    nodes = []
+    for name, (client, peer) in zip(names, ports):
+        flags = [f"--name={name}", f"--data-dir={data / name}",
+                 f"--listen-client-urls={scheme}://{host_port(etcd.host, client)}",
+                 f"--advertise-client-urls={scheme}://{host_port(dial, client)}",
+                 f"--listen-peer-urls=http://{host_port(etcd.host, peer)}",
+                 f"--initial-advertise-peer-urls=http://{host_port(dial, peer)}",
+                 f"--initial-cluster={initial}", "--initial-cluster-state=new",
+                 f"--initial-cluster-token=logstream-{config.etcd_cluster()}", "--logger=zap", "--log-level=error"]
+        if tls is not None and tls.crt is not None and tls.pk is not None:
+            flags += [f"--cert-file={absolute(tls.crt, cwd)}", f"--key-file={absolute(tls.pk, cwd)}"]
+            verify = tls.ca is not None if tls.verify_clients is None else tls.verify_clients
+            if verify and tls.ca is not None:
+                flags += ["--client-cert-auth", f"--trusted-ca-file={absolute(tls.ca, cwd)}"]
+        nodes.append(Node(name, "etcd", etcd.host, client, host_port(dial, client), ETCD_GRACE_S, tuple(flags)))
+    return nodes
+
+
+# etcd stops at once on SIGTERM; supervisord waits this long (plus its margin) before SIGKILL.
+ETCD_GRACE_S = 5.0
+
+
 class UnknownNode(UserError):
     """`--only` names a node the cluster does not have."""
 
 
 def select_nodes(config: ClusterConfig, only: str | None) -> list[str]:
-    """The node names `--only` picks ("mediator", "s1,s2"); all nodes when None."""
+    """The node names `--only` picks ("mediator", "s1,s2", "e1,m1"); all nodes when None."""
     names = config.node_names()
     if only is None:
         return names

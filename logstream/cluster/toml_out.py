@@ -8,7 +8,15 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel
 
-from logstream.cluster.schema import COMMON, SECTION_MODELS, ClusterConfig, StreamerOverride, TlsSection
+from logstream.cluster.schema import (
+    COMMON,
+    SECTION_MODELS,
+    ClusterConfig,
+    EtcdSection,
+    MediatorOverride,
+    StreamerOverride,
+    TlsSection,
+)
 
 
 def _ordered(model: type[BaseModel], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,6 +54,11 @@ def to_toml(config: ClusterConfig, comments: bool = False) -> str:
         chunks.append(toml_table(f"[{section}]", _ordered(model, data[section]), described))
     for table in data.get("streamer", []):
         chunks.append(toml_table("[[streamer]]", _ordered(StreamerOverride, table)))
+    for table in data.get("mediators", []):
+        chunks.append(toml_table("[[mediators]]", _ordered(MediatorOverride, table)))
+    if "etcd" in data:
+        chunks.append(toml_table("[etcd]", _ordered(EtcdSection, data["etcd"]),
+                                 describe_fields(EtcdSection) if comments else None))
     if "tls" in data:
         chunks.append(toml_table("[tls]", data["tls"], describe_fields(TlsSection) if comments else None))
     return "\n".join(chunks)

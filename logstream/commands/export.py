@@ -113,6 +113,10 @@ class Export:
 def render(args: argparse.Namespace, cwd: Path) -> Export:
     """The files for `args.format`; ConfigError, UsageError or ValueError when impossible."""
     config = load_cluster(args.file, args.set, _short_flags(args))
+    if config.etcd is not None or config.mediator.count > 1:
+        # Refused rather than half-done: the exporters know one mediator and streamers only.
+        raise UsageError(f"{args.file}: export writes a single-mediator cluster without [etcd] only; "
+                         "run an etcd-mode cluster with `logstream run`")
     nodes = plan_nodes(config, cwd)
     cluster = config.cluster.name
     # Every node is given the same -token-file (see plan_nodes).

@@ -82,5 +82,16 @@ def config_main(argv: list[str]) -> int:
     if args.action == "show":
         sys.stdout.write(to_toml(config))
     else:
-        print(f"{args.file}: ok (\"{config.cluster.name}\": mediator and {config.streamers.count} streamers)")
+        print(f"{args.file}: ok (\"{config.cluster.name}\": {_shape(config)})")
     return 0
+
+
+def _shape(config: ClusterConfig) -> str:
+    """What the cluster runs: `mediator and 3 streamers`, `etcd (3 members), 2 mediators and 3 streamers`."""
+    count = config.mediator.count
+    shape = f"{'mediator' if count == 1 else f'{count} mediators'} and {config.streamers.count} streamers"
+    if config.etcd is None:
+        return shape
+    etcd = (f"etcd ({config.etcd.members} member{'s' if config.etcd.members != 1 else ''}, started here)"
+            if config.etcd.members else f"etcd at {','.join(config.etcd.endpoints or ())}")
+    return f"{etcd}, {shape}"

@@ -4,18 +4,21 @@ the manager (`supervisor/manager.py`)."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from logstream.cluster import (
     ConfigError,
+    Node,
     check_files,
     load_cluster,
     plan_nodes,
     select_nodes,
     token_path,
 )
+from logstream.cluster.plan import ETCD_PROGRAM
 from logstream.config.flags import GoFlagParser
 from logstream.errors import UserError, report
 from logstream.node.token_file import TokenFileError, ensure_token
@@ -51,6 +54,15 @@ def short_flags(args: argparse.Namespace) -> dict[str, object]:
     return flags
 
 
+def missing_programs(nodes: list[Node]) -> str | None:
+    """Why the nodes cannot be started here for want of a program (None: all are there)."""
+    if any(node.role == "etcd" for node in nodes) and shutil.which(ETCD_PROGRAM) is None:
+        return (f"this cluster starts its own etcd ([etcd] members), but there is no `{ETCD_PROGRAM}` program "
+                "on the PATH: install it (Debian, Ubuntu: apt-get install etcd-server) or give "
+                "[etcd] endpoints of an etcd that runs already")
+    return None
+
+
 def main(argv: list[str]) -> int:
     started = time.monotonic()
     args = build_parser().parse_args(argv)
@@ -64,6 +76,9 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         return report("logstream run", exc)
     nodes = [node for node in plan_nodes(config, cwd) if node.name in selected]
+    missing = missing_programs(nodes)
+    if missing:
+        return report("logstream run", UserError(missing))
     run_dir = config.cluster.run_dir.expanduser()
     paths = run_paths(run_dir if run_dir.is_absolute() else cwd / run_dir)
     pid = supervisord_pid(paths)

@@ -93,9 +93,30 @@ def _cluster_text(result: dict[str, Any]) -> str:
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         conf = Path(result["run_dir"]) / "supervisord.conf"
         lines.append(f"(supervisorctl -c {conf} stop|start|restart|tail NAME, with NAME as in SUPERVISORCTL)")
-    lines.append("")
-    if "mediator_error" in result:
-        lines.append(f"mediator {result['mediator_address']}: unreachable: {result['mediator_error']}")
-    else:
-        lines.append(format_table(result["mediator"]))
+    for mediator in result.get("mediators", []):
+        lines.append("")
+        if "error" in mediator:
+            named = "" if mediator["name"] == "mediator" else f"{mediator['name']} "
+            lines.append(f"mediator {named}{mediator['addr']}: unreachable: {mediator['error']}")
+        else:
+            lines.append(format_table(mediator["status"]))
+    etcd = result.get("etcd")
+    if etcd is not None:
+        lines.append("")
+        where = f"etcd {','.join(etcd['endpoints'])} (records under /logstream/{etcd['cluster']}/)"
+        if "error" in etcd:
+            lines.append(f"{where}: unreachable: {etcd['error']}")
+        else:
+            members = ", ".join(f"{name} {addr}" for name, addr in etcd["members"].items()) or "none"
+            lines += [where, f"streamers with a live lease: {members}", f"owned keys: {len(etcd['owners'])}"]
+            rows = [("PATH", "FILENAME", "OWNER")] + [(o["path"] or ".", o["filename"], o["owner"])
+                                                      for o in etcd["owners"][:OWNERS_SHOWN]]
+            widths = [max(len(row[i]) for row in rows) for i in range(3)]
+            lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+            if len(etcd["owners"]) > OWNERS_SHOWN:
+                lines.append(f"... and {len(etcd['owners']) - OWNERS_SHOWN} more (--json lists them all)")
     return "\n".join(lines)
+
+
+# Owned keys listed in the readable view (--json lists all).
+OWNERS_SHOWN = 50

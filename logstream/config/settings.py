@@ -9,9 +9,9 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from logstream.config import timings
 from logstream.config.units import format_duration
-from logstream.config.types import Address, Duration, FiniteSize, ListenAddress, Size, ZeroOrDuration
+from logstream.config.types import Address, AddressList, Duration, FiniteSize, ListenAddress, Size, ZeroOrDuration
 
 
 class TomlTableSource(TomlConfigSettingsSource):
@@ -125,6 +125,20 @@ class RoleSettings(BaseSettings):
         return "mutual" if verify else "server"
 
 
+def _etcd_ttl(seconds: float) -> float:
+    if seconds != int(seconds) or not timings.ETCD_TTL_MIN_S <= seconds <= timings.ETCD_TTL_MAX_S:
+        raise ValueError(f"{format_duration(seconds)} must be whole seconds from {timings.ETCD_TTL_MIN_S}s "
+                         f"to {timings.ETCD_TTL_MAX_S}s")
+    return seconds
+
+
+# etcd counts leases in whole seconds.
+EtcdTtl = Annotated[Duration, AfterValidator(_etcd_ttl)]
+
+# A cluster's name: also a path segment of its etcd keys.
+CLUSTER_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 def _default_node_id() -> str:
     return socket.gethostname()
 
@@ -156,6 +170,32 @@ class StreamerSettings(RoleSettings):
     loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="event loop: uvloop (faster; falls back to asyncio when not installed) or asyncio"
     )
+    etcd: AddressList | None = Field(
+        None, description="etcd mode: etcd's client endpoints, host:port[,host:port...] (IP addresses when "
+        "several); the streamer then owns keys through its etcd lease and writes what any node of its "
+        "cluster forwards for a key it owns (instead of registering with -mediator)"
+    )
+    cluster: str = Field("local", pattern=CLUSTER_NAME_RE,
+                         description="etcd mode: the cluster's name; its records live under /logstream/NAME/")
+    etcd_ttl: EtcdTtl = Field(
+        5.0, description="etcd mode: TTL of this streamer's etcd lease, whole seconds; it writes only while "
+        "it can prove the lease lives (a streamer cut off from etcd stops writing within one TTL)"
+    )
+
+    @model_validator(mode="after")
+    def _etcd_mode(self) -> StreamerSettings:
+        if self.etcd is not None and self.mediator is not None:
+            raise SettingsConflict(("etcd", "mediator"), lambda name: (
+                f"{name('etcd')} and {name('mediator')} exclude each other: in etcd mode a streamer "
+                "registers in etcd, not with a mediator"))
+        if self.etcd is not None and len(self.etcd) > 1:
+            from logstream.coord.etcd import channel_target  # grpc: imported only in etcd mode
+
+            try:
+                channel_target(self.etcd)
+            except ValueError as exc:
+                raise ValueError(f"{flag_spelling('etcd')}: {exc}") from None
+        return self
 
 
 class MediatorSettings(RoleSettings):

@@ -23,6 +23,7 @@ from aetcd import rpc
 
 from logstream.node.channel import aio_channel
 from logstream.coord.protocol import Delete, Get, Put, Record, Target, Txn, TxnResult
+from logstream.node.channel import aio_channel
 
 logger = logging.getLogger(__name__)
 

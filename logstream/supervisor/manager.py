@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from logstream.cluster import ClusterConfig, Node, mediator_address
+from logstream.cluster import ClusterConfig, Node, etcd_endpoints, mediator_address, mediator_addresses
 from logstream.errors import UserError
 from logstream.supervisor.control import socket_answers
 from logstream.supervisor.printer import Printer
@@ -84,6 +84,60 @@ class ReadyCheck:
             self._channel = None
 
 
+@dataclass
+class EtcdReadyCheck:
+    """etcd mode: every expected streamer SERVING (its etcd lease proven) and every mediator
+    answering ClusterStatus.Status, each asked on its own address."""
+
+    mediators: dict[str, str]  # name -> host:port
+    streamers: dict[str, str]
+    tls: tuple[Path | None, Path | None, Path | None] | None
+    _channels: dict[str, object] = field(default_factory=dict, repr=False)
+    missing: list[str] = field(default_factory=list)
+
+    def _channel(self, address: str) -> object:
+        if address not in self._channels:
+            from logstream.node.channel import sync_channel, with_options
+            from logstream.node.net import CHANNEL_OPTIONS
+            from logstream.node.tls import channel_credentials
+
+            options = with_options(CHANNEL_OPTIONS, initial_reconnect_backoff_ms=100, min_reconnect_backoff_ms=100,
+                                   max_reconnect_backoff_ms=250)
+            self._channels[address] = sync_channel(address, None if self.tls is None else channel_credentials(*self.tls),
+                                                   options)
+        return self._channels[address]
+
+    def __call__(self) -> bool:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        from logstream._proto import logstream_pb2, logstream_pb2_grpc
+
+        missing = []
+        for name, address in self.mediators.items():
+            try:
+                logstream_pb2_grpc.ClusterStatusStub(self._channel(address)).Status(  # type: ignore[no-untyped-call]
+                    logstream_pb2.StatusRequest(), timeout=1.0)
+            except grpc.RpcError:
+                missing.append(name)
+        for name, address in self.streamers.items():
+            try:
+                reply = health_pb2_grpc.HealthStub(self._channel(address)).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1.0)
+            except grpc.RpcError:
+                missing.append(name)
+                continue
+            if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                missing.append(name)
+        self.missing = missing
+        return not missing
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()  # type: ignore[attr-defined]
+        self._channels.clear()
+
+
 class Runner:
     """One run of supervisord with the cluster's nodes, from start to a clean exit."""
 
@@ -107,6 +161,10 @@ class Runner:
         files = None if tls is None or tls.crt is None else tuple(
             None if p is None else (p if p.is_absolute() else cwd / p) for p in (tls.ca, tls.crt, tls.pk)
         )
+        if ready is None and config.etcd is not None:
+            ready = EtcdReadyCheck({n.name: n.address for n in self.nodes if n.role == "mediator"},
+                                   {n.name: n.address for n in self.nodes if n.role == "streamer"},
+                                   files)  # type: ignore[arg-type]
         self.ready_check = ready or ReadyCheck(mediator_address(config), streamers, files)  # type: ignore[arg-type]
         self.followers = {node.name: Follower(paths.node_log(node.name)) for node in self.nodes}
         self.followers["supervisord"] = Follower(paths.log)
@@ -203,7 +261,11 @@ class Runner:
     def _summary(self, elapsed_s: float) -> str:
         streamers = [node for node in self.nodes if node.role == "streamer"]
         local = any(node.role == "mediator" for node in self.nodes)
-        parts = [f"mediator {mediator_address(self.config)}{'' if local else ' (remote)'}"]
+        addresses = mediator_addresses(self.config)
+        parts = [f"mediator{'s' if len(addresses) > 1 else ''} {', '.join(addresses)}{'' if local else ' (remote)'}"]
+        if self.config.etcd is not None:
+            managed = " (started here)" if any(node.role == "etcd" for node in self.nodes) else ""
+            parts.insert(0, f"etcd {','.join(etcd_endpoints(self.config))}{managed}")
         elsewhere = [name for name in self.config.streamer_names() if name not in {n.name for n in streamers}]
         listed = ", ".join([f"{node.name} {node.address}" for node in streamers]
                            + ([f"{', '.join(elsewhere)} elsewhere"] if elsewhere else []))
@@ -222,7 +284,8 @@ class Runner:
     def _stop_budget_s(self) -> float:
         streamers = [stop_wait_s(node) for node in self.nodes if node.role == "streamer"]
         mediator = [stop_wait_s(node) for node in self.nodes if node.role == "mediator"]
-        return max(streamers, default=0) + max(mediator, default=0) + KILL_MARGIN_S
+        etcd = [stop_wait_s(node) for node in self.nodes if node.role == "etcd"]
+        return max(streamers, default=0) + max(mediator, default=0) + max(etcd, default=0) + KILL_MARGIN_S
 
     def _shutdown(self, signum: int) -> int:
         assert self.process is not None

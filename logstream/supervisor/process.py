@@ -25,7 +25,7 @@ def busy_ports(nodes: Sequence[Node]) -> list[str]:
         if node.pprof_port is not None:
             candidates.append((node.pprof_host, node.pprof_port, "pport"))
         for host, port, key in candidates:
-            section = "mediator" if node.role == "mediator" else f"streamer {node.name}"
+            section = node.name if node.name == "mediator" else f"{node.role} {node.name}"
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             probe = socket.socket(family, socket.SOCK_STREAM)
             try:
@@ -122,4 +122,4 @@ def is_our_node(pid: int, name: str) -> bool:
         return alive(pid) and sys.platform != "linux"
     return b"logstream" in cmdline and f"-id={name}".encode() in cmdline or (
         name == "mediator" and b"mediator" in cmdline and b"logstream" in cmdline
-    )
+    ) or (cmdline[0].endswith(b"etcd") and f"--name={name}".encode() in cmdline)  # a managed etcd member

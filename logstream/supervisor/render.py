@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,8 +61,13 @@ def escape(value: str, expansions: int = 1) -> str:
 
 
 def process_name(node: str) -> str:
-    """The name supervisord's XML-RPC knows a node by: `mediator`, `streamers:s1`."""
-    return "mediator" if node == "mediator" else f"{STREAMERS_GROUP}:{node}"
+    """The name supervisord's XML-RPC knows a node by: `mediator`, `m2`, `e1`, `streamers:s1`."""
+    return f"{STREAMERS_GROUP}:{node}" if re.fullmatch(r"s\d+", node) else node
+
+
+# Start order (supervisord starts lower priorities first and stops them last): etcd, then the
+# mediators, then the streamers.
+PRIORITY = {"etcd": 0, "mediator": 1, "streamer": 2}
 
 
 def stop_wait_s(node: Node) -> int:
@@ -85,9 +91,9 @@ START_SECS = 3
 
 def render(cluster_name: str, nodes: Sequence[Node], paths: RunPaths, cwd: Path, python: str,
            *, startsecs: int = START_SECS, startretries: int = 3) -> str:
-    """supervisord.conf for `nodes`: the mediator at priority 1, the streamers in one group at
-    priority 2 (started after, stopped before the mediator, all at once), each restarted on exit,
-    logging stdout and stderr to run_dir/logs/NODE.log."""
+    """supervisord.conf for `nodes`: a managed etcd's members first, then the mediators, then the
+    streamers in one group (`PRIORITY`: started after, stopped before the mediators, all at once),
+    each restarted on exit, logging stdout and stderr to run_dir/logs/NODE.log."""
     lines = [
         "; written by `logstream run`; edits are overwritten at the next run",
         "[supervisord]",
@@ -113,7 +119,7 @@ def render(cluster_name: str, nodes: Sequence[Node], paths: RunPaths, cwd: Path,
     ]
     streamers = [node.name for node in nodes if node.role == "streamer"]
     for node in nodes:
-        priority = 1 if node.role == "mediator" else 2
+        priority = PRIORITY[node.role]
         lines += [
             "",
             f"[program:{node.name}]",
@@ -136,5 +142,6 @@ def render(cluster_name: str, nodes: Sequence[Node], paths: RunPaths, cwd: Path,
             f"environment={_environment({'PYTHONUNBUFFERED': '1'})}",
         ]
     if streamers:
-        lines += ["", f"[group:{STREAMERS_GROUP}]", f"programs={','.join(streamers)}", "priority=2"]
+        lines += ["", f"[group:{STREAMERS_GROUP}]", f"programs={','.join(streamers)}",
+                  f"priority={PRIORITY['streamer']}"]
     return "\n".join(lines) + "\n"

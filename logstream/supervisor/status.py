@@ -1,5 +1,6 @@
-"""A cluster started with `logstream run`, as seen by supervisord (states, pids) and by its mediator
-(streamers alive, files, lines): one dict and an exit code; `commands/status.py` prints it."""
+"""A cluster started with `logstream run`, as seen by supervisord (states, pids), by each mediator
+(streamers alive, files, lines) and, in etcd mode, by etcd (members, the ownership table): one dict
+and an exit code; `commands/status.py` prints it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from logstream.cluster import ClusterConfig, mediator_address
+from logstream.cluster import ClusterConfig, etcd_endpoints, mediator_addresses
 from logstream.node.cluster_status import StatusError, fetch_status
 from logstream.supervisor.control import paths_for, socket_answers, supervisor_rpc
 
@@ -69,13 +70,60 @@ def cluster_view(config: ClusterConfig) -> tuple[dict[str, Any], int]:
         code = DEGRADED
     if any(p["state"] != "RUNNING" for p in result["processes"]):
         code = DEGRADED
-    target = mediator_address(config)
-    result["mediator_address"] = target
-    try:
-        result["mediator"] = fetch_status(target, _credentials(config))
-    except StatusError as exc:  # reported beside supervisord's view, not raised
+    creds = _credentials(config)
+    result["mediators"] = []
+    for name, target in zip(config.mediator_names(), mediator_addresses(config)):
+        entry: dict[str, Any] = {"name": name, "addr": target}
+        try:
+            entry["status"] = fetch_status(target, creds)
+        except StatusError as exc:  # reported beside supervisord's view, not raised
+            code = DEGRADED
+            entry["error"] = str(exc).splitlines()[0]
+        result["mediators"].append(entry)
+    # The first mediator's view under the keys scripts read before there were several.
+    first = result["mediators"][0]
+    result["mediator_address"] = first["addr"]
+    if "status" in first:
+        result["mediator"] = first["status"]
+    else:
+        result["mediator_error"] = first["error"]
+    if config.etcd is None and "mediator" in result and not all(
+            s.get("alive") for s in result["mediator"].get("streamers", [])):
         code = DEGRADED
-        result["mediator_error"] = str(exc).splitlines()[0]
-    if "mediator" in result and not all(s.get("alive") for s in result["mediator"].get("streamers", [])):
-        code = DEGRADED
+    if config.etcd is not None:
+        result["etcd"] = etcd_view(config, creds)
+        if "error" in result["etcd"]:
+            code = DEGRADED
     return result, code
+
+
+def etcd_view(config: ClusterConfig, creds: grpc.ChannelCredentials | None, timeout_s: float = 3.0) -> dict[str, Any]:
+    """etcd mode: the endpoints, the cluster's name there, its members (streamer id -> address, each
+    on its own lease) and the ownership table (each key's owner), read from etcd; or `error`."""
+    import asyncio
+
+    from logstream.coord.etcd import Etcd, EtcdUnavailable
+    from logstream.coord.protocol import cluster_prefix, members_prefix, owners_prefix, parse_owner_key
+
+    endpoints, cluster = etcd_endpoints(config), config.etcd_cluster()
+    view: dict[str, Any] = {"endpoints": endpoints, "cluster": cluster}
+
+    async def read() -> None:
+        client = Etcd(endpoints, creds, timeout_s=timeout_s)
+        try:
+            snapshot = await client.get_prefix(cluster_prefix(cluster))
+        finally:
+            await client.close()
+        members, owners = members_prefix(cluster), owners_prefix(cluster)
+        view["members"] = {key[len(members):]: record.value for key, record in sorted(snapshot.records.items())
+                           if key.startswith(members)}
+        view["owners"] = [{"path": path, "filename": filename, "owner": record.value}
+                          for key, record in sorted(snapshot.records.items()) if key.startswith(owners)
+                          for path, filename in [parse_owner_key(cluster, key)]]
+        view["revision"] = snapshot.revision
+
+    try:
+        asyncio.run(read())
+    except EtcdUnavailable as exc:
+        view["error"] = str(exc).splitlines()[0]
+    return view

@@ -287,7 +287,7 @@ def test_shown_toml_reads_back_equal(tmp_path: Path) -> None:
     assert load_cluster(file, environ={}) == config
 
 
-@pytest.mark.parametrize("name", ["local", "tls", "multi-host"])
+@pytest.mark.parametrize("name", ["local", "tls", "multi-host", "ha"])
 def test_shipped_configs_are_valid(name: str) -> None:
     root = Path(__file__).resolve().parents[2]
     config = load_cluster(root / "configs" / f"{name}.toml", environ={})
@@ -325,11 +325,18 @@ def test_node_sections_hold_every_role_setting_the_planner_does_not_set() -> Non
     from logstream.cluster import MediatorSection, StreamerOverride, StreamersSection
     from logstream.cluster.schema import MEDIATOR_PLANNED, STREAMER_PLANNED
 
-    assert set(MediatorSection.model_fields) == set(MediatorSettings.model_fields) - MEDIATOR_PLANNED | {"advertise"}
+    assert set(MediatorSection.model_fields) == set(MediatorSettings.model_fields) - MEDIATOR_PLANNED | {"advertise", "count"}
     assert set(StreamersSection.model_fields) == set(StreamerSettings.model_fields) - STREAMER_PLANNED - {"advertise"} | {"count"}
     assert set(StreamerOverride.model_fields) == set(StreamerSettings.model_fields) - STREAMER_PLANNED | {"name"}
     # The same description, the same checks: the role's field, not a copy typed again.
     assert StreamersSection.model_fields["size"].description == StreamerSettings.model_fields["size"].description
+    from logstream.cluster import EtcdSection, MediatorOverride
+
+    assert set(MediatorOverride.model_fields) == set(MediatorSettings.model_fields) - MEDIATOR_PLANNED | {"name", "advertise"}
+    # [etcd] sets the streamers' etcd settings: their declarations, not copies.
+    assert EtcdSection.model_fields["ttl"].description == StreamerSettings.model_fields["etcd_ttl"].description
+    assert all(check in EtcdSection.model_fields["ttl"].metadata
+               for check in StreamerSettings.model_fields["etcd_ttl"].metadata)
 
 
 @pytest.mark.parametrize(("item", "key"), [

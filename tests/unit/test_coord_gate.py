@@ -45,3 +45,53 @@ def test_a_mediator_sends_a_key_to_its_owner_else_to_the_rendezvous_member() -> 
     assert choose(key, {("app", "f"): "s9"}, ["s1", "s2"]) == "s9"
     assert choose(key, {}, ["s1", "s2", "s3"]) == place(key, ["s1", "s2", "s3"])
     assert choose(key, {}, []) is None
+
+
+class FakeSession:
+    """A session whose claims take `delay_s` each; it counts how many are in flight at once."""
+
+    def __init__(self, owners: dict[tuple[str, str], str], delay_s: float = 0.01) -> None:
+        self.owners = owners
+        self.delay_s = delay_s
+        self.held: set[tuple[str, str]] = set()
+        self.in_flight = self.most_in_flight = self.claims = 0
+
+    def may_write(self, path: str, filename: str) -> bool:
+        return (path, filename) in self.held
+
+    async def acquire(self, path: str, filename: str) -> object:
+        import asyncio
+
+        from logstream.coord.protocol import NotOwner, Owned
+
+        self.claims += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(self.delay_s)
+        self.in_flight -= 1
+        owner = self.owners.get((path, filename))
+        if owner is not None:
+            return NotOwner(owner)
+        self.held.add((path, filename))
+        return Owned(1)
+
+
+@pytest.mark.asyncio
+async def test_admit_claims_new_keys_concurrently_and_the_first_refused_key_in_order_decides() -> None:
+    import time
+
+    from logstream.coord.gate import CLAIMS_IN_FLIGHT, EtcdGate
+
+    session = FakeSession({("app", "k70"): "s7", ("app", "k90"): "s9"})
+    gate = EtcdGate(session)  # type: ignore[arg-type]
+    keys = [("app", f"k{n}") for n in range(100)]
+    with pytest.raises(NotOwnerHere) as refused:
+        await gate.admit(keys)
+    assert refused.value.owner == "s7" and refused.value.key == ("app", "k70")
+    assert session.most_in_flight == CLAIMS_IN_FLIGHT and session.claims == 100
+    # Keys already held cost no claim; the rest are claimed together, not one round trip each.
+    session.owners.clear()
+    started = time.monotonic()
+    await gate.admit(keys)
+    assert session.claims == 102 and len(session.held) == 100
+    assert time.monotonic() - started < 10 * session.delay_s
