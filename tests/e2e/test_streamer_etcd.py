@@ -19,6 +19,7 @@ from etcd_server import EtcdServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import Node, start_node
 
+from logstream.node.health import WRITE_SERVICE
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.coord.etcd import Etcd
@@ -90,9 +91,11 @@ def streamers(tmp_path: Path, etcd_server: EtcdServer, token_file: Path) -> Iter
 
 
 async def serving(address: str) -> bool:
+    """Ready: grpc health of the write service (the process itself stays live throughout)."""
     async with grpc.aio.insecure_channel(address) as channel:
         try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=WRITE_SERVICE), timeout=2)
         except grpc.aio.AioRpcError:
             return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
