@@ -1,5 +1,6 @@
 """`logstream run`'s manager: render supervisord.conf, run supervisord as a child, follow the nodes'
-output, announce readiness once, and on SIGINT/SIGTERM stop everything, leaving no process.
+output, announce readiness once, and on SIGINT/SIGTERM/SIGHUP stop everything, leaving no process
+(and if `run` is killed outright, supervisord gets its parent-death signal and stops the nodes).
 
 Like honcho's Manager, one loop owns all state: the signal handlers only record the signal, and
 the loop (poll files, poll supervisord, check readiness) does the work.
@@ -23,7 +24,7 @@ from logstream.cluster import ClusterConfig, Node, mediator_address
 from logstream.errors import UserError
 from logstream.supervisor.control import socket_answers
 from logstream.supervisor.printer import Printer
-from logstream.supervisor.process import Follower, alive, clean_environment, is_our_node
+from logstream.supervisor.process import Follower, alive, clean_environment, die_with_parent, is_our_node
 from logstream.supervisor.render import RunPaths, render, stop_wait_s
 
 # Seconds between readiness checks, and after which a missing node is reported once.
@@ -32,6 +33,8 @@ READY_WARN_S = 30.0
 LOOP_S = 0.1
 # Beyond the nodes' stopwaitsecs, how long supervisord gets to finish before everything is killed.
 KILL_MARGIN_S = 3.0
+# A closed terminal (SIGHUP) ends a run as Ctrl-C and SIGTERM do.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _SPAWNED_RE = re.compile(r"spawned: '([^']+)' with pid (\d+)")
 _FATAL_RE = re.compile(r"gave up: (\S+) entered FATAL state")
 # supervisord lines that alarm without informing: the socket is chmod 0700 in the run directory.
@@ -119,7 +122,7 @@ class Runner:
             self.exit_signal = signum
 
     def run(self) -> int:
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             return self._run()
         except BaseException:
@@ -146,6 +149,8 @@ class Runner:
                 [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.paths.conf)],
                 cwd=self.cwd, env=clean_environment(), stdin=subprocess.DEVNULL, stdout=output,
                 stderr=subprocess.STDOUT, start_new_session=True,  # our Ctrl-C must not reach the nodes
+                # Whatever ends `run` (SIGKILL too), supervisord gets SIGTERM and stops the nodes.
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         finally:
             output.close()
