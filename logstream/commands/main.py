@@ -1,4 +1,5 @@
-"""The `logstream` command: picks a subcommand and turns user errors into one line and exit 2.
+"""The `logstream` command: picks a subcommand and turns user errors into one line and exit 2 (and a
+closed stdout pipe into a quiet exit 141).
 
 Each subcommand lives in its own module as `main(argv: list[str]) -> int`, imported only when used,
 so `logstream streamer` never pays for the supervisor code and vice versa.
@@ -7,6 +8,7 @@ so `logstream streamer` never pays for the supervisor code and vice versa.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from logstream import __version__
@@ -55,5 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# The exit code of a command whose reader went away (`logstream status FILE | head -3`): 128 + SIGPIPE,
+# what a shell shows for a program SIGPIPE ended, so `set -o pipefail` still notices the cut output.
+BROKEN_PIPE_EXIT = 141
+
+
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe cannot be caught
+    except BrokenPipeError:
+        # Python's documented recipe (library/signal.html, "Note on SIGPIPE"): point stdout at
+        # devnull so the interpreter's own final flush does not fail again, and leave quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = BROKEN_PIPE_EXIT
+    sys.exit(code)
