@@ -23,6 +23,7 @@ from logstream.supervisor.control import socket_answers, supervisord_pid
 from logstream.supervisor.manager import Runner
 from logstream.supervisor.process import busy_ports
 from logstream.supervisor.render import run_paths
+from logstream.supervisor.runs import record_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,4 +81,5 @@ def main(argv: list[str]) -> int:
     except (OSError, TokenFileError) as exc:
         print(f"logstream run: error: cluster token {token}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2
+    record_run(Path(args.file), cwd, paths.run_dir)  # so `stop`/`status`/`restart FILE` find it from anywhere
     return Runner(config, nodes, paths, cwd, started=started).run()

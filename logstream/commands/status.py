@@ -61,6 +61,7 @@ def mediator_main(argv: list[str]) -> int:
 def cluster_main(path: str, argv: list[str]) -> int:
     """`logstream status FILE [--set k=v]... [--json]`."""
     from logstream.cluster import ConfigError, load_cluster
+    from logstream.supervisor.runs import locate
     from logstream.supervisor.status import cluster_view
 
     parser = GoFlagParser(prog="logstream status", allow_abbrev=False,
@@ -73,7 +74,8 @@ def cluster_main(path: str, argv: list[str]) -> int:
         config = load_cluster(path, args.set, {"cluster.run_dir": args.run_dir} if args.run_dir else {})
     except ConfigError as exc:
         return report("logstream status", exc)
-    result, code = cluster_view(config)
+    located = locate(path, config)  # from this folder, or where `run FILE` recorded it was started
+    result, code = cluster_view(config, located.cwd, None if located.running else located.not_running())
     if args.json:
         print(json.dumps(result, indent=None, sort_keys=True, default=str))
     else:
