@@ -1,7 +1,10 @@
-"""The checks of a cluster file that need the file system: certificates, and folders that are files."""
+"""The checks of a cluster file that need the file system: certificates, folders that are files, and
+folders that cannot be written."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,14 +12,31 @@ from logstream.cluster.plan import absolute, setting_key, streamer_values
 from logstream.cluster.schema import ClusterConfig, TlsSection
 
 
+def _unwritable(folder: Path) -> str | None:
+    """Why no file can be made in `folder`, found by making one: permission bits, a read-only mount
+    and an immutable folder (`chattr +i`) all show, whoever we run as (root ignores only the first)."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".logstream-probe-", dir=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(handle)
+    os.unlink(probe)
+    return None
+
+
 def _file_problem(key: str, path: Path, cwd: Path) -> str | None:
-    """A folder we will create: neither it nor a parent may be a file."""
+    """A folder we will create and write in: neither it nor a parent may be a file, and it (or, while
+    it does not exist, its nearest existing parent) must be writable."""
     full = absolute(path, cwd)
     for candidate in (full, *full.parents):
         if candidate.exists():
             if not candidate.is_dir():
                 what = "is a file" if candidate == full else f"has a file as parent ({candidate})"
                 return f"{key}: {path} {what}, not a folder"
+            why = _unwritable(candidate)
+            if why:
+                where = "" if candidate == full else f" (it would be made in {candidate})"
+                return f"{key}: {path} cannot be written{where}: {why}"
             return None
     return None
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,10 @@ from typing import IO
 
 from logstream.cluster import ClusterConfig, Node, mediator_address
 from logstream.errors import UserError
-from logstream.supervisor.control import socket_answers
+from logstream.supervisor.control import socket_answers, supervisor_rpc
 from logstream.supervisor.printer import Printer
 from logstream.supervisor.process import Follower, alive, clean_environment, die_with_parent, is_our_node
-from logstream.supervisor.render import RunPaths, render, stop_wait_s
+from logstream.supervisor.render import RunPaths, process_name, render, stop_wait_s
 
 # Seconds between readiness checks, and after which a missing node is reported once.
 READY_POLL_S = 0.25
@@ -104,6 +105,8 @@ class Runner:
         self.exit_signal: int | None = None
         self.force = False
         self.children: dict[int, str] = {}  # pid -> node name, from supervisord's "spawned:" lines
+        self.fatal: list[str] = []  # nodes supervisord gave up on (FATAL), in order
+        self.last_output: dict[str, str] = {}  # each node's last non-empty output line: why it failed
         self.process: subprocess.Popen[bytes] | None = None
         streamers = [node.name for node in self.nodes if node.role == "streamer"]
         tls = config.tls
@@ -170,6 +173,8 @@ class Runner:
             self._pump()
             if self.exit_signal is not None:
                 return self._shutdown(self.exit_signal)
+            if self.fatal:
+                return self._give_up(self.fatal[0])
             code = self.process.poll()
             if code is not None:
                 return self._supervisord_ended(code)
@@ -196,13 +201,10 @@ class Runner:
                     if any(noise in line for noise in _QUIET):
                         continue
                     fatal = _FATAL_RE.search(line)
-                    if fatal:
-                        self.printer.line(name, line)
-                        node = fatal.group(1)
-                        self.printer.say(f"{node} keeps failing to start; supervisord gave up on it (see "
-                                         f"{self._shown(self.paths.node_log(node))}; after fixing the cause: "
-                                         f"logstream restart FILE {node})")
-                        continue
+                    if fatal and fatal.group(1) not in self.fatal:
+                        self.fatal.append(fatal.group(1))
+                elif line.strip():
+                    self.last_output[name] = line.strip()
                 self.printer.line(name, line)
 
     def _summary(self, elapsed_s: float) -> str:
@@ -230,9 +232,32 @@ class Runner:
         return max(streamers, default=0) + max(mediator, default=0) + KILL_MARGIN_S
 
     def _shutdown(self, signum: int) -> int:
-        assert self.process is not None
         name = signal.Signals(signum).name
         self.printer.say(f"{name}: stopping the streamers, then the mediator")
+        self._stop_all()
+        return 128 + signum
+
+    def _why_fatal(self, node: str) -> str:
+        """The node's last output line (its error, as nodes print one line and exit 2), else
+        supervisord's spawn error (e.g. a command that cannot be executed)."""
+        if node in self.last_output:
+            return self.last_output[node]
+        try:
+            with supervisor_rpc(self.paths, timeout_s=2.0) as rpc:
+                spawnerr = str(rpc.getProcessInfo(process_name(node)).get("spawnerr") or "")
+        except (OSError, xmlrpc.client.Error):  # supervisord is gone or busy: the log file still says it
+            spawnerr = ""
+        return spawnerr or "it printed nothing"
+
+    def _give_up(self, node: str) -> int:
+        """A node supervisord gave up on: a half cluster is not a cluster, so stop the rest and fail."""
+        self.printer.say(f"{node} failed to start and supervisord gave up on it: {self._why_fatal(node)} "
+                         f"(see {self._shown(self.paths.node_log(node))}); stopping the cluster")
+        self._stop_all()
+        return 1
+
+    def _stop_all(self) -> None:
+        assert self.process is not None
         if self.process.poll() is None:
             # supervisord's own shutdown stops groups in reverse priority order: streamers, mediator.
             self.process.send_signal(signal.SIGTERM)
@@ -246,7 +271,6 @@ class Runner:
         self._kill_leftovers()
         self._pump(final=True)
         self.printer.say(f"cluster \"{self.config.cluster.name}\" stopped")
-        return 128 + signum
 
     def _supervisord_ended(self, code: int) -> int:
         self._kill_leftovers()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +72,33 @@ def test_run_ended_by_a_signal_leaves_no_process(tmp_path: Path, runs: list[Run]
         out = "\n".join(run.lines)
         assert "SIGHUP: stopping the streamers, then the mediator" in out
         assert out.index("stopped: s1 (exit status 0)") < out.index("stopped: mediator (exit status 0)")
+
+
+def read_only_run(logs: Path, args: list[str]) -> list[str]:
+    """`logstream run ARGS` with `logs` not writable: by its mode bits for a user, by a read-only bind
+    mount in a private mount namespace for root (which ignores mode bits)."""
+    command = [sys.executable, "-m", "logstream", "run", *args]
+    if os.geteuid() != 0:
+        logs.chmod(0o555)
+    else:
+        if shutil.which("unshare") is None or subprocess.run(
+                ["unshare", "-m", "true"], capture_output=True).returncode != 0:
+            pytest.skip("running as root, and no mount namespace for a read-only bind (unshare -m)")
+        command = ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(logs), *command]
+    return command
+
+
+def test_an_unwritable_logs_folder_is_refused_before_start(tmp_path: Path) -> None:
+    file, _, _ = write_cluster(tmp_path, count=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    command = read_only_run(logs, [str(file)])
+    try:
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "xdg")})
+    finally:
+        logs.chmod(0o755)
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.splitlines()  # one line, naming the key, the folder and the cause
+    assert line.startswith("logstream run: error: streamers.path: logs cannot be written: "), done.stderr
+    assert not (tmp_path / "run" / "supervisord.conf").exists()  # nothing was started
