@@ -189,7 +189,7 @@ def test_logstream_stop_stops_a_running_cluster(
     assert wait_gone(tmp_path) == []
     # Nothing runs any more: stop and restart say so.
     assert control.stop_main(["cluster.toml"]) == 1
-    assert "no cluster is running from" in capsys.readouterr().err
+    assert f"no cluster is running (no supervisord at {tmp_path / 'run' / 'supervisor.sock'})" in capsys.readouterr().err
 
 
 def test_a_node_that_cannot_start_is_reported(tmp_path: Path, cleanup: list[Driven]) -> None:
