@@ -34,7 +34,7 @@ def _load(prog: str, argv: list[str], extra: list[str] = []) -> tuple[argparse.N
     config = load_cluster(args.file, args.set, flags)
     located = locate(args.file, config)  # from this folder, or where `run FILE` recorded it was started
     if not located.running:
-        raise NotRunning(located.not_running())
+        raise NotRunning(f"no cluster is running ({located.tried()})")
     return args, config, located.paths
 
 

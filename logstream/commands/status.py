@@ -75,7 +75,7 @@ def cluster_main(path: str, argv: list[str]) -> int:
     except ConfigError as exc:
         return report("logstream status", exc)
     located = locate(path, config)  # from this folder, or where `run FILE` recorded it was started
-    result, code = cluster_view(config, located.cwd, None if located.running else located.not_running())
+    result, code = cluster_view(config, located.cwd, None if located.running else f"not running ({located.tried()})")
     if args.json:
         print(json.dumps(result, indent=None, sort_keys=True, default=str))
     else:

@@ -73,8 +73,9 @@ class Located:
     running: bool
     looked: tuple[Path, ...]
 
-    def not_running(self) -> str:
-        return "no cluster is running (no supervisord at " + ", nor at ".join(str(p) for p in self.looked) + ")"
+    def tried(self) -> str:
+        """`no supervisord at A, nor at B`: every socket tried."""
+        return "no supervisord at " + ", nor at ".join(str(p) for p in self.looked)
 
 
 def locate(file: str | Path, config: ClusterConfig, cwd: Path | None = None,
