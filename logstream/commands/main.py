@@ -11,6 +11,11 @@ import importlib
 import os
 import sys
 
+# grpc's core writes its own log lines (e.g. a failed TLS handshake's) straight to stderr; our commands
+# say what went wrong themselves. Set before any command imports grpc; a user's own setting wins
+# (GRPC_VERBOSITY=INFO shows them again).
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 from logstream import __version__
 from logstream.errors import UserError, report
 

@@ -52,7 +52,11 @@ def mediator_main(argv: list[str]) -> int:
     try:
         status = fetch_status(target, creds, args.timeout)
     except StatusError as exc:
-        print(f"logstream status: {exc}", file=sys.stderr)
+        from logstream.node.channel import explain_failed_connection
+
+        # As `send` does: a handshake that fails says which side lacks TLS or which files to check.
+        hint = explain_failed_connection(target, creds, args.ca is not None, min(args.timeout, 5.0))
+        print(f"logstream status: {exc}{f' ({hint})' if hint else ''}", file=sys.stderr)
         return 1
     print(json.dumps(status, indent=2) if args.json else format_table(status))
     return 0
