@@ -18,6 +18,7 @@ from logstream.node.peer import PeerReader
 from logstream.node.ratelog import RateLimitedLog
 from logstream.keys.paths import BadTarget, validate_target
 from logstream.streamer.rotation import longest_line_over
+from logstream.mediator.membership import Holder
 from logstream.mediator.placement import FileKey
 from logstream.mediator.router import Chunk, RouteError, Router
 
@@ -211,6 +212,35 @@ class RegisterServicer(pb_grpc.RegisterServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "mediator is shutting down")
         self._router.register(request.id.strip() or addr, addr)
         return _SUCCESS_REGISTER
+
+    async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
+        """A streamer stopping on purpose (see LeaveRequest): first nothing more is routed to it and
+        its forwards end, so its server stops at once; then, its files closed, its keys are free."""
+        problem = self._guard.refusal(self._peer(context))
+        if problem is not None:
+            self._refusals.note("Leave from outside the cluster", f"{request.id!r} at {request.addr!r}: {problem}")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"Leave must come from a node of the cluster: "
+                                f"{problem}")
+        router = self._router
+        holder = Holder(request.id.strip() or request.addr.strip(), request.addr.strip())
+        if not request.files_closed:
+            keys = router.state.leaving(holder)
+            if keys is None:
+                return pb.LeaveResponse(keys=0)
+            logger.info("streamer %s leaves (stopping): its %d keys wait for its files to close; %d live",
+                        holder, len(keys), len(router.state.live()))
+        else:
+            keys = router.state.left(holder)
+            logger.info("streamer %s left: %d keys free for the other streamers now", holder, len(keys))
+        # The router's own steps for a removed member (router.fail does them too, with its warning
+        # and a search for the lost streamer, neither of which fits a streamer leaving on purpose):
+        # end its link before answering, as its open LogStream would otherwise still be in flight
+        # when the streamer stops its server; and wake requests waiting for its keys.
+        link = router.links.pop(holder, None)
+        if link is not None:
+            await link.close()  # queued lines fail over to the key's next owner (OwnerFailed)
+        router._notify()
+        return pb.LeaveResponse(keys=len(keys))
 
 
 class ClusterStatusServicer(pb_grpc.ClusterStatusServicer):

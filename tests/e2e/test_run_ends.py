@@ -1,5 +1,7 @@
 """However `logstream run` ends (SIGHUP from a closed terminal, or SIGKILL), supervisord and every
-node it started are gone afterwards: checked by their pids, with a bounded wait that fails loudly."""
+node it started are gone afterwards: checked by their pids, with a bounded wait that fails loudly.
+An unwritable logs folder is refused before anything starts. A streamer stopped on purpose leaves
+the mediator: its keys move at once, and a clean stop prints no warning."""
 
 from __future__ import annotations
 
@@ -15,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from test_run import READY, Run, write_cluster
+from logstream.cluster import load_cluster
+from logstream.node.cluster_status import fetch_status
+from logstream.supervisor.control import paths_for, supervisor_rpc
+from netports import reserve_ports
+from test_run import READY, Run, send, write_cluster
 from watched import kill_leftovers
 
 pytestmark = pytest.mark.e2e
@@ -102,3 +108,63 @@ def test_an_unwritable_logs_folder_is_refused_before_start(tmp_path: Path) -> No
     [line] = done.stderr.splitlines()  # one line, naming the key, the folder and the cause
     assert line.startswith("logstream run: error: streamers.path: logs cannot be written: "), done.stderr
     assert not (tmp_path / "run" / "supervisord.conf").exists()  # nothing was started
+
+
+def lease_cluster(tmp_path: Path) -> tuple[Path, int]:
+    """Two streamers with 30s leases: a key fenced on a stopped streamer would wait over 30s."""
+    mediator, *streamers = reserve_ports(3)
+    tables = "".join(f"[[streamer]]\nname = 's{i}'\nport = {port}\n" for i, port in enumerate(streamers, start=1))
+    file = tmp_path / "cluster.toml"
+    file.write_text(f"[cluster]\nname = 'e2e'\nrun_dir = 'run'\n[mediator]\nport = {mediator}\nhealth_interval = '3s'\nlease = '30s'\n"
+                    f"[streamers]\ncount = 2\npath = 'logs'\n{tables}")
+    return file, mediator
+
+
+def keys_of(target: str, streamer: str) -> list[str]:
+    view = fetch_status(target)
+    return next(s["files"] for s in view["streamers"] if s["id"] == streamer)
+
+
+def test_a_streamer_stopped_on_purpose_hands_its_keys_over_at_once(tmp_path: Path, runs: list[Run]) -> None:
+    file, port = lease_cluster(tmp_path)
+    target = f"127.0.0.1:{port}"
+    run = Run(tmp_path, [str(file)])
+    runs.append(run)
+    run.wait_for(READY)
+    send(target, [("k", f"f{i}", "before") for i in range(12)])
+    moving = keys_of(target, "s1")
+    assert moving, "rendezvous placement gave s1 none of 12 keys"
+    mark = len(run.lines)
+    started = time.monotonic()
+    with supervisor_rpc(paths_for(load_cluster(file), tmp_path)) as rpc:
+        rpc.stopProcess("streamers:s1")  # SIGTERM, as supervisord stops a node; no restart
+    send(target, [("k", key.split("/")[1], "after") for key in moving])
+    took = time.monotonic() - started
+    for key in moving:
+        assert (tmp_path / "logs" / f"{key}.log").read_text() == "before\nafter\n"
+    # Without the leave, s1's keys wait until its 30s lease has surely lapsed (the sends time out).
+    assert took < 15.0, f"s1's keys moved only after {took:.1f}s"
+    print(f"s1's keys moved {took:.2f}s after its stop began")
+    assert keys_of(target, "s2") and all(key in keys_of(target, "s2") for key in moving)
+    after = run.lines[mark:]
+    assert not [line for line in after if " WARNING " in line or " ERROR " in line], "\n".join(after)
+    run.proc.send_signal(signal.SIGINT)
+    assert run.wait() == 130
+
+
+def test_a_clean_stop_of_run_prints_no_warning(tmp_path: Path, runs: list[Run]) -> None:
+    file, port = lease_cluster(tmp_path)
+    run = Run(tmp_path, [str(file)])
+    runs.append(run)
+    run.wait_for(READY)
+    send(f"127.0.0.1:{port}", [("k", f"f{i}", "x") for i in range(8)])
+    mark = len(run.lines)
+    started = time.monotonic()
+    run.proc.send_signal(signal.SIGINT)
+    assert run.wait() == 130
+    print(f"clean stop took {time.monotonic() - started:.2f}s")  # (-s shows it; 7.2s before the leave)
+    after = run.lines[mark:]
+    assert not [line for line in after if " WARNING " in line or " ERROR " in line], "\n".join(after)
+    for name in ("s1", "s2"):  # each left on purpose: its keys were freed, not fenced
+        assert any(re.search(rf"mediator +\| .* streamer {name}@\S+ left: \d+ keys free", line) for line in after), \
+            "\n".join(after)
