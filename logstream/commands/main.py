@@ -67,14 +67,24 @@ def main(argv: list[str] | None = None) -> int:
 BROKEN_PIPE_EXIT = 141
 
 
+def _quiet_stdout() -> None:
+    """Python's documented recipe (library/signal.html, "Note on SIGPIPE"): point stdout at devnull
+    so the interpreter's own final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def entry() -> None:
     try:
         code = main()
-        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe cannot be caught
     except BrokenPipeError:
-        # Python's documented recipe (library/signal.html, "Note on SIGPIPE"): point stdout at
-        # devnull so the interpreter's own final flush does not fail again, and leave quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _quiet_stdout()
+        sys.exit(BROKEN_PIPE_EXIT)
+    try:
+        sys.stdout.flush()  # here, not at interpreter exit, where a failure cannot be caught
+    except BrokenPipeError:
+        _quiet_stdout()
         code = BROKEN_PIPE_EXIT
+    except OSError:  # e.g. EIO: the terminal went away (SIGHUP); the command's own code stands
+        _quiet_stdout()
     sys.exit(code)
