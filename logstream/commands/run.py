@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     try:
         config = load_cluster(args.file, args.set, short_flags(args))
         selected = select_nodes(config, args.only)
-        problems = check_files(config, cwd, selected)
+        problems = check_files(config, cwd, selected, writable=True)
         if problems:
             raise ConfigError(problems)
     except ConfigError as exc:
