@@ -119,6 +119,9 @@ def _run(serve: Serve, loop: str) -> None:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             running.add_signal_handler(sig, on_signal, sig)
+        from logstream.node.parent import die_with_parent_if_asked
+
+        die_with_parent_if_asked()  # under `logstream run`: SIGTERM when supervisord dies
         try:
             await serve(stop)
         finally:

@@ -3,8 +3,6 @@ environment the nodes get, which ports are free, and whether a pid is still one 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import signal
@@ -15,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from logstream.cluster import Node
+from logstream.node.parent import prctl_function, set_parent_death_signal
 
 # Variables of the role settings would leak into every node below the cluster file's flags.
 _NODE_ENV_PREFIXES = ("LOGSTREAM_STREAMER_", "LOGSTREAM_MEDIATOR_")
@@ -106,9 +105,6 @@ def clean_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.upper().startswith(_NODE_ENV_PREFIXES)}
 
 
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
 def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
     """A `preexec_fn` that makes the child get `signum` when this process dies, however it dies
     (SIGKILL included): Linux's parent-death signal, which survives the exec. None elsewhere.
@@ -116,16 +112,13 @@ def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
     Chosen over a watchdog process or thread: the kernel delivers it, so nothing of ours must
     outlive us to do it. SIGTERM (not SIGKILL) lets supervisord stop its nodes in order first.
     """
-    if not sys.platform.startswith("linux"):
+    prctl = prctl_function()  # resolved before the fork: the child only calls it
+    if prctl is None:
         return None
-    # Loaded here, before the fork: the child only calls an already resolved function.
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    prctl = libc.prctl
     parent = os.getpid()
 
     def preexec() -> None:
-        if prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        set_parent_death_signal(prctl, signum)
         if os.getppid() != parent:  # we died between the fork and the prctl: the signal never comes
             os.kill(os.getpid(), signum)
 

@@ -94,6 +94,19 @@ def read_only_run(logs: Path, args: list[str]) -> list[str]:
     return command
 
 
+def test_run_and_supervisord_killed_together_leave_no_node(tmp_path: Path, runs: list[Run]) -> None:
+    """Nothing is left to stop the nodes in order: each gets SIGTERM as supervisord dies."""
+    file, _, _ = write_cluster(tmp_path, count=2)
+    run = Run(tmp_path, [str(file)])
+    runs.append(run)
+    run.wait_for(READY)
+    pids = started_pids(tmp_path, run, ["mediator", "s1", "s2"])
+    os.kill(run.proc.pid, signal.SIGKILL)
+    os.kill(pids["supervisord"], signal.SIGKILL)
+    assert run.wait() == -signal.SIGKILL
+    assert_all_gone(pids)
+
+
 def test_an_unwritable_logs_folder_is_refused_before_start(tmp_path: Path) -> None:
     file, _, _ = write_cluster(tmp_path, count=1)
     logs = tmp_path / "logs"
