@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0flogstream.proto\x12\x03\x61pi\":\n\nLogRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\t\"\x1a\n\x0bLogResponse\x12\x0b\n\x03res\x18\x01 \x01(\t\"8\n\x08LogChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"0\n\x0fLogBatchRequest\x12\x1d\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\r.api.LogChunk\"0\n\x10LogBatchResponse\x12\r\n\x05lines\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"\x93\x01\n\x0bPingRequest\x12\t\n\x01\x61\x18\x01 \x01(\x05\x12\t\n\x01\x62\x18\x02 \x01(\x05\x12\x12\n\nstreamerId\x18\x03 \x01(\t\x12\x10\n\x08lease_ms\x18\x04 \x01(\x03\x12\x13\n\x0bmediator_id\x18\x05 \x01(\t\x12\x13\n\x0binterval_ms\x18\x06 \x01(\x03\x12\x0b\n\x03seq\x18\x07 \x01(\x03\x12\x11\n\tacked_seq\x18\x08 \x01(\x03\"\xa4\x01\n\x0cPingResponse\x12\x0b\n\x03res\x18\x02 \x01(\x05\x12\x13\n\x0bstreamer_id\x18\x03 \x01(\t\x12!\n\x05stats\x18\x04 \x01(\x0b\x32\x12.api.StreamerStats\x12\x1a\n\x04held\x18\x05 \x03(\x0b\x32\x0c.api.FileKey\x12\x15\n\rheld_lease_ms\x18\x06 \x01(\x03\x12\x1c\n\x04open\x18\x07 \x01(\x0b\x32\x0e.api.OpenFiles\"7\n\tOpenFiles\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x1b\n\x13oldest_write_age_ms\x18\x02 \x01(\x03\"+\n\x0fRegisterRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\"\x1f\n\x10RegisterResponse\x12\x0b\n\x03res\x18\x01 \x01(\t\")\n\x07\x46ileKey\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"A\n\x0eReleaseRequest\x12\x1a\n\x04keys\x18\x01 \x03(\x0b\x32\x0c.api.FileKey\x12\x13\n\x0bmediator_id\x18\x02 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\r\"\x0e\n\x0cStatsRequest\"\x8b\x01\n\rStreamerStats\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x12\n\nopen_files\x18\x04 \x01(\r\x12\x11\n\trotations\x18\x05 \x01(\x04\x12\x1b\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x0c.api.FileKey\x12\x0c\n\x04mode\x18\x07 \x01(\t\"\x1f\n\rStatusRequest\x12\x0e\n\x06\x63\x61\x63hed\x18\x01 \x01(\x08\"\x89\x01\n\x0eStreamerStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x1b\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x0c.api.FileKey\x12\r\n\x05lines\x18\x05 \x01(\x04\x12\r\n\x05\x62ytes\x18\x06 \x01(\x04\x12\x13\n\x0blast_seen_s\x18\x07 \x01(\x01\"\xb3\x01\n\x0eStatusResponse\x12\x13\n\x0bmediator_id\x18\x01 \x01(\t\x12&\n\tstreamers\x18\x02 \x03(\x0b\x32\x13.api.StreamerStatus\x12\x33\n\x08\x63ounters\x18\x03 \x03(\x0b\x32!.api.StatusResponse.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xae\x01\n\x0bLogStreamer\x12(\n\x03Log\x12\x0f.api.LogRequest\x1a\x10.api.LogResponse\x12\x37\n\x08LogBatch\x12\x14.api.LogBatchRequest\x1a\x15.api.LogBatchResponse\x12<\n\tLogStream\x12\x14.api.LogBatchRequest\x1a\x15.api.LogBatchResponse(\x01\x30\x01\x32\x35\n\x06Pinger\x12+\n\x04Ping\x12\x10.api.PingRequest\x1a\x11.api.PingResponse2C\n\x08Register\x12\x37\n\x08Register\x12\x14.api.RegisterRequest\x1a\x15.api.RegisterResponse2w\n\x0fStreamerControl\x12\x34\n\x07Release\x12\x13.api.ReleaseRequest\x1a\x14.api.ReleaseResponse\x12.\n\x05Stats\x12\x11.api.StatsRequest\x1a\x12.api.StreamerStats2B\n\rClusterStatus\x12\x31\n\x06Status\x12\x12.api.StatusRequest\x1a\x13.api.StatusResponseB$Z\"github.com/logstream/logstream/apib\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0flogstream.proto\x12\x03\x61pi\":\n\nLogRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\t\"\x1a\n\x0bLogResponse\x12\x0b\n\x03res\x18\x01 \x01(\t\"8\n\x08LogChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"0\n\x0fLogBatchRequest\x12\x1d\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\r.api.LogChunk\"0\n\x10LogBatchResponse\x12\r\n\x05lines\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"\x93\x01\n\x0bPingRequest\x12\t\n\x01\x61\x18\x01 \x01(\x05\x12\t\n\x01\x62\x18\x02 \x01(\x05\x12\x12\n\nstreamerId\x18\x03 \x01(\t\x12\x10\n\x08lease_ms\x18\x04 \x01(\x03\x12\x13\n\x0bmediator_id\x18\x05 \x01(\t\x12\x13\n\x0binterval_ms\x18\x06 \x01(\x03\x12\x0b\n\x03seq\x18\x07 \x01(\x03\x12\x11\n\tacked_seq\x18\x08 \x01(\x03\"\xa4\x01\n\x0cPingResponse\x12\x0b\n\x03res\x18\x02 \x01(\x05\x12\x13\n\x0bstreamer_id\x18\x03 \x01(\t\x12!\n\x05stats\x18\x04 \x01(\x0b\x32\x12.api.StreamerStats\x12\x1a\n\x04held\x18\x05 \x03(\x0b\x32\x0c.api.FileKey\x12\x15\n\rheld_lease_ms\x18\x06 \x01(\x03\x12\x1c\n\x04open\x18\x07 \x01(\x0b\x32\x0e.api.OpenFiles\"7\n\tOpenFiles\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x1b\n\x13oldest_write_age_ms\x18\x02 \x01(\x03\"+\n\x0fRegisterRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\"\x1f\n\x10RegisterResponse\x12\x0b\n\x03res\x18\x01 \x01(\t\">\n\x0cLeaveRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x14\n\x0c\x66iles_closed\x18\x03 \x01(\x08\"\x1d\n\rLeaveResponse\x12\x0c\n\x04keys\x18\x01 \x01(\r\")\n\x07\x46ileKey\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"A\n\x0eReleaseRequest\x12\x1a\n\x04keys\x18\x01 \x03(\x0b\x32\x0c.api.FileKey\x12\x13\n\x0bmediator_id\x18\x02 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\r\"\x0e\n\x0cStatsRequest\"\x8b\x01\n\rStreamerStats\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x12\n\nopen_files\x18\x04 \x01(\r\x12\x11\n\trotations\x18\x05 \x01(\x04\x12\x1b\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x0c.api.FileKey\x12\x0c\n\x04mode\x18\x07 \x01(\t\"\x1f\n\rStatusRequest\x12\x0e\n\x06\x63\x61\x63hed\x18\x01 \x01(\x08\"\x89\x01\n\x0eStreamerStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x1b\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x0c.api.FileKey\x12\r\n\x05lines\x18\x05 \x01(\x04\x12\r\n\x05\x62ytes\x18\x06 \x01(\x04\x12\x13\n\x0blast_seen_s\x18\x07 \x01(\x01\"\xb3\x01\n\x0eStatusResponse\x12\x13\n\x0bmediator_id\x18\x01 \x01(\t\x12&\n\tstreamers\x18\x02 \x03(\x0b\x32\x13.api.StreamerStatus\x12\x33\n\x08\x63ounters\x18\x03 \x03(\x0b\x32!.api.StatusResponse.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xae\x01\n\x0bLogStreamer\x12(\n\x03Log\x12\x0f.api.LogRequest\x1a\x10.api.LogResponse\x12\x37\n\x08LogBatch\x12\x14.api.LogBatchRequest\x1a\x15.api.LogBatchResponse\x12<\n\tLogStream\x12\x14.api.LogBatchRequest\x1a\x15.api.LogBatchResponse(\x01\x30\x01\x32\x35\n\x06Pinger\x12+\n\x04Ping\x12\x10.api.PingRequest\x1a\x11.api.PingResponse2s\n\x08Register\x12\x37\n\x08Register\x12\x14.api.RegisterRequest\x1a\x15.api.RegisterResponse\x12.\n\x05Leave\x12\x11.api.LeaveRequest\x1a\x12.api.LeaveResponse2w\n\x0fStreamerControl\x12\x34\n\x07Release\x12\x13.api.ReleaseRequest\x1a\x14.api.ReleaseResponse\x12.\n\x05Stats\x12\x11.api.StatsRequest\x1a\x12.api.StreamerStats2B\n\rClusterStatus\x12\x31\n\x06Status\x12\x12.api.StatusRequest\x1a\x13.api.StatusResponseB$Z\"github.com/logstream/logstream/apib\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,32 +54,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST']._serialized_end=687
   _globals['_REGISTERRESPONSE']._serialized_start=689
   _globals['_REGISTERRESPONSE']._serialized_end=720
-  _globals['_FILEKEY']._serialized_start=722
-  _globals['_FILEKEY']._serialized_end=763
-  _globals['_RELEASEREQUEST']._serialized_start=765
-  _globals['_RELEASEREQUEST']._serialized_end=830
-  _globals['_RELEASERESPONSE']._serialized_start=832
-  _globals['_RELEASERESPONSE']._serialized_end=867
-  _globals['_STATSREQUEST']._serialized_start=869
-  _globals['_STATSREQUEST']._serialized_end=883
-  _globals['_STREAMERSTATS']._serialized_start=886
-  _globals['_STREAMERSTATS']._serialized_end=1025
-  _globals['_STATUSREQUEST']._serialized_start=1027
-  _globals['_STATUSREQUEST']._serialized_end=1058
-  _globals['_STREAMERSTATUS']._serialized_start=1061
-  _globals['_STREAMERSTATUS']._serialized_end=1198
-  _globals['_STATUSRESPONSE']._serialized_start=1201
-  _globals['_STATUSRESPONSE']._serialized_end=1380
-  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_start=1333
-  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_end=1380
-  _globals['_LOGSTREAMER']._serialized_start=1383
-  _globals['_LOGSTREAMER']._serialized_end=1557
-  _globals['_PINGER']._serialized_start=1559
-  _globals['_PINGER']._serialized_end=1612
-  _globals['_REGISTER']._serialized_start=1614
-  _globals['_REGISTER']._serialized_end=1681
-  _globals['_STREAMERCONTROL']._serialized_start=1683
-  _globals['_STREAMERCONTROL']._serialized_end=1802
-  _globals['_CLUSTERSTATUS']._serialized_start=1804
-  _globals['_CLUSTERSTATUS']._serialized_end=1870
+  _globals['_LEAVEREQUEST']._serialized_start=722
+  _globals['_LEAVEREQUEST']._serialized_end=784
+  _globals['_LEAVERESPONSE']._serialized_start=786
+  _globals['_LEAVERESPONSE']._serialized_end=815
+  _globals['_FILEKEY']._serialized_start=817
+  _globals['_FILEKEY']._serialized_end=858
+  _globals['_RELEASEREQUEST']._serialized_start=860
+  _globals['_RELEASEREQUEST']._serialized_end=925
+  _globals['_RELEASERESPONSE']._serialized_start=927
+  _globals['_RELEASERESPONSE']._serialized_end=962
+  _globals['_STATSREQUEST']._serialized_start=964
+  _globals['_STATSREQUEST']._serialized_end=978
+  _globals['_STREAMERSTATS']._serialized_start=981
+  _globals['_STREAMERSTATS']._serialized_end=1120
+  _globals['_STATUSREQUEST']._serialized_start=1122
+  _globals['_STATUSREQUEST']._serialized_end=1153
+  _globals['_STREAMERSTATUS']._serialized_start=1156
+  _globals['_STREAMERSTATUS']._serialized_end=1293
+  _globals['_STATUSRESPONSE']._serialized_start=1296
+  _globals['_STATUSRESPONSE']._serialized_end=1475
+  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_start=1428
+  _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_end=1475
+  _globals['_LOGSTREAMER']._serialized_start=1478
+  _globals['_LOGSTREAMER']._serialized_end=1652
+  _globals['_PINGER']._serialized_start=1654
+  _globals['_PINGER']._serialized_end=1707
+  _globals['_REGISTER']._serialized_start=1709
+  _globals['_REGISTER']._serialized_end=1824
+  _globals['_STREAMERCONTROL']._serialized_start=1826
+  _globals['_STREAMERCONTROL']._serialized_end=1945
+  _globals['_CLUSTERSTATUS']._serialized_start=1947
+  _globals['_CLUSTERSTATUS']._serialized_end=2013
 # @@protoc_insertion_point(module_scope)

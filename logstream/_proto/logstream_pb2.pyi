@@ -104,6 +104,22 @@ class RegisterResponse(_message.Message):
     res: str
     def __init__(self, res: _Optional[str] = ...) -> None: ...
 
+class LeaveRequest(_message.Message):
+    __slots__ = ("id", "addr", "files_closed")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    FILES_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    addr: str
+    files_closed: bool
+    def __init__(self, id: _Optional[str] = ..., addr: _Optional[str] = ..., files_closed: _Optional[bool] = ...) -> None: ...
+
+class LeaveResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: int
+    def __init__(self, keys: _Optional[int] = ...) -> None: ...
+
 class FileKey(_message.Message):
     __slots__ = ("path", "filename")
     PATH_FIELD_NUMBER: _ClassVar[int]

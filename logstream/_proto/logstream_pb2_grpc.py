@@ -279,6 +279,11 @@ class RegisterStub:
                 request_serializer=logstream__pb2.RegisterRequest.SerializeToString,
                 response_deserializer=logstream__pb2.RegisterResponse.FromString,
                 _registered_method=True)
+        self.Leave = channel.unary_unary(
+                '/api.Register/Leave',
+                request_serializer=logstream__pb2.LeaveRequest.SerializeToString,
+                response_deserializer=logstream__pb2.LeaveResponse.FromString,
+                _registered_method=True)
 
 
 class RegisterServicer:
@@ -291,6 +296,13 @@ class RegisterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Leave(self, request, context):
+        """logstream extension: a streamer that stops on purpose leaves, so its keys move at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegisterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -298,6 +310,11 @@ def add_RegisterServicer_to_server(servicer, server):
                     servicer.Register,
                     request_deserializer=logstream__pb2.RegisterRequest.FromString,
                     response_serializer=logstream__pb2.RegisterResponse.SerializeToString,
+            ),
+            'Leave': grpc.unary_unary_rpc_method_handler(
+                    servicer.Leave,
+                    request_deserializer=logstream__pb2.LeaveRequest.FromString,
+                    response_serializer=logstream__pb2.LeaveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -328,6 +345,33 @@ class Register:
             '/api.Register/Register',
             logstream__pb2.RegisterRequest.SerializeToString,
             logstream__pb2.RegisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Leave(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.Register/Leave',
+            logstream__pb2.LeaveRequest.SerializeToString,
+            logstream__pb2.LeaveResponse.FromString,
             options,
             channel_credentials,
             insecure,

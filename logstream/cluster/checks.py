@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,8 @@ from logstream.cluster.plan import (
     streamer_etcd_values,
     streamer_values,
 )
-from logstream.cluster.schema import ClusterConfig
+from logstream.cluster.schema import SECTION_MODELS, ClusterConfig
+from logstream.config.types import toml_value_problem
 
 
 @dataclass(frozen=True)
@@ -155,3 +157,29 @@ def conflict_problem(section: tuple[str, ...], conflict: SettingsConflict) -> Pr
     """A conflict found while reading a section: its keys spelled as key paths in that section."""
     prefix = ".".join(section)
     return Problem((*section, conflict.keys[0]), conflict.explain(lambda field: f"{prefix}.{field}"), names_keys=True)
+
+
+def toml_shape_problems(data: Mapping[str, Any]) -> list[Problem]:
+    """What a cluster file's own TOML gets wrong before any merging: `[streamer]` written for
+    `[[streamer]]`, and numbers or booleans written as strings (`port = "8000"`), which a flag or a
+    variable may give as text but a file has its own types for."""
+    problems: list[Problem] = []
+    tables = data.get("streamer")
+    if isinstance(tables, Mapping):
+        problems.append(Problem(("streamer",), "[streamer] is one table, but per-streamer settings are "
+                                "[[streamer]] tables (double brackets, each with name = \"s1\" ...); settings "
+                                "for every streamer go in [streamers]", names_keys=True))
+    for section, model in SECTION_MODELS.items():
+        value = data.get(section)
+        entries = (list(enumerate(value)) if isinstance(value, list) and section == "streamer"
+                   else [(None, value)] if isinstance(value, Mapping) and section != "streamer" else [])
+        for position, table in entries:
+            if not isinstance(table, Mapping):
+                continue
+            for key, item in table.items():
+                field = model.model_fields.get(str(key))
+                why = None if field is None else toml_value_problem(field, item)
+                if why:
+                    where = (section,) if position is None else (section, str(position))
+                    problems.append(Problem((*where, str(key)), why))
+    return problems

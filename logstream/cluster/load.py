@@ -19,7 +19,7 @@ from pydantic_settings import InitSettingsSource, PydanticBaseSettingsSource, Se
 
 from logstream.config.flags import error_text
 from logstream.config.settings import SettingsConflict, environment_source, merge_values
-from logstream.cluster.checks import Problem, cluster_problems, conflict_problem, node_problems
+from logstream.cluster.checks import Problem, cluster_problems, conflict_problem, node_problems, toml_shape_problems
 from logstream.cluster.schema import ENV_DELIMITER, ENV_PREFIX, ClusterConfig, ConfigError
 
 Origins = Mapping[tuple[str, ...], str]
@@ -239,15 +239,24 @@ def load_cluster(
     origin_maps: list[Origins] = [flag_origins, parsed.origins, _env_origins(env)]
     if path is not None and toml_data is not None:
         origin_maps.append(_toml_origins(toml_data, path))
+    # The file's own mistakes (a string for a number, [streamer] for [[streamer]]), named by its key
+    # paths whatever a higher source sets, and reported beside the other problems.
+    shape = [] if path is None or toml_data is None else toml_shape_problems(toml_data)
+    shown = [] if path is None or toml_data is None else [
+        render(p, [_toml_origins(toml_data, path)], path) for p in shape]
     try:
         merged = merge_values(cluster_sources(flag_values, parsed.values, env, toml_data))
         origin_maps.insert(1, patch_streamers(merged, parsed))
         config = ClusterConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError([render(p, origin_maps, path) for p in validation_problems(exc)]) from None
+        said = {p.key for p in shape}
+        others = [p for p in validation_problems(exc) if not any(p.key[:len(k)] == k for k in said)]
+        raise ConfigError(shown + [render(p, origin_maps, path) for p in others]) from None
     except SettingsError as exc:  # e.g. LOGSTREAM_MEDIATOR='...' that is not valid JSON
         detail = f": {exc.__cause__}" if exc.__cause__ else ""
         raise ConfigError([f"{exc}{detail}"]) from None
+    if shown:
+        raise ConfigError(shown)
     problems = cluster_problems(config) or node_problems(config)
     if problems:
         raise ConfigError([render(p, origin_maps, path) for p in problems])

@@ -10,8 +10,9 @@ import xmlrpc.client
 from logstream.cluster import ClusterConfig, ConfigError, load_cluster
 from logstream.config.flags import GoFlagParser, UsageError
 from logstream.errors import report
-from logstream.supervisor.control import paths_for, socket_answers, supervisor_rpc, supervisord_pid
+from logstream.supervisor.control import socket_answers, supervisor_rpc, supervisord_pid
 from logstream.supervisor.render import RunPaths, process_name
+from logstream.supervisor.runs import locate
 
 
 class NotRunning(Exception):
@@ -31,10 +32,10 @@ def _load(prog: str, argv: list[str], extra: list[str] = []) -> tuple[argparse.N
     args = parser.parse_args(argv)
     flags = {"cluster.run_dir": args.run_dir} if args.run_dir else {}
     config = load_cluster(args.file, args.set, flags)
-    paths = paths_for(config)
-    if not socket_answers(paths):
-        raise NotRunning(f"no cluster is running from {paths.run_dir} (no supervisord at {paths.sock})")
-    return args, config, paths
+    located = locate(args.file, config)  # from this folder, or where `run FILE` recorded it was started
+    if not located.running:
+        raise NotRunning(f"no cluster is running ({located.tried()})")
+    return args, config, located.paths
 
 
 def stop_main(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
-"""The `logstream` command: picks a subcommand and turns user errors into one line and exit 2.
+"""The `logstream` command: picks a subcommand and turns user errors into one line and exit 2 (and a
+closed stdout pipe into a quiet exit 141).
 
 Each subcommand lives in its own module as `main(argv: list[str]) -> int`, imported only when used,
 so `logstream streamer` never pays for the supervisor code and vice versa.
@@ -7,7 +8,13 @@ so `logstream streamer` never pays for the supervisor code and vice versa.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# grpc's core writes its own log lines (e.g. a failed TLS handshake's) straight to stderr; our commands
+# say what went wrong themselves. Set before any command imports grpc; a user's own setting wins
+# (GRPC_VERBOSITY=INFO shows them again).
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from logstream import __version__
 from logstream.errors import UserError, report
@@ -55,8 +62,32 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# The exit code of a command whose reader went away (`logstream status FILE | head -3`): 128 + SIGPIPE,
+# what a shell shows for a program SIGPIPE ended, so `set -o pipefail` still notices the cut output.
+BROKEN_PIPE_EXIT = 141
+
+
+def _quiet_stdout() -> None:
+    """Python's documented recipe (library/signal.html, "Note on SIGPIPE"): point stdout at devnull
+    so the interpreter's own final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(BROKEN_PIPE_EXIT)
+    try:
+        sys.stdout.flush()  # here, not at interpreter exit, where a failure cannot be caught
+    except BrokenPipeError:
+        _quiet_stdout()
+        code = BROKEN_PIPE_EXIT
+    except OSError:  # e.g. EIO: the terminal went away (SIGHUP); the command's own code stands
+        _quiet_stdout()
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # `python -m logstream.commands.main` as `python -m logstream`

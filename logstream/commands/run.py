@@ -26,6 +26,7 @@ from logstream.supervisor.control import socket_answers, supervisord_pid
 from logstream.supervisor.manager import Runner
 from logstream.supervisor.process import busy_ports
 from logstream.supervisor.render import run_paths
+from logstream.supervisor.runs import record_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +71,7 @@ def main(argv: list[str]) -> int:
     try:
         config = load_cluster(args.file, args.set, short_flags(args))
         selected = select_nodes(config, args.only)
-        problems = check_files(config, cwd, selected)
+        problems = check_files(config, cwd, selected, writable=True)
         if problems:
             raise ConfigError(problems)
     except ConfigError as exc:
@@ -95,4 +96,5 @@ def main(argv: list[str]) -> int:
     except (OSError, TokenFileError) as exc:
         print(f"logstream run: error: cluster token {token}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2
+    record_run(Path(args.file), cwd, paths.run_dir)  # so `stop`/`status`/`restart FILE` find it from anywhere
     return Runner(config, nodes, paths, cwd, started=started).run()

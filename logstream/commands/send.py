@@ -15,7 +15,7 @@ from logstream.client import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_LINES, DEFAULT_T
 from logstream.config.flags import GoFlagParser, UsageError, join_flag_values
 from logstream.config.units import UnitError, format_duration, format_size, parse_duration, parse_size
 from logstream.node.address import AddressError, parse_address
-from logstream.node.channel import Reach, probe
+from logstream.node.channel import Reach, handshake_hint, probe, speaks_tls
 from logstream.node.tls import channel_credentials
 
 logger = logging.getLogger(__name__)
@@ -108,10 +108,13 @@ def send(args: argparse.Namespace, lines: Iterable[str | bytes]) -> int:
     try:
         sent = client.log_many(args.path, args.filename, lines)
     except SendError as exc:
-        reach = Reach.UNDECIDED
+        reach, server_tls = Reach.UNDECIDED, None
         if exc.code == grpc.StatusCode.UNAVAILABLE:
             reach = probe(args.target, channel_credentials(args.ca, args.crt, args.pk), HANDSHAKE_PROBE_S)
-        print(f"logstream send: error: {describe(exc, uses_tls=args.ca is not None, reach=reach)}", file=sys.stderr)
+            if reach is Reach.HANDSHAKE_FAILS:
+                server_tls = speaks_tls(args.target, HANDSHAKE_PROBE_S)
+        print(f"logstream send: error: {describe(exc, uses_tls=args.ca is not None, reach=reach, server_tls=server_tls)}",
+              file=sys.stderr)
         return 2 if exc.code in USER_ERRORS else 1
     finally:
         client.close()
@@ -119,15 +122,14 @@ def send(args: argparse.Namespace, lines: Iterable[str | bytes]) -> int:
     return 0
 
 
-def describe(exc: SendError, uses_tls: bool, reach: Reach) -> str:
-    """The one-line report of a failed send; `reach` is how far a fresh connection got afterwards."""
+def describe(exc: SendError, uses_tls: bool, reach: Reach, server_tls: bool | None = None) -> str:
+    """The one-line report of a failed send; `reach` is how far a fresh connection got afterwards,
+    `server_tls` whether the server answers TLS (None: not known)."""
     text = str(exc)
     # grpc reports a refused TLS session as UNAVAILABLE, like a refused connection or a server's own
     # UNAVAILABLE; the probe tells them apart on connectivity states, not on message wording.
     if exc.code == grpc.StatusCode.UNAVAILABLE and reach is Reach.HANDSHAKE_FAILS:
-        text += (" (TLS: check -ca, -crt and -pk against the server's certificates; a mutual-TLS server "
-                 "needs -crt and -pk)" if uses_tls else " (the server may require TLS: give -ca, and -crt/-pk "
-                 "for mutual TLS)")
+        text += f" ({handshake_hint(uses_tls, server_tls)})"
     if exc.sent_lines:
         text += f"; {exc.sent_lines} lines were sent before"
     return " ".join(text.split())  # one line, whatever the server put in its message

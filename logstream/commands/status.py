@@ -52,7 +52,11 @@ def mediator_main(argv: list[str]) -> int:
     try:
         status = fetch_status(target, creds, args.timeout)
     except StatusError as exc:
-        print(f"logstream status: {exc}", file=sys.stderr)
+        from logstream.node.channel import explain_failed_connection
+
+        # As `send` does: a handshake that fails says which side lacks TLS or which files to check.
+        hint = explain_failed_connection(target, creds, args.ca is not None, min(args.timeout, 5.0))
+        print(f"logstream status: {exc}{f' ({hint})' if hint else ''}", file=sys.stderr)
         return 1
     print(json.dumps(status, indent=2) if args.json else format_table(status))
     return 0
@@ -61,6 +65,7 @@ def mediator_main(argv: list[str]) -> int:
 def cluster_main(path: str, argv: list[str]) -> int:
     """`logstream status FILE [--set k=v]... [--json]`."""
     from logstream.cluster import ConfigError, load_cluster
+    from logstream.supervisor.runs import locate
     from logstream.supervisor.status import cluster_view
 
     parser = GoFlagParser(prog="logstream status", allow_abbrev=False,
@@ -73,7 +78,8 @@ def cluster_main(path: str, argv: list[str]) -> int:
         config = load_cluster(path, args.set, {"cluster.run_dir": args.run_dir} if args.run_dir else {})
     except ConfigError as exc:
         return report("logstream status", exc)
-    result, code = cluster_view(config)
+    located = locate(path, config)  # from this folder, or where `run FILE` recorded it was started
+    result, code = cluster_view(config, located.cwd, None if located.running else f"not running ({located.tried()})")
     if args.json:
         print(json.dumps(result, indent=None, sort_keys=True, default=str))
     else:

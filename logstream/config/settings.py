@@ -6,6 +6,8 @@ Precedence, declared once in `role_sources`: flags > environment (`LOGSTREAM_STR
 
 from __future__ import annotations
 
+import difflib
+import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +25,16 @@ from pydantic_settings import (
 
 from logstream.config import timings
 from logstream.config.units import format_duration
-from logstream.config.types import Address, AddressList, Duration, FiniteSize, ListenAddress, Size, ZeroOrDuration
+from logstream.config.types import (
+    Address,
+    AddressList,
+    Duration,
+    FiniteSize,
+    ListenAddress,
+    Size,
+    ZeroOrDuration,
+    toml_value_problem,
+)
 
 
 class TomlTableSource(TomlConfigSettingsSource):
@@ -31,13 +42,23 @@ class TomlTableSource(TomlConfigSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings], toml_file: Path, table: str) -> None:
         self.table = table
+        self.model = settings_cls  # (pydantic-settings sets its own attribute only after reading)
         super().__init__(settings_cls, toml_file=toml_file)
 
     def _read_file(self, file_path: Path) -> dict[str, Any]:  # type: ignore[override]
         data = super()._read_file(file_path)
-        section = data.get(self.table, {})
+        if self.table not in data:  # -config names the file to read settings from: none there is a mistake
+            tables = ", ".join(f"[{name}]" for name, value in data.items() if isinstance(value, dict))
+            raise ValueError(f"{file_path}: no [{self.table}] table (the {self.table}'s settings go there; "
+                             f"the file has {tables or 'no table'})")
+        section = data[self.table]
         if not isinstance(section, dict):
             raise ValueError(f"{file_path}: [{self.table}] must be a table")
+        for key, value in section.items():
+            field = self.model.model_fields.get(str(key))
+            why = None if field is None else toml_value_problem(field, value)
+            if why:
+                raise ValueError(f"{file_path}: {self.table}.{key}: {why}")
         return section
 
 
@@ -304,7 +325,38 @@ def role_sources(model: type[RoleSettings], flags: Mapping[str, Any], config_fil
     return tuple(sources)
 
 
+class UnknownVariable(ValueError):
+    """A `LOGSTREAM_STREAMER_*` / `LOGSTREAM_MEDIATOR_*` variable that names no setting (a typo
+    would otherwise be ignored in silence)."""
+
+
+def unknown_variables(model: type[RoleSettings], environ: Mapping[str, str]) -> list[str]:
+    """The variables in `environ` with `model`'s prefix that name none of its settings. Names with
+    the cluster file's delimiter after the role (`LOGSTREAM_MEDIATOR__PORT`) belong to `logstream run`."""
+    prefix = str(model.model_config.get("env_prefix", "")).upper()
+    unknown = []
+    for name in environ:
+        upper = name.upper()
+        if prefix and upper.startswith(prefix) and not upper[len(prefix):].startswith("_"):
+            if upper[len(prefix):].lower() not in model.model_fields:
+                unknown.append(name)
+    return sorted(unknown)
+
+
+def _unknown_variable_text(model: type[RoleSettings], name: str) -> str:
+    prefix = str(model.model_config.get("env_prefix", "")).upper()
+    fields = [field.upper() for field in model.model_fields]
+    close = difflib.get_close_matches(name.upper()[len(prefix):], fields, n=1)
+    hint = (f"did you mean {prefix}{close[0]}?" if close
+            else f"the settings are {prefix}<SETTING>, with SETTING one of {', '.join(fields)}")
+    return f"{name}: unknown variable ({hint})"
+
+
 def load_role(model: type[R], flags: Mapping[str, Any], config_file: Path | None = None,
               environ: Mapping[str, str] | None = None) -> R:
-    """`model` from its sources (raises pydantic's ValidationError, pydantic-settings' SettingsError)."""
+    """`model` from its sources (raises pydantic's ValidationError, pydantic-settings' SettingsError,
+    UnknownVariable for a variable with the role's prefix that names no setting)."""
+    unknown = unknown_variables(model, os.environ if environ is None else environ)
+    if unknown:
+        raise UnknownVariable("\n".join(_unknown_variable_text(model, name) for name in unknown))
     return model.model_validate(merge_values(role_sources(model, flags, config_file, environ)))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import types
+import typing
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, TypeAdapter
 from pydantic.fields import FieldInfo
@@ -66,3 +68,37 @@ def show_value(field: FieldInfo, value: Any) -> str:
 def field_type(field: FieldInfo) -> Any:
     """The field's whole type, with the validators and serializers pydantic keeps beside it."""
     return Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+
+
+def _plain_kind(annotation: Any, metadata: typing.Sequence[Any] = ()) -> Literal["bool", "int", "float"] | None:
+    """bool, int or float for a field a TOML file must give as that type; None for text, paths, and
+    values a validator parses from text (sizes, durations, addresses)."""
+    if any(isinstance(item, BeforeValidator) for item in metadata):
+        return None
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        base, *extra = typing.get_args(annotation)
+        return _plain_kind(base, [*metadata, *extra])
+    if origin in (typing.Union, types.UnionType):
+        kinds = {_plain_kind(arg, metadata) for arg in typing.get_args(annotation) if arg is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    return {bool: "bool", int: "int", float: "float"}.get(annotation)  # type: ignore[return-value]
+
+
+def toml_value_problem(field: FieldInfo, value: Any) -> str | None:
+    """What is wrong with `value`, as a TOML file gives it, for `field`: a number or a boolean written
+    as a string (`port = "8000"`, `console = "yes"`) is a mistake there, though a flag, a variable or
+    `--set` can only give text (pydantic's lax mode would quietly convert it)."""
+    kind = _plain_kind(field.annotation, field.metadata)
+    if kind is None or value is None:
+        return None
+    if kind == "bool":
+        ok = isinstance(value, bool)
+        wanted = "true or false (a TOML boolean)"
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and (kind == "float" or isinstance(value, int))
+        wanted = "a whole number" if kind == "int" else "a number"
+    if ok:
+        return None
+    shown = f"the string {value!r}" if isinstance(value, str) else f"{value!r}"
+    return f"expected {wanted}, not {shown}"

@@ -47,6 +47,8 @@ def parse_size(text: str | int) -> int:
         raise UnitError(f"not a size: {text!r}")
     if isinstance(text, int):
         return _checked_bytes(Decimal(text), str(text))
+    if not isinstance(text, str):  # e.g. a TOML float, `size = 1.5`: refused, not a TypeError
+        raise UnitError(f"not a size: {text!r} (expected e.g. 1MB, 512KiB, 1.5GB or -1B)")
     match = _SIZE_RE.match(text)
     if not match:
         raise UnitError(f"not a size: {text!r} (expected e.g. 1MB, 512KiB, 1.5GB or -1B)")

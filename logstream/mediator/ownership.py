@@ -205,5 +205,13 @@ class Ownership:
             # a hand-off *to* the removed streamer finishes normally and leaves the key unowned
         return fenced
 
+    def unfence(self, holder: Holder) -> list[FileKey]:
+        """`holder` can no longer write (it left with its files closed): the keys fenced on it are
+        unowned now, placed anew on their next use. The keys freed."""
+        freed = [key for key, fenced_on in self.fenced.items() if fenced_on == holder]
+        for key in freed:
+            del self.fenced[key]
+        return freed
+
     def keys_of(self, holder: Holder) -> list[FileKey]:
         return sorted(key for key, owner in self.owner.items() if owner == holder)

@@ -245,6 +245,20 @@ class Router:
             self._lost[holder] = self._start(self._rediscover(holder), f"rediscover-{holder}")
         self._notify()
 
+    async def leave(self, holder: Holder, files_closed: bool) -> list[FileKey] | None:
+        """A streamer stopping on purpose (LeaveRequest). Step 1 (`files_closed` False): nothing
+        more is routed to it; its keys wait (None: not a member). Step 2: its files are closed, its
+        keys are free at once. Either way its link ends before the answer (its open LogStream
+        would otherwise keep its server's stop waiting), with no warning and no search for it."""
+        keys = self.state.left(holder) if files_closed else self.state.leaving(holder)
+        if keys is None:
+            return None
+        link = self.links.pop(holder, None)
+        if link is not None:
+            await link.close()  # queued lines fail over to their keys' next owner
+        self._notify()  # wake requests waiting for its keys
+        return keys
+
     async def _rediscover(self, holder: Holder) -> None:
         """Look for a removed streamer (see `answers_again`) and re-admit it once it answers,
         through the normal pending -> live path: a streamer that never registers again (the Go

@@ -19,6 +19,7 @@ from logstream.node.ratelog import RateLimitedLog
 from logstream.keys.chunks import Chunk, LineTooLong, whole_lines
 from logstream.keys.paths import BadTarget, FileKey, validate_target
 from logstream.mediator.router import RouteError, Router
+from logstream.mediator.membership import Holder
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,25 @@ class RegisterServicer(pb_grpc.RegisterServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "mediator is shutting down")
         self._router.register(request.id.strip() or addr, addr)
         return _SUCCESS_REGISTER
+
+    async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
+        """A streamer stopping on purpose (see LeaveRequest): first nothing more is routed to it and
+        its forwards end, so its server stops at once; then, its files closed, its keys are free."""
+        problem = self._guard.refusal(self._peer(context))
+        if problem is not None:
+            self._refusals.note("Leave from outside the cluster", f"{request.id!r} at {request.addr!r}: {problem}")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"Leave must come from a node of the cluster: "
+                                f"{problem}")
+        holder = Holder(request.id.strip() or request.addr.strip(), request.addr.strip())
+        keys = await self._router.leave(holder, request.files_closed)
+        if keys is None:
+            return pb.LeaveResponse(keys=0)
+        if request.files_closed:
+            logger.info("streamer %s left: %d keys free for the other streamers now", holder, len(keys))
+        else:
+            logger.info("streamer %s leaves (stopping): its %d keys wait for its files to close; %d live",
+                        holder, len(keys), len(self._router.state.live()))
+        return pb.LeaveResponse(keys=len(keys))
 
 
 class ClusterStatusServicer(pb_grpc.ClusterStatusServicer):

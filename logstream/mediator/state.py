@@ -110,6 +110,19 @@ class ClusterState:
             return None
         return self.ownership.removed(holder)
 
+    def leaving(self, holder: Holder) -> list[FileKey] | None:
+        """A streamer stops on purpose (first step of a leave): no more pings or keys for it, and
+        its keys wait (fenced) until it says its files are closed; None if it was not a member."""
+        return self.failed(holder)
+
+    def left(self, holder: Holder) -> list[FileKey]:
+        """A streamer that left has stopped serving and closed every file: nothing of it can write
+        any more, so its keys are free now rather than when its lease surely lapsed. A member
+        (the first step was missed, e.g. by a restarted mediator) is removed first. The keys freed."""
+        if self.membership.member(holder) is not None:
+            self.failed(holder)
+        return self.ownership.unfence(holder)
+
     def route(self, key: FileKey, now: float) -> Route:
         return self.ownership.route(key, now)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import socket
+import ssl
 import threading
 from collections.abc import Sequence
 
@@ -88,3 +89,68 @@ def probe(target: str, creds: grpc.ChannelCredentials | None, timeout_s: float) 
     if handshake:
         return Reach.ANSWERS
     return Reach.HANDSHAKE_FAILS if accepts_connections(target, timeout_s) else Reach.NOT_LISTENING
+
+
+# The first byte of a TLS record a server answers a ClientHello with: a handshake (ServerHello) or an
+# alert; then the protocol's major version, 3 for SSL 3.0 and every TLS version.
+_TLS_RECORD_TYPES = (0x15, 0x16)
+_TLS_MAJOR_VERSION = 0x03
+
+
+def speaks_tls(target: str, timeout_s: float) -> bool | None:
+    """Whether the server at `target` answers a TLS ClientHello with a TLS record (True), or with
+    anything else or by closing (False: e.g. a plaintext HTTP/2 server); None when it cannot be asked
+    (refused, timed out). Decided on the bytes of the answer's record header, not on any message."""
+    address = parse_host_port(target)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only the record layer is looked at: no certificate matters
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    hello = context.wrap_bio(incoming, outgoing)
+    try:
+        hello.do_handshake()
+    except ssl.SSLWantReadError:  # the ClientHello is written to `outgoing`, waiting for an answer
+        pass
+    try:
+        with socket.create_connection((address.host, address.port), timeout=timeout_s) as sock:
+            sock.sendall(outgoing.read())
+            answer = b""
+            while len(answer) < 3:
+                chunk = sock.recv(3 - len(answer))
+                if not chunk:
+                    break
+                answer += chunk
+    except (socket.timeout, TimeoutError):
+        return None
+    except ConnectionResetError:
+        return False  # a plaintext server that resets on a ClientHello
+    except OSError:
+        return None
+    return tls_record_header(answer)
+
+
+def tls_record_header(answer: bytes) -> bool:
+    """Whether `answer` starts like a TLS record (type handshake or alert, major version 3)."""
+    return len(answer) >= 2 and answer[0] in _TLS_RECORD_TYPES and answer[1] == _TLS_MAJOR_VERSION
+
+
+def handshake_hint(uses_tls: bool, server_tls: bool | None) -> str:
+    """What to check when the connection is accepted but the handshake fails, knowing whether this
+    client spoke TLS and whether the server does (None: unknown)."""
+    if uses_tls and server_tls is False:
+        return "the server does not speak TLS (it serves plaintext): leave out -ca, -crt and -pk"
+    if uses_tls:
+        return ("TLS: check -ca, -crt and -pk against the server's certificates; a mutual-TLS server "
+                "needs -crt and -pk")
+    if server_tls:
+        return "the server speaks TLS: give -ca (the CA that signed its certificate), and -crt/-pk for mutual TLS"
+    return "the server may require TLS: give -ca, and -crt/-pk for mutual TLS"
+
+
+def explain_failed_connection(target: str, creds: grpc.ChannelCredentials | None, uses_tls: bool,
+                              timeout_s: float) -> str | None:
+    """After an UNAVAILABLE: a hint when a fresh connection is accepted but its handshake fails (TLS on
+    one side only, or certificates that do not match); None when that is not what happened."""
+    if probe(target, creds, timeout_s) is not Reach.HANDSHAKE_FAILS:
+        return None
+    return handshake_hint(uses_tls, speaks_tls(target, timeout_s))

@@ -62,6 +62,9 @@ async def set_serving(built: Built, serving: bool = True) -> None:
 async def stop_serving(built: Built, grace_s: float) -> None:
     """Tell health checkers first, then refuse new RPCs and let in-flight ones finish."""
     await built.health.enter_graceful_shutdown()
+    # Calls still open when the grace ends are cancelled, and grpc warns about each ("Aborting
+    # method ... due to server stop"): a stop we asked for is not worth a warning; its errors stay.
+    logging.getLogger("grpc._cython.cygrpc").setLevel(logging.ERROR)
     await built.server.stop(grace_s)
 
 
@@ -99,6 +102,9 @@ def _run(serve: Serve, loop: str) -> None:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             running.add_signal_handler(sig, on_signal, sig)
+        from logstream.node.parent import die_with_parent_if_asked
+
+        die_with_parent_if_asked()  # under `logstream run`: SIGTERM when supervisord dies
         try:
             await serve(stop)
         finally:

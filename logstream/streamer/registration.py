@@ -19,6 +19,9 @@ from logstream.streamer.lease import Lease
 logger = logging.getLogger(__name__)
 
 REGISTER_TIMEOUT_S = 5.0
+# A stopping streamer waits no longer than this for each step of its leave: a mediator that does not
+# answer (gone, or an older one) only means its keys wait for the lease as after a failure.
+LEAVE_TIMEOUT_S = 1.0
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 CHECK_EVERY_S = 0.25
@@ -107,5 +110,24 @@ async def keep_registered(mediator: str, creds: grpc.ChannelCredentials | None, 
                                lease.unpinged_s())
             else:
                 logger.warning("connection to mediator %s ended: registering again", mediator)
+    finally:
+        await channel.close()
+
+
+async def leave(mediator: str, creds: grpc.ChannelCredentials | None, streamer_id: str, addr: str,
+                metadata: Metadata, files_closed: bool) -> None:
+    """One step of leaving the mediator on purpose (LeaveRequest): before stopping (`files_closed`
+    False: route nothing more here), and after every file was flushed and closed (True: the keys
+    are free). Best effort: any failure leaves the keys to the mediator's lease rules."""
+    channel = tls.secure_or_insecure_channel(mediator, creds)
+    try:
+        stub = pb_grpc.RegisterStub(channel)  # type: ignore[no-untyped-call]
+        reply = await stub.Leave(pb.LeaveRequest(id=streamer_id, addr=addr, files_closed=files_closed),
+                                 timeout=LEAVE_TIMEOUT_S, metadata=metadata)
+        logger.debug("left mediator %s (%s): %d keys", mediator, "files closed" if files_closed else "stopping",
+                     reply.keys)
+    except grpc.aio.AioRpcError as exc:
+        logger.info("could not tell mediator %s that this streamer %s: %s (its keys wait for the lease)",
+                    mediator, "closed its files" if files_closed else "is stopping", exc.code().name)
     finally:
         await channel.close()

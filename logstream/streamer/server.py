@@ -176,6 +176,15 @@ def _etcd_session(settings: StreamerSettings, writer: Writer, core: StreamerCore
     return etcd, session
 
 
+async def _leave(settings: StreamerSettings, node_id: str, address: str, token: str | None,
+                 files_closed: bool) -> None:
+    from logstream.streamer.registration import leave
+
+    assert settings.mediator is not None
+    await leave(settings.mediator, tls.node_channel_credentials(settings), node_id, address,
+                call_metadata(token=token), files_closed)
+
+
 async def run(settings: StreamerSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
     """The whole streamer: writer, server, registration, debug server; returns after a clean shutdown.
@@ -246,16 +255,23 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
 
             mediator = settings.mediator
             metadata = call_metadata(token=core.guard.token)
+            creds = tls.node_channel_credentials(settings)
 
             async def learn_mode(channel: grpc.aio.Channel) -> None:
                 legacy.apply(lease, await legacy.probe(channel, metadata), mediator)
 
-            creds = tls.node_channel_credentials(settings)
             tasks.keep("registration", lambda: keep_registered(mediator, creds, core.node_id, address, lease,
                                                                metadata, learn_mode))
         await stop.wait()
         logger.info("stopping: refusing new requests, letting in-flight ones finish (grace %ss)", settings.grace)
     finally:
+        # A streamer stopping on purpose leaves its mediator (LeaveRequest): first, so that nothing
+        # more is routed here and the mediator's open forward stream ends (else the server's stop
+        # waits the whole grace for it); after its files are closed, so its keys move at once.
+        leaving = started and settings.mediator is not None
+        if leaving:
+            await tasks.close()  # the registration first: it must not register again meanwhile
+            await _leave(settings, core.node_id, address, core.guard.token, files_closed=False)
         if built is not None:
             await node.stop_serving(built, settings.grace)
         core.closing = True
@@ -268,6 +284,8 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
             await session.close()
         if etcd is not None:
             await etcd.close()
+        if leaving:
+            await _leave(settings, core.node_id, address, core.guard.token, files_closed=True)
         for server in http:
             server.close()
         for undo in unregister:

@@ -1,5 +1,6 @@
 """`logstream run`'s manager: render supervisord.conf, run supervisord as a child, follow the nodes'
-output, announce readiness once, and on SIGINT/SIGTERM stop everything, leaving no process.
+output, announce readiness once, and on SIGINT/SIGTERM/SIGHUP stop everything, leaving no process
+(and if `run` is killed outright, supervisord gets its parent-death signal and stops the nodes).
 
 Like honcho's Manager, one loop owns all state: the signal handlers only record the signal, and
 the loop (poll files, poll supervisord, check readiness) does the work.
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +23,10 @@ from typing import IO
 
 from logstream.cluster import ClusterConfig, Node, etcd_endpoints, mediator_address, mediator_addresses
 from logstream.errors import UserError
-from logstream.supervisor.control import socket_answers
+from logstream.supervisor.control import socket_answers, supervisor_rpc
 from logstream.supervisor.printer import Printer
-from logstream.supervisor.process import Follower, alive, clean_environment, is_our_node
-from logstream.supervisor.render import RunPaths, render, stop_wait_s
+from logstream.supervisor.process import Follower, alive, clean_environment, die_with_parent, is_our_node
+from logstream.supervisor.render import RunPaths, process_name, render, stop_wait_s
 
 # Seconds between readiness checks, and after which a missing node is reported once.
 READY_POLL_S = 0.25
@@ -32,6 +34,8 @@ READY_WARN_S = 30.0
 LOOP_S = 0.1
 # Beyond the nodes' stopwaitsecs, how long supervisord gets to finish before everything is killed.
 KILL_MARGIN_S = 3.0
+# A closed terminal (SIGHUP) ends a run as Ctrl-C and SIGTERM do.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _SPAWNED_RE = re.compile(r"spawned: '([^']+)' with pid (\d+)")
 _FATAL_RE = re.compile(r"gave up: (\S+) entered FATAL state")
 # supervisord lines that alarm without informing: the socket is chmod 0700 in the run directory.
@@ -155,6 +159,8 @@ class Runner:
         self.exit_signal: int | None = None
         self.force = False
         self.children: dict[int, str] = {}  # pid -> node name, from supervisord's "spawned:" lines
+        self.fatal: list[str] = []  # nodes supervisord gave up on (FATAL), in order
+        self.last_output: dict[str, str] = {}  # each node's last non-empty output line: why it failed
         self.process: subprocess.Popen[bytes] | None = None
         streamers = [node.name for node in self.nodes if node.role == "streamer"]
         tls = config.tls
@@ -177,7 +183,7 @@ class Runner:
             self.exit_signal = signum
 
     def run(self) -> int:
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             return self._run()
         except BaseException:
@@ -204,6 +210,8 @@ class Runner:
                 [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.paths.conf)],
                 cwd=self.cwd, env=clean_environment(), stdin=subprocess.DEVNULL, stdout=output,
                 stderr=subprocess.STDOUT, start_new_session=True,  # our Ctrl-C must not reach the nodes
+                # Whatever ends `run` (SIGKILL too), supervisord gets SIGTERM and stops the nodes.
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         finally:
             output.close()
@@ -223,6 +231,8 @@ class Runner:
             self._pump()
             if self.exit_signal is not None:
                 return self._shutdown(self.exit_signal)
+            if self.fatal:
+                return self._give_up(self.fatal[0])
             code = self.process.poll()
             if code is not None:
                 return self._supervisord_ended(code)
@@ -249,13 +259,10 @@ class Runner:
                     if any(noise in line for noise in _QUIET):
                         continue
                     fatal = _FATAL_RE.search(line)
-                    if fatal:
-                        self.printer.line(name, line)
-                        node = fatal.group(1)
-                        self.printer.say(f"{node} keeps failing to start; supervisord gave up on it (see "
-                                         f"{self._shown(self.paths.node_log(node))}; after fixing the cause: "
-                                         f"logstream restart FILE {node})")
-                        continue
+                    if fatal and fatal.group(1) not in self.fatal:
+                        self.fatal.append(fatal.group(1))
+                elif line.strip():
+                    self.last_output[name] = line.strip()
                 self.printer.line(name, line)
 
     def _summary(self, elapsed_s: float) -> str:
@@ -288,9 +295,32 @@ class Runner:
         return max(streamers, default=0) + max(mediator, default=0) + max(etcd, default=0) + KILL_MARGIN_S
 
     def _shutdown(self, signum: int) -> int:
-        assert self.process is not None
         name = signal.Signals(signum).name
         self.printer.say(f"{name}: stopping the streamers, then the mediator")
+        self._stop_all()
+        return 128 + signum
+
+    def _why_fatal(self, node: str) -> str:
+        """The node's last output line (its error, as nodes print one line and exit 2), else
+        supervisord's spawn error (e.g. a command that cannot be executed)."""
+        if node in self.last_output:
+            return self.last_output[node]
+        try:
+            with supervisor_rpc(self.paths, timeout_s=2.0) as rpc:
+                spawnerr = str(rpc.getProcessInfo(process_name(node)).get("spawnerr") or "")
+        except (OSError, xmlrpc.client.Error):  # supervisord is gone or busy: the log file still says it
+            spawnerr = ""
+        return spawnerr or "it printed nothing"
+
+    def _give_up(self, node: str) -> int:
+        """A node supervisord gave up on: a half cluster is not a cluster, so stop the rest and fail."""
+        self.printer.say(f"{node} failed to start and supervisord gave up on it: {self._why_fatal(node)} "
+                         f"(see {self._shown(self.paths.node_log(node))}); stopping the cluster")
+        self._stop_all()
+        return 1
+
+    def _stop_all(self) -> None:
+        assert self.process is not None
         if self.process.poll() is None:
             # supervisord's own shutdown stops groups in reverse priority order: streamers, mediator.
             self.process.send_signal(signal.SIGTERM)
@@ -304,7 +334,6 @@ class Runner:
         self._kill_leftovers()
         self._pump(final=True)
         self.printer.say(f"cluster \"{self.config.cluster.name}\" stopped")
-        return 128 + signum
 
     def _supervisord_ended(self, code: int) -> int:
         self._kill_leftovers()

@@ -15,6 +15,7 @@ class Printer:
     def __init__(self, names: Sequence[str], out: IO[str], colour: bool | None = None) -> None:
         self.width = max(len(name) for name in names)
         self.out = out
+        self.closed = False
         use_colour = out.isatty() and "NO_COLOR" not in os.environ if colour is None else colour
         self.colours = {name: _COLOURS[i % len(_COLOURS)] for i, name in enumerate(names)} if use_colour else {}
 
@@ -22,9 +23,18 @@ class Printer:
         prefix = f"{name:<{self.width}} | "
         if name in self.colours:
             prefix = f"\033[{self.colours[name]}m{prefix}\033[0m"
-        self.out.write(prefix + text + "\n")
-        self.out.flush()
+        self._write(prefix + text + "\n")
 
     def say(self, text: str) -> None:
-        self.out.write(f"logstream: {text}\n")
-        self.out.flush()
+        self._write(f"logstream: {text}\n")
+
+    def _write(self, text: str) -> None:
+        # A closed terminal (SIGHUP) or a closed pipe must not stop the run's shutdown: the nodes'
+        # output stays in their log files, so drop ours from then on.
+        if self.closed:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (OSError, ValueError):
+            self.closed = True

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
 from logstream.cluster import Node
+from logstream.node.parent import prctl_function, set_parent_death_signal
 
 # Variables of the role settings would leak into every node below the cluster file's flags.
 _NODE_ENV_PREFIXES = ("LOGSTREAM_STREAMER_", "LOGSTREAM_MEDIATOR_")
@@ -101,6 +103,26 @@ class Follower:
 def clean_environment() -> dict[str, str]:
     """This process's environment without the role settings' variables."""
     return {key: value for key, value in os.environ.items() if not key.upper().startswith(_NODE_ENV_PREFIXES)}
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child get `signum` when this process dies, however it dies
+    (SIGKILL included): Linux's parent-death signal, which survives the exec. None elsewhere.
+
+    Chosen over a watchdog process or thread: the kernel delivers it, so nothing of ours must
+    outlive us to do it. SIGTERM (not SIGKILL) lets supervisord stop its nodes in order first.
+    """
+    prctl = prctl_function()  # resolved before the fork: the child only calls it
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        set_parent_death_signal(prctl, signum)
+        if os.getppid() != parent:  # we died between the fork and the prctl: the signal never comes
+            os.kill(os.getpid(), signum)
+
+    return preexec
 
 
 def alive(pid: int) -> bool:

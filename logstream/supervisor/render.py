@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logstream.cluster import Node
+from logstream.node.parent import PARENT_DEATH_ENV
 
 # Unix socket paths are limited (108 bytes on Linux, 104 on macOS); beyond this, use /tmp.
 _MAX_SOCKET_PATH = 100
@@ -139,7 +140,8 @@ def render(cluster_name: str, nodes: Sequence[Node], paths: RunPaths, cwd: Path,
             f"stdout_logfile={escape(str(paths.node_log(node.name)), expansions=2)}",
             "stdout_logfile_maxbytes=50MB",
             "stdout_logfile_backups=2",
-            f"environment={_environment({'PYTHONUNBUFFERED': '1'})}",
+            # supervisord killed outright must not leave its nodes behind (node/parent.py)
+            f"environment={_environment({'PYTHONUNBUFFERED': '1', PARENT_DEATH_ENV: 'TERM'})}",
         ]
     if streamers:
         lines += ["", f"[group:{STREAMERS_GROUP}]", f"programs={','.join(streamers)}",

@@ -18,13 +18,12 @@ from logstream.supervisor.control import paths_for, socket_answers, supervisor_r
 OK, DEGRADED = 0, 1
 
 
-def _credentials(config: ClusterConfig) -> grpc.ChannelCredentials | None:
+def _credentials(config: ClusterConfig, cwd: Path) -> grpc.ChannelCredentials | None:
     tls = config.tls
     if tls is None or tls.crt is None:
         return None
     from logstream.node.tls import channel_credentials
 
-    cwd = Path.cwd()
     files = [None if p is None else (p if p.is_absolute() else cwd / p) for p in (tls.ca, tls.crt, tls.pk)]
     return channel_credentials(*files)
 
@@ -36,10 +35,10 @@ def _uptime(info: dict[str, Any]) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def supervisor_view(config: ClusterConfig) -> list[dict[str, Any]]:
+def supervisor_view(config: ClusterConfig, cwd: Path | None = None) -> list[dict[str, Any]]:
     """One entry per node supervisord runs here: name, state, pid, uptime_s, and the name
     `supervisorctl` knows it by (`streamers:s1`: a bare `s1` is "no such process")."""
-    with supervisor_rpc(paths_for(config), timeout_s=5.0) as rpc:
+    with supervisor_rpc(paths_for(config, cwd), timeout_s=5.0) as rpc:
         infos = rpc.getAllProcessInfo()
     processes = []
     for info in infos:
@@ -53,24 +52,27 @@ def supervisor_view(config: ClusterConfig) -> list[dict[str, Any]]:
     return sorted(processes, key=lambda p: order.get(p["name"], len(order)))
 
 
-def cluster_view(config: ClusterConfig) -> tuple[dict[str, Any], int]:
+def cluster_view(config: ClusterConfig, cwd: Path | None = None,
+                 not_running: str | None = None) -> tuple[dict[str, Any], int]:
     """Both views in one dict (`cluster`, `run_dir`, `processes`, `mediator_address`, and `mediator`
-    or `mediator_error`, `supervisord_error` when it cannot be asked) and OK or DEGRADED."""
-    paths = paths_for(config)
+    or `mediator_error`, `supervisord_error` when it cannot be asked) and OK or DEGRADED. Relative
+    paths count from `cwd` (default: here); `not_running` says where supervisord was looked for."""
+    cwd = cwd or Path.cwd()
+    paths = paths_for(config, cwd)
     result: dict[str, Any] = {"cluster": config.cluster.name, "run_dir": str(paths.run_dir)}
     code = OK
     if socket_answers(paths):
         try:
-            result["processes"] = supervisor_view(config)
+            result["processes"] = supervisor_view(config, cwd)
         except (OSError, xmlrpc.client.Error) as exc:
             result["processes"], result["supervisord_error"] = [], str(exc)
             code = DEGRADED
     else:
-        result["processes"], result["supervisord_error"] = [], f"not running (no supervisord at {paths.sock})"
+        result["processes"], result["supervisord_error"] = [], not_running or f"not running (no supervisord at {paths.sock})"
         code = DEGRADED
     if any(p["state"] != "RUNNING" for p in result["processes"]):
         code = DEGRADED
-    creds = _credentials(config)
+    creds = _credentials(config, cwd)
     result["mediators"] = []
     for name, target in zip(config.mediator_names(), mediator_addresses(config)):
         entry: dict[str, Any] = {"name": name, "addr": target}

@@ -46,8 +46,10 @@ def write_cluster(tmp_path: Path, count: int = 3, extra: str = "") -> tuple[Path
 class Run(Watched):
     """`logstream run ARGS` as a subprocess."""
 
-    def __init__(self, cwd: Path, args: list[str]) -> None:
-        super().__init__([sys.executable, "-m", "logstream", "run", *args], cwd)
+    def __init__(self, cwd: Path, args: list[str], env: dict[str, str] | None = None) -> None:
+        # `run` records where it started under XDG_RUNTIME_DIR: keep the tests' records in tmp.
+        super().__init__([sys.executable, "-m", "logstream", "run", *args], cwd,
+                         {"XDG_RUNTIME_DIR": str(cwd / "xdg"), **(env or {})})
 
 
 @pytest.fixture
@@ -153,6 +155,43 @@ def test_logstream_stop_stops_a_running_cluster(tmp_path: Path, runs: list[Run])
     assert 'logstream stop: cluster "e2e" stopped in' in done.stdout
     assert run.wait() == 0
     assert wait_gone(tmp_path) == []
+
+
+def test_stop_status_and_restart_from_another_folder(tmp_path: Path) -> None:
+    """The cluster file's relative run_dir counts from where `run` started; the other commands,
+    typed elsewhere with another path to the same file, find it through run's record."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    file, _, _ = write_cluster(project, count=1)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "xdg")}
+    relative = os.path.join("..", "project", file.name)
+
+    def logstream(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "logstream", *args], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    nothing = logstream("stop", relative)  # nothing runs yet: say where we looked
+    assert nothing.returncode == 1
+    assert str(elsewhere / "run" / "supervisor.sock") in nothing.stderr, nothing.stderr
+    run = Run(project, [file.name], env={"XDG_RUNTIME_DIR": str(tmp_path / "xdg")})
+    try:
+        run.wait_for(READY)
+        status_out = logstream("status", relative, "--json")
+        view = json.loads(status_out.stdout)  # (exit 1 while supervisord still says STARTING)
+        assert view["run_dir"] == str(project / "run") and "supervisord_error" not in view, view
+        assert [p["name"] for p in view["processes"]] == ["mediator", "s1"]
+        assert all(p["state"] in ("STARTING", "RUNNING") for p in view["processes"]), view
+        restarted = logstream("restart", relative, "s1")
+        assert restarted.returncode == 0, restarted.stderr
+        stopped = logstream("stop", relative)
+        assert stopped.returncode == 0, stopped.stderr
+        assert 'logstream stop: cluster "e2e" stopped in' in stopped.stdout
+        assert run.wait() == 0
+        assert wait_gone(tmp_path) == []
+    finally:
+        run.kill()
+        kill_leftovers(tmp_path)
 
 
 def test_a_mutual_tls_cluster(tmp_path: Path, runs: list[Run], tls_files: object) -> None:

@@ -92,6 +92,6 @@ def test_certificates_from_logstream_certs_work_server_only(tmp_path: Path) -> N
         done = _send(["-mediator", f"localhost:{node.port}", "-filename", "f", "-ca", str(certs / "ca.crt"), "hi"])
         assert done.returncode == 0, done.stderr
         plain = _send(["-target", node.address, "-filename", "f", "-attempts", "1", "plaintext"])
-        assert plain.returncode == 1 and "may require TLS" in plain.stderr
+        assert plain.returncode == 1 and "the server speaks TLS: give -ca" in plain.stderr
         assert node.stop() == 0
     assert (tmp_path / "logs" / "f.log").read_text() == "hi\n"

@@ -1,4 +1,4 @@
-"""Stateful property: across joins, crashes, partitions, restarts and clock ticks, no file key ever
+"""Stateful property: across joins, crashes, leaves, partitions, restarts and clock ticks, no file key ever
 has two streamers allowed to write it, every line goes to its key's single owner, and no
 acknowledged line is lost.
 
@@ -64,6 +64,7 @@ class Streamer:
     reported: set[FileKey] = field(default_factory=set)
     switch_until: float = float("-inf")  # its lease's end when it last switched mediator (its clock)
     written_at: dict[FileKey, float] = field(default_factory=dict)  # last write of each key (mediator time)
+    stopping: bool = False  # left its mediator (step 1) and not yet exited
 
     def __post_init__(self) -> None:
         self.clock = StreamerClock(self.rate)
@@ -192,6 +193,8 @@ class ClusterMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, N_STREAMERS - 1))
     def start_and_register(self, index: int) -> None:
         streamer = self.streamers[index]
+        if streamer.stopping:
+            return  # a stopping streamer registers no more
         if not streamer.alive:
             streamer.alive, streamer.reachable = True, True
             streamer.new_process()
@@ -208,7 +211,7 @@ class ClusterMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, N_STREAMERS - 1))
     def restart_on_new_port(self, index: int) -> None:
         streamer = self.streamers[index]
-        streamer.alive, streamer.reachable, streamer.held = False, True, set()
+        streamer.alive, streamer.reachable, streamer.held, streamer.stopping = False, True, set(), False
         self.port += 10
         streamer.addr = f"h:{self.port}"
         self.start_and_register(index)
@@ -216,8 +219,35 @@ class ClusterMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, N_STREAMERS - 1))
     def crash_or_leave(self, index: int) -> None:
         streamer = self.streamers[index]
-        streamer.alive = False
+        streamer.alive, streamer.stopping = False, False
         streamer.held.clear()  # the process is gone: its locks with it
+
+    @rule(index=st.integers(0, N_STREAMERS - 1))
+    def leave_begins(self, index: int) -> None:
+        """A streamer stopped on purpose (docs/cluster-protocol.md, "Leaving") stops registering and
+        sends step 1 (when the mediator can be reached): nothing more is routed to it. It still
+        serves what reaches it until it stops (`leave_ends`)."""
+        streamer = self.streamers[index]
+        if streamer.alive and not streamer.stopping:
+            streamer.stopping = True
+            if streamer.reachable:
+                self.state.leaving(streamer.holder)
+
+    @precondition(lambda self: any(s.stopping for s in self.streamers))
+    @rule(data=st.data(), finish=st.booleans())
+    def leave_ends(self, data: st.DataObject, finish: bool) -> None:
+        """Its server stops, letting forwards in flight to it finish (written if it may; their outcome
+        is unknown to the mediator, which closed its link); it closes every file and exits; step 2
+        frees its keys at once, or it dies before that (`finish` False) and they wait for its lease."""
+        streamer = data.draw(st.sampled_from([s for s in self.streamers if s.stopping]))
+        holder = streamer.holder
+        for item in [item for item in self.inflight if item[0] == holder]:
+            self.inflight.remove(item)
+            self._write(streamer, item[1], item[2], item[3])
+        streamer.alive, streamer.stopping = False, False
+        streamer.held.clear()
+        if finish and streamer.reachable:
+            self.state.left(holder)
 
     @rule(index=st.integers(0, N_STREAMERS - 1))
     def partition(self, index: int) -> None:

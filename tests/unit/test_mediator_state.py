@@ -303,3 +303,28 @@ def test_the_io_side_reaches_the_state_only_through_its_facade(module: str) -> N
     reached = sorted({f"{node.attr} (line {node.lineno})" for node in ast.walk(ast.parse(source))
                       if isinstance(node, ast.Attribute) and node.attr in ("membership", "ownership")})
     assert reached == []
+
+
+def test_a_streamer_that_leaves_frees_its_keys_once_its_files_are_closed() -> None:
+    state = live_state("s1", "s2", now=0.0)
+    key = key_on(state, "s1")
+    s1 = next(h for h in state.live() if h.id == "s1")
+    assert state.route(key, 0.1) == s1
+    assert state.leaving(s1) == [key]  # step 1: no more routes to it; its key waits
+    assert state.route(key, 0.2) is Wait.FENCED
+    assert [h.id for h in state.live()] == ["s2"]
+    assert state.left(s1) == [key]  # step 2: its files are closed: free at once, long before BOUND
+    moved = state.route(key, 0.3)
+    assert isinstance(moved, Holder) and moved.id == "s2"
+    assert state.left(s1) == []  # a repeated step 2 frees nothing more
+
+
+def test_leaving_without_the_first_step_still_removes_it_first() -> None:
+    state = live_state("s1", "s2", now=0.0)
+    key = key_on(state, "s1")
+    s1 = next(h for h in state.live() if h.id == "s1")
+    assert state.route(key, 0.1) == s1
+    assert state.left(s1) == [key]  # e.g. a mediator restarted between the two steps
+    assert [h.id for h in state.live()] == ["s2"]
+    assert state.route(key, 0.2) != s1
+    assert state.leaving(Holder("s9", "h:9")) is None  # not a member: nothing to do

@@ -78,3 +78,36 @@ def test_a_bad_env_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("LOGSTREAM_STREAMER_PORT", "many")
     with pytest.raises(UsageError, match="LOGSTREAM_STREAMER_PORT"):
         load([])
+
+
+def test_an_unknown_role_variable_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGSTREAM_STREAMER_SIZ", "2MB")
+    with pytest.raises(UsageError) as caught:
+        load([])
+    assert str(caught.value).startswith("LOGSTREAM_STREAMER_SIZ: unknown variable")
+    assert "LOGSTREAM_STREAMER_SIZE" in str(caught.value)  # the close one is suggested
+
+
+def test_cluster_variables_are_not_role_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGSTREAM_STREAMERS__COUNT", "2")  # `logstream run`'s, not the streamer's
+    monkeypatch.setenv("LOGSTREAM_STREAMER__0__NAME", "s1")
+    assert load([]).port == 8080
+
+
+def test_a_config_file_without_the_role_table_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text('[cluster]\nname = "x"\n[[streamer]]\nname = "s1"\n')
+    with pytest.raises(UsageError, match=r"\[streamer\] must be a table"):
+        load(["-config", str(path)])
+    path.write_text('[cluster]\nname = "x"\n[streamers]\ncount = 2\n')
+    with pytest.raises(UsageError) as caught:
+        load(["-config", str(path)])
+    assert str(caught.value).startswith(f"{path}: no [streamer] table")
+
+
+@pytest.mark.parametrize("line", ['port = "7001"', 'console = "yes"', "console = 1", "size = 1.5"])
+def test_a_toml_value_of_the_wrong_type_is_refused(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(f"[streamer]\n{line}\n")
+    with pytest.raises(UsageError, match=rf"streamer\.{line.split()[0]}: "):
+        load(["-config", str(path)])
