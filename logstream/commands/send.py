@@ -234,7 +234,7 @@ def main(argv: list[str]) -> int:
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return send(args, args.lines or None, sys.stdin.fileno(), stop)
+        return send(args, args.lines or None, 0 if args.lines else sys.stdin.fileno(), stop)
     except KeyboardInterrupt:  # the second signal
         print("logstream send: stopped at once by a second signal; lines read but not yet acknowledged "
               "may be lost", file=sys.stderr)
