@@ -27,11 +27,16 @@ class _Script:
     def clock(self) -> float:
         return self.now
 
-    def get(self, timeout_s: float) -> bytes | None | _Empty:
+    def get(self, timeout_s: float) -> list[bytes] | None | _Empty:
         if self.items and self.items[0][0] <= self.now + timeout_s:
             at, item = self.items.pop(0)
             self.now = max(self.now, at)
-            return item
+            if item is None:
+                return None
+            lines = [item]  # lines arriving at the same instant come in one read, as from a pipe
+            while self.items and self.items[0][0] == at and self.items[0][1] is not None:
+                lines.append(self.items.pop(0)[1])  # type: ignore[arg-type]
+            return lines
         self.now += max(timeout_s, 1e-6)  # a real wait takes time; a float too small to move `now` would not
         return EMPTY
 
@@ -89,8 +94,9 @@ def test_line_reader_times_out_then_ends() -> None:
     reader = LineReader(_after(gate, [[b"x\n"]]))
     assert reader.get(0.01) is EMPTY
     gate.set()
-    assert reader.get(5) == b"x\n"
+    assert reader.get(5) == [b"x\n"]
     assert reader.get(5) is None
+    assert reader.get(5) is None  # the end stays the end
 
 
 def _after(gate: threading.Event, chunks: list[list[bytes]]) -> Iterator[list[bytes]]:
