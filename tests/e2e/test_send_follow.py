@@ -122,3 +122,20 @@ def test_a_file_held_by_another_writer_is_said_so(tmp_path: Path) -> None:
         assert "(ABORTED: " in done.stderr
         assert node.stop() == 0
     assert (root / "busy.log").read_bytes() == b""
+
+
+def test_a_held_file_through_the_mediator_is_said_so_before_the_deadline(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    root.mkdir()
+    with open(root / "busy.log", "ab") as held, \
+            start_node(["mediator", "-host", "127.0.0.1", "-port", "0", "-health-interval", "1s"]) as mediator, \
+            start_node(_streamer(root, "-mediator", mediator.address)) as streamer:
+        mediator.wait_for(r"is live \(1 live\)", 20)
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        started = time.monotonic()
+        done = subprocess.run([*logstream_command(), "send", "-target", mediator.address, "-filename", "busy",
+                               "-timeout", "3s", "x"], capture_output=True, text=True, timeout=30)
+        assert time.monotonic() - started < 15  # an answer, not a hang until some idle close
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert "held by another writer" in done.stderr and "(ABORTED: " in done.stderr
+        assert streamer.stop() == 0 and mediator.stop() == 0
