@@ -229,11 +229,11 @@ def main(argv: list[str]) -> int:
     # `-batch-bytes -1B`: a value that starts with '-' still belongs to its flag
     args = parser.parse_args(join_flag_values(parser, argv))
     args.target = parse_target(args.target)
-    if (warning := filename_warning(args.filename)) is not None:
-        print(f"logstream send: warning: {warning}", file=sys.stderr)
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if (warning := filename_warning(args.filename)) is not None:
+            print(f"logstream send: warning: {warning}", file=sys.stderr, flush=True)
         return send(args, args.lines or None, 0 if args.lines else sys.stdin.fileno(), stop)
     except KeyboardInterrupt:  # the second signal
         print("logstream send: stopped at once by a second signal; lines read but not yet acknowledged "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers import logstream_command, start_node
-from netports import reserve_ports
+from netports import refusing_port, reserve_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -139,3 +139,17 @@ def test_a_held_file_through_the_mediator_is_said_so_before_the_deadline(tmp_pat
         assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
         assert "held by another writer" in done.stderr and "(ABORTED: " in done.stderr
         assert streamer.stop() == 0 and mediator.stop() == 0
+
+
+def test_a_second_signal_ends_a_send_that_is_still_retrying() -> None:
+    with refusing_port() as port, _popen_send(["-target", f"127.0.0.1:{port}", "-filename", "x.log",
+                                                "-retry-for", "1m", "late"]) as proc:
+        assert proc.stderr is not None
+        assert b"warning" in proc.stderr.readline()  # printed once the signal handlers are in place
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None  # the first signal lets it deliver what was read: still retrying
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+        rest = proc.stderr.read().decode()
+        assert rest.count("\n") == 1 and "second signal" in rest
