@@ -5,6 +5,8 @@ time (a mediator that starts late is waited for), and a file held by another wri
 from __future__ import annotations
 
 import fcntl
+import os
+import pty
 import signal
 import struct
 import subprocess
@@ -153,3 +155,23 @@ def test_a_second_signal_ends_a_send_that_is_still_retrying() -> None:
         assert proc.wait(10) == 130
         rest = proc.stderr.read().decode()
         assert rest.count("\n") == 1 and "second signal" in rest
+
+
+def test_typing_at_a_terminal_sends_line_by_line(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    master, slave = pty.openpty()
+    try:
+        with start_node(_streamer(root)) as node, \
+                subprocess.Popen([*logstream_command(), "send", "-target", node.address, "-filename", "typed"],
+                                 stdin=slave, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+            os.write(master, b"hello\n")
+            _wait_content(root / "typed.log", "hello\n", within_s=10.0)  # includes the interpreter's start
+            os.write(master, b"world\n")
+            _wait_content(root / "typed.log", "hello\nworld\n", within_s=1.0)
+            os.write(master, b"\x04")  # Ctrl-D at the start of a line: end of input
+            assert proc.wait(15) == 0
+            assert proc.stderr is not None and proc.stderr.read().decode() == f"sent 2 lines to {node.address}\n"
+            assert node.stop() == 0
+    finally:
+        os.close(master)
+        os.close(slave)
