@@ -1,4 +1,5 @@
-"""`logstream bench`: lines/s, MB/s and ack latency of unary/batch/stream writes, beside a direct append.
+"""`logstream bench`: lines/s, MB/s and ack latency of unary/batch/stream writes, beside a direct append;
+with --rate, an open loop's p50/p99/p999 at a chosen rate.
 
 Without --target it starts its own streamer (or with --cluster N a mediator and N streamers) in a
 temporary folder, runs each mode for --seconds with --clients client processes, and in the same run
