@@ -2,9 +2,9 @@
 
 Delivery: a call returns only after the server acknowledged the write. UNAVAILABLE and
 DEADLINE_EXCEEDED are retried with capped, jittered exponential backoff for a bounded number of
-attempts (decided on the status code alone: a TLS mismatch also reads UNAVAILABLE and costs its
-few bounded tries); a retry after a lost reply may write a batch twice (at-least-once, as the cluster).
-INVALID_ARGUMENT and every other status fail at once. Lines of one call are sent in order, one
+attempts or a bounded time (`RetryPolicy.total_s`), decided on the status code alone (a TLS mismatch
+also reads UNAVAILABLE and costs its bounded tries); a retry after a lost reply may write a batch
+twice (at-least-once, as the cluster). INVALID_ARGUMENT and every other status fail at once. Lines of one call are sent in order, one
 batch at a time. Servers without LogBatch (the Go original) get one unary Log per line.
 """
 
@@ -43,15 +43,38 @@ Line = str | bytes
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """`attempts` tries in all; before try k+1 wait a random time in [0, min(max, first * 2**k)]."""
+    """`attempts` tries in all; before try k+1 wait a random time in [0, min(max, first * 2**k)].
 
-    attempts: int = 5
+    With `total_s` the tries are bounded by time instead: retry until `total_s` after the first try
+    (a wait that would end past it is not started), and `attempts` (when not None) still caps the count.
+    """
+
+    attempts: int | None = 5
     first_delay_s: float = 0.1
     max_delay_s: float = 2.0
+    total_s: float | None = None
+
+    def delay(self, retry: int, rand: Callable[[], float] = random.random) -> float:
+        """The wait before retry number `retry` (0 for the first retry), "full jitter"."""
+        return float(rand() * min(self.max_delay_s, self.first_delay_s * 2.0 ** min(retry, 32)))
 
     def delays(self, rand: Callable[[], float] = random.random) -> list[float]:
-        """The waits between attempts ("full jitter"), len == attempts - 1."""
-        return [rand() * min(self.max_delay_s, self.first_delay_s * 2**k) for k in range(max(0, self.attempts - 1))]
+        """The waits between attempts of a count-bounded policy, len == attempts - 1."""
+        if self.attempts is None:
+            raise ValueError("a policy without an attempt count has no finite list of delays")
+        return [self.delay(k, rand) for k in range(max(0, self.attempts - 1))]
+
+    def next_delay(self, attempt: int, elapsed_s: float, rand: Callable[[], float] = random.random) -> float | None:
+        """After try number `attempt` (from 1) failed retryably, `elapsed_s` after the first began:
+        the wait before the next try, or None to give up."""
+        if self.attempts is not None and attempt >= self.attempts:
+            return None
+        if self.total_s is None and self.attempts is None:
+            return None  # neither bound: never retry forever by accident
+        wait = self.delay(attempt - 1, rand)
+        if self.total_s is not None and elapsed_s + wait >= self.total_s:
+            return None
+        return wait
 
 
 NO_RETRY = RetryPolicy(attempts=1)
@@ -144,17 +167,19 @@ class LogClient:
         self._batch_supported = True
 
     async def _call(self, make_call: Callable[[], Awaitable[T]], sent_lines: int = 0) -> T:
-        delays = self.retry.delays()
-        for attempt in range(1, len(delays) + 2):
+        started = time.monotonic()
+        attempt = 1
+        while True:
             try:
                 return await make_call()
             except grpc.aio.AioRpcError as exc:
                 code, details = _status(exc)
-                if attempt > len(delays) or not is_retryable(code):
+                wait = self.retry.next_delay(attempt, time.monotonic() - started) if is_retryable(code) else None
+                if wait is None:
                     raise SendError(self.target, code, details, attempt, sent_lines) from None
-                logger.debug("%s: %s (%s); retrying in %.2fs", self.target, code.name, details, delays[attempt - 1])
-                await self._sleep(delays[attempt - 1])
-        raise AssertionError("unreachable")  # pragma: no cover
+                logger.debug("%s: %s (%s); retrying in %.2fs", self.target, code.name, details, wait)
+                await self._sleep(wait)
+                attempt += 1
 
     async def log(self, path: str, filename: str, line: str) -> None:
         """Write one line with the unary Log RPC (the Go original's call)."""
@@ -213,17 +238,19 @@ class SyncLogClient:
         self._batch_supported = True
 
     def _call(self, make_call: Callable[[], T], sent_lines: int = 0) -> T:
-        delays = self.retry.delays()
-        for attempt in range(1, len(delays) + 2):
+        started = time.monotonic()
+        attempt = 1
+        while True:
             try:
                 return make_call()
             except grpc.RpcError as exc:
                 code, details = _status(exc)
-                if attempt > len(delays) or not is_retryable(code):
+                wait = self.retry.next_delay(attempt, time.monotonic() - started) if is_retryable(code) else None
+                if wait is None:
                     raise SendError(self.target, code, details, attempt, sent_lines) from None
-                logger.debug("%s: %s (%s); retrying in %.2fs", self.target, code.name, details, delays[attempt - 1])
-                self._sleep(delays[attempt - 1])
-        raise AssertionError("unreachable")  # pragma: no cover
+                logger.debug("%s: %s (%s); retrying in %.2fs", self.target, code.name, details, wait)
+                self._sleep(wait)
+                attempt += 1
 
     def log(self, path: str, filename: str, line: str) -> None:
         request = pb.LogRequest(path=path, filename=filename, line=line)

@@ -1,4 +1,5 @@
-"""`logstream bench`: lines/s, MB/s and ack latency of unary/batch/stream writes, beside a direct append.
+"""`logstream bench`: lines/s, MB/s and ack latency of unary/batch/stream writes, beside a direct append;
+with --rate, an open loop's p50/p99/p999 at a chosen rate.
 
 Without --target it starts its own streamer (or with --cluster N a mediator and N streamers) in a
 temporary folder, runs each mode for --seconds with --clients client processes, and in the same run
@@ -137,7 +138,10 @@ KEYS_HELP = (
 
 def _parser() -> argparse.ArgumentParser:
     parser = GoFlagParser(prog="logstream bench", description=__doc__, allow_abbrev=False)
-    parser.add_argument("--target", metavar="HOST:PORT", help="a running streamer or mediator (default: start one)")
+    parser.add_argument("--target", metavar="HOST:PORT",
+                        help="a running streamer or mediator (default: start one). The lines it writes stay "
+                             "in its files under bench/ in the streamers' roots: the bench cannot know those "
+                             "roots, so it says where they are and leaves their removal to you")
     parser.add_argument("--cluster", type=int, default=0, metavar="N",
                         help="start a mediator and N streamers and send to the mediator")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each mode (default 5)")
@@ -153,7 +157,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="keys one batch call names (default: all of its client's keys, at most --batch-lines)")
     parser.add_argument("--keys-per-folder", type=int, default=100, metavar="F",
                         help="files per folder with --keys (default 100)")
-    parser.add_argument("--mode", default="unary,batch", help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--mode", default=None,
+                        help=f"comma-separated, of {', '.join(MODES)} (default: unary,batch,stream; open with "
+                             "--rate). ping is a streamer's Ping: a mediator has none, so it is refused there")
+    parser.add_argument("--rate", type=float, default=0.0, metavar="N",
+                        help="open loop: N lines/s over all clients in LogBatch calls of --batch-lines lines "
+                             "sent on a fixed schedule whether or not earlier calls were answered; latency counts "
+                             "from each call's scheduled time (no coordinated omission) and p50/p99/p999 come "
+                             "from a log-bucketed histogram (within 0.8%%). Alone it runs only the open mode")
     parser.add_argument("--size", default="1MB", help="-size of the streamers the bench starts (default 1MB)")
     parser.add_argument("--mediator-flag", action="append", metavar="FLAG",
                         help="a flag for the mediator the bench starts with --cluster, repeatable: "
@@ -171,8 +182,11 @@ def _parser() -> argparse.ArgumentParser:
                              "the creation of files; those lines are checked on disk but not in the rates")
     parser.add_argument("--no-direct", action="store_true", help="skip the direct-append baseline")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--keep-files", action="store_true", help="keep the nodes' files and say where")
-    parser.epilog = ("With nodes of its own (no --target) the bench also reports, per node process, the open "
+    parser.add_argument("--keep-files", action="store_true",
+                        help="keep the files of the nodes the bench starts and say where (by default they are "
+                             "deleted; with --target nothing is deleted)")
+    parser.epilog = ("Default modes: unary, batch and stream; the README's tables show them. "
+                     "With nodes of its own (no --target) the bench also reports, per node process, the open "
                      "file descriptors (at the start and the peak of samples taken every 50 ms from "
                      "/proc/<pid>/fd) and the peak RSS (VmHWM from /proc/<pid>/status), and counts the lines "
                      "in every file under the nodes' roots, rotated ones too, against the lines acknowledged.")
@@ -183,11 +197,24 @@ def _node_flags(values: list[str] | None) -> list[str]:
     return [part for value in values or [] for part in shlex.split(value)]
 
 
+def _modes(args: argparse.Namespace) -> list[str]:
+    if args.mode is None:
+        return ["open"] if args.rate else ["unary", "batch", "stream"]
+    return [m.strip() for m in args.mode.split(",") if m.strip()]
+
+
 def _check(args: argparse.Namespace) -> None:
     """Usage errors in the arguments, before anything starts."""
-    for mode in [m.strip() for m in args.mode.split(",") if m.strip()]:
+    modes = _modes(args)
+    for mode in modes:
         if mode not in MODES:
             raise UsageError(f"--mode: unknown mode {mode!r} (known: {', '.join(MODES)})")
+    if args.rate < 0 or ("open" in modes) != (args.rate > 0):
+        raise UsageError("--rate N (lines/s, N > 0) and the open mode go together: give --rate alone, "
+                         "or --mode with open and --rate")
+    if "ping" in modes and args.cluster:
+        raise UsageError("--mode ping measures a streamer's Ping, which a mediator does not serve: "
+                         "drop ping, or bench one streamer (no --cluster)")
     if args.line_bytes < 2 or args.clients < 1 or args.batch_lines < 1 or args.seconds <= 0:
         raise UsageError("--line-bytes >= 2, --clients >= 1, --batch-lines >= 1 and --seconds > 0 are required")
     if args.keys < 0 or args.keys_per_call < 0 or args.keys_per_folder < 1 or args.files < 0:
@@ -229,10 +256,32 @@ def _start_nodes(args: argparse.Namespace, workdir: Path, nodes: list[_Proc]) ->
     return target
 
 
+def _refuse_ping_at_a_mediator(args: argparse.Namespace) -> None:
+    """--target with the ping mode: one line before anything runs when the target has no Pinger
+    (decided on UNIMPLEMENTED; any other outcome is left to the mode itself to report)."""
+    import grpc
+
+    from logstream._proto import logstream_pb2 as pb
+    from logstream._proto import logstream_pb2_grpc as pb_grpc
+    from logstream.node import tls
+    from logstream.node.channel import sync_channel
+
+    creds = tls.channel_credentials(*(Path(p) if p else None for p in (args.ca, args.crt, args.pk)))
+    with sync_channel(args.target, creds) as channel:
+        try:
+            pb_grpc.PingerStub(channel).Ping(pb.PingRequest(a=3, b=4), timeout=5)  # type: ignore[no-untyped-call]
+        except grpc.RpcError as exc:
+            if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise UsageError(f"--mode ping: {args.target} serves no Ping (a mediator has none): drop ping, "
+                                 "or give a streamer's address") from None
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     _check(args)
-    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+    modes = _modes(args)
+    if args.target and "ping" in modes:
+        _refuse_ping_at_a_mediator(args)
     show_progress = sys.stderr.isatty() and not args.json
     files = args.files or (8 if args.cluster else 1)
     first_load = key_load(0, args.clients, args.keys, files, args.keys_per_call, args.keys_per_folder,
@@ -250,11 +299,11 @@ def main(argv: list[str]) -> int:
             sampler = Sampler([(node.name, node.proc.pid) for node in nodes])
             sampler.start()
         for mode in modes:
-            in_flight = args.in_flight or {"ping": 64, "unary": 64, "batch": 2, "stream": 4}[mode]
+            in_flight = args.in_flight or {"ping": 64, "unary": 64, "batch": 2, "stream": 4, "open": 1}[mode]
             plan = Plan(target, mode, args.seconds, args.line_bytes, args.batch_lines, in_flight, files,
                         time.time() + 1.5, args.ca, args.crt, args.pk, keys=args.keys,
                         keys_per_call=args.keys_per_call, keys_per_folder=args.keys_per_folder,
-                        clients=args.clients, warmup=args.warmup)
+                        clients=args.clients, warmup=args.warmup, rate=args.rate)
             results.append(run_mode(plan, args.clients, show_progress))
         if not args.no_direct:
             direct = direct_append(workdir, args.seconds, args.line_bytes, args.batch_lines)
@@ -288,8 +337,10 @@ def main(argv: list[str]) -> int:
         report["lines_on_disk"] = verified
         report["lines_acked"] = acked
         report["node_exit_codes"] = codes
-    if args.keep_files:
+    if args.keep_files and nodes:
         report["kept_files"] = str(workdir)
+    if args.target and any(r.lines for r in results):
+        report["left_files"] = f"bench/ under the root of each streamer behind {args.target}"
     if args.json:
         print(json.dumps(report))
     else:
@@ -306,11 +357,16 @@ def _print_table(report: dict[str, Any]) -> None:
           f"{report['batch_lines']} lines per batch, {report['keys']:,} key{'s' if report['keys'] != 1 else ''} "
           f"({report['keys_per_call']:,} a call"
           f"{folders}), {report['cpus']} CPUs")
-    print(f"{'mode':<8}{'lines/s':>14}{'MB/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'calls':>10}{'errors':>8}  vs direct")
+    print(f"{'mode':<8}{'lines/s':>14}{'MB/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'p999 ms':>10}{'calls':>10}"
+          f"{'errors':>8}  vs direct")
     for row in report["results"]:
         ratio = report["ratio_to_direct"].get(row["mode"])
         print(f"{row['mode']:<8}{row['lines_per_s']:>14,}{row['mb_per_s']:>9}{row['p50_ms']:>10}{row['p99_ms']:>10}"
-              f"{row['calls']:>10,}{row['errors']:>8}  {'' if ratio is None else f'{ratio:.1%}'}")
+              f"{row.get('p999_ms', ''):>10}{row['calls']:>10,}{row['errors']:>8}  "
+              f"{'' if ratio is None else f'{ratio:.1%}'}")
+        if row.get("offered_lines_per_s"):
+            print(f"        open loop: {row['offered_lines_per_s']:,} lines/s offered; latency from each call's "
+                  "scheduled time")
         if row.get("first_error"):
             print(f"        first error: {row['first_error']}")
     flags = report.get("node_flags", {})
@@ -327,6 +383,9 @@ def _print_table(report: dict[str, Any]) -> None:
               f"node exit codes: {report['node_exit_codes']}")
     if "kept_files" in report:
         print(f"files kept in {report['kept_files']}")
+    if "left_files" in report:
+        print(f"the lines written are left in {report['left_files']} (the bench does not know those roots; "
+              "remove that folder when done)")
 
 
 def _or_na(value: object) -> str:

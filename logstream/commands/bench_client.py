@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from logstream.commands.bench_histogram import Histogram
 from logstream.commands.bench_keys import key_load, spread
 
-MODES = ("ping", "unary", "batch", "stream")  # ping: the gRPC round trip alone, no write
+# ping: the gRPC round trip alone, no write; open: LogBatch calls on a schedule (--rate), open loop
+MODES = ("ping", "unary", "batch", "stream", "open")
+OPEN_MAX_IN_FLIGHT = 1000  # per client; past it a call starts late, and its lateness is measured
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Plan:
     keys_per_folder: int = 100
     clients: int = 1
     warmup: bool = False  # --warmup: each client sends every prepared request once before the clock starts
+    rate: float = 0.0  # --rate: lines/s over all clients, for the open mode
 
 
 @dataclass
@@ -51,6 +55,8 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     first_error: str = ""
     warmup_lines: int = 0  # acknowledged before the clock started (--warmup): on disk, not in the rates
+    histogram: Histogram = field(default_factory=Histogram)  # open mode: µs from each call's scheduled time
+    offered_lines_per_s: float = 0.0  # open mode: the rate asked for
 
     @property
     def lines_per_s(self) -> float:
@@ -67,11 +73,18 @@ class Result:
             "mb_per_s": round(self.bytes / self.seconds / 1e6, 1) if self.seconds else 0.0,
             "calls": self.calls,
             "errors": self.errors,
-            "p50_ms": round(_percentile(lat, 0.50), 3),
-            "p99_ms": round(_percentile(lat, 0.99), 3),
+            **self._percentiles(lat),
             **({"first_error": self.first_error} if self.first_error else {}),
             **({"warmup_lines": self.warmup_lines} if self.warmup_lines else {}),
+            **({"offered_lines_per_s": round(self.offered_lines_per_s)} if self.offered_lines_per_s else {}),
         }
+
+    def _percentiles(self, lat: Sequence[float]) -> dict[str, float]:
+        if self.histogram.counts:  # open mode: from the scheduled time, with the histogram's precision
+            return {f"p{name}_ms": round(self.histogram.percentile(q) / 1000, 3)
+                    for name, q in (("50", 0.50), ("99", 0.99), ("999", 0.999))}
+        return {"p50_ms": round(_percentile(lat, 0.50), 3), "p99_ms": round(_percentile(lat, 0.99), 3),
+                "p999_ms": round(_percentile(lat, 0.999), 3)}
 
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -237,9 +250,38 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
             progress[client] = result.calls * lines_per_call
             await asyncio.sleep(0.2)
 
+    async def open_loop() -> None:
+        """Calls on a fixed schedule, each in its own task: a slow answer delays no later call, and
+        latency counts from the scheduled time, so waiting for the server is never omitted."""
+        interval = lines_per_call * plan.clients / plan.rate
+        window = asyncio.Semaphore(OPEN_MAX_IN_FLIGHT)
+        result.offered_lines_per_s = plan.rate / plan.clients
+
+        async def one(request: bytes, scheduled: float) -> None:
+            try:
+                await call(request)
+            except grpc.aio.AioRpcError as exc:
+                result.errors += 1
+                result.first_error = result.first_error or f"{exc.code().name}: {exc.details()}"
+                return
+            finally:
+                window.release()
+            result.histogram.record(int((time.perf_counter() - scheduled) * 1_000_000))
+            result.calls += 1
+
+        async with asyncio.TaskGroup() as calls:  # owns every call; `one` never raises
+            index = 0
+            while (scheduled := started + index * interval) < deadline:
+                await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+                await window.acquire()
+                calls.create_task(one(requests[index % len(requests)], scheduled))
+                index += 1
+
     reporter = asyncio.create_task(report())
     if plan.mode == "stream":
         await stream_worker()
+    elif plan.mode == "open":
+        await open_loop()
     else:
         await asyncio.gather(*(unary_worker(i) for i in range(plan.in_flight)))
     result.seconds = time.perf_counter() - started
@@ -282,4 +324,6 @@ def run_mode(plan: Plan, clients: int, show_progress: bool) -> Result:
         total.seconds = max(total.seconds, part.seconds)
         total.latencies_ms.extend(part.latencies_ms)
         total.first_error = total.first_error or part.first_error
+        total.histogram.merge(part.histogram)
+        total.offered_lines_per_s += part.offered_lines_per_s
     return total

@@ -22,8 +22,9 @@ class NotRunning(Exception):
 def _load(prog: str, argv: list[str], extra: list[str] = []) -> tuple[argparse.Namespace, ClusterConfig, RunPaths]:
     parser = GoFlagParser(prog=prog, allow_abbrev=False)
     parser.add_argument("file", metavar="FILE", help="the cluster file given to `logstream run`")
-    for name in extra:
-        parser.add_argument(name)
+    for name in extra:  # only restart's "node"
+        parser.add_argument(name, metavar=name.upper(), help="the node to restart: mediator, or a streamer by its name in "
+                            "the cluster file (s1, s2, ...; `logstream config show FILE` lists them)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="the same overrides given to `logstream run` (run_dir matters)")
     parser.add_argument("--run-dir", metavar="DIR", help="the run directory given to `logstream run`")

@@ -61,7 +61,7 @@ def config_main(argv: list[str]) -> int:
     parser = GoFlagParser(prog="logstream config", allow_abbrev=False,
                      description="show: print the effective configuration as TOML; check: validate it.")
     parser.add_argument("action", choices=["show", "check"])
-    parser.add_argument("file", metavar="FILE")
+    parser.add_argument("file", metavar="FILE", help="the cluster file (TOML), as given to `logstream run`")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any key (repeatable), as for `logstream run`")
     parser.add_argument("--streamers", type=int, metavar="N", help="streamers.count")

@@ -1,17 +1,29 @@
-"""`logstream send`: send lines from arguments or stdin to a mediator or a streamer, in batches."""
+"""`logstream send`: send lines from arguments or stdin to a mediator or a streamer, in batches.
+
+Exit codes: 0 when every line was acknowledged; 2 for a request the server calls wrong
+(INVALID_ARGUMENT, OUT_OF_RANGE) or a bad command line; 1 for any other failure; after SIGINT or
+SIGTERM, once every line read before the signal was acknowledged, 130 or 143 (128 + the signal, as a
+shell reports a process the signal ended), so a script can tell an interrupted stream from a finished
+one. A second signal ends the command at once (exit 130/143), dropping what was not yet sent.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from types import FrameType
+from typing import TypeVar
 
 import grpc
 
 from logstream.client import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_LINES, DEFAULT_TIMEOUT_S, RetryPolicy, SendError, SyncLogClient
+from logstream.commands.send_input import FlushRule, LineReader, ListSource, fd_lines, follow
 from logstream.config.flags import GoFlagParser, UsageError, join_flag_values
 from logstream.config.units import UnitError, format_duration, format_size, parse_duration, parse_size
 from logstream.node.address import AddressError, parse_address
@@ -23,8 +35,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DESCRIPTION = ("Send lines to a logstream mediator or streamer: the LINE arguments, or each line of stdin "
-               "when there are none. Lines travel in batches; the command returns after the server "
-               "acknowledged every write. Flags may be given as -flag or --flag.")
+               "when there are none, as it arrives (`tail -f app.log | logstream send ...` works). A batch goes "
+               "when it is full or -flush-interval after its first line; the command returns after the server "
+               "acknowledged every write. Ctrl-C or SIGTERM sends the lines read so far, then exits with 130 or "
+               "143; a second one exits at once. Flags may be given as -flag or --flag.")
+
+DEFAULT_FLUSH_INTERVAL_S = 0.2
+# Covers a mediator restart: its streamers re-register within seconds (8.5 s was observed).
+DEFAULT_RETRY_FOR_S = 30.0
 
 # Status codes that mean the request itself was wrong (exit 2); every other failure exits 1.
 USER_ERRORS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE})
@@ -62,6 +80,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError("must be longer than 0")
+    return value
+
+
 def _finite_size(text: str) -> int:
     value = parse_size(text)
     if value == -1:
@@ -90,23 +115,68 @@ def build_parser() -> argparse.ArgumentParser:
          help=f"most bytes per request (default: {format_size(DEFAULT_BATCH_BYTES)})")
     flag("timeout", type=_converter(parse_duration), default=DEFAULT_TIMEOUT_S, metavar="DURATION",
          help=f"deadline of one request (default: {format_duration(DEFAULT_TIMEOUT_S)})")
-    flag("attempts", type=_converter(_positive_int), default=RetryPolicy().attempts, metavar="N",
-         help=f"tries per request on UNAVAILABLE or a deadline (default: {RetryPolicy().attempts})")
+    flag("flush-interval", dest="flush_interval", type=_converter(_positive_duration),
+         default=DEFAULT_FLUSH_INTERVAL_S, metavar="DURATION",
+         help="send a batch this long after its first line even if it is not full "
+              f"(default: {format_duration(DEFAULT_FLUSH_INTERVAL_S)})")
+    flag("retry-for", dest="retry_for", type=_converter(parse_duration), default=DEFAULT_RETRY_FOR_S,
+         metavar="DURATION", help="keep retrying a batch on UNAVAILABLE or a deadline for this long after its "
+         f"first try, e.g. across a mediator restart (default: {format_duration(DEFAULT_RETRY_FOR_S)}; 0: no retry)")
+    flag("attempts", type=_converter(_positive_int), default=None, metavar="N",
+         help="also cap the tries per batch at N (default: no cap, -retry-for alone bounds them)")
     parser.add_argument("lines", nargs="*", metavar="LINE", help="lines to send (default: read stdin)")
     return parser
 
 
-def stdin_lines(stream: BinaryIO) -> Iterator[bytes]:
-    """Each line of `stream` as bytes, newline kept; bytes pass through undecoded."""
-    yield from stream
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def send(args: argparse.Namespace, lines: Iterable[str | bytes]) -> int:
-    """Send and report; the exit code."""
-    client = SyncLogClient(args.target, args.ca, args.crt, args.pk, retry=RetryPolicy(attempts=args.attempts),
+def filename_warning(filename: str) -> str | None:
+    """A warning for a file name the server will extend surprisingly: it always appends `.log`."""
+    if filename.endswith(".log"):
+        return (f"-filename {filename} writes {filename}.log (the server adds .log); "
+                f"give -filename {filename.removesuffix('.log')} for {filename}")
+    return None
+
+
+@dataclass
+class _Stop:
+    """Set by SIGINT/SIGTERM: the handler only records the signal (the send loop acts on it)."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    signum: int = 0
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():  # the second signal: stop now, whatever is still unsent
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.event.set()
+
+
+def send(args: argparse.Namespace, lines: Iterable[str | bytes] | None, stdin_fd: int = 0,
+         stop: _Stop | None = None) -> int:
+    """Send `lines` (or, when None, each line of `stdin_fd` as it arrives) and report; the exit code."""
+    stop = stop or _Stop()
+    retry = RetryPolicy(attempts=args.attempts, total_s=args.retry_for) if args.retry_for > 0 else \
+        RetryPolicy(attempts=args.attempts or 1)
+    client = SyncLogClient(args.target, args.ca, args.crt, args.pk, retry=retry,
                            timeout_s=args.timeout, batch_lines=args.batch_lines, batch_bytes=args.batch_bytes)
+    rule = FlushRule(args.batch_lines, args.batch_bytes, args.flush_interval)
+    source = ListSource(lines) if lines is not None else LineReader(fd_lines(stdin_fd))
+    sent = 0
+
+    def ship(batch: list[bytes]) -> None:
+        nonlocal sent
+        try:
+            client.log_many(args.path, args.filename, batch)
+        except SendError as exc:
+            exc.sent_lines += sent
+            raise
+        sent += len(batch)
+
     try:
-        sent = client.log_many(args.path, args.filename, lines)
+        finished = follow(source, rule, ship, stop.event)
     except SendError as exc:
         reach, server_tls = Reach.UNDECIDED, None
         if exc.code == grpc.StatusCode.UNAVAILABLE:
@@ -118,20 +188,41 @@ def send(args: argparse.Namespace, lines: Iterable[str | bytes]) -> int:
         return 2 if exc.code in USER_ERRORS else 1
     finally:
         client.close()
-    print(f"sent {sent} lines to {args.target}", file=sys.stderr)
+    if isinstance(source, LineReader) and source.error is not None:
+        print(f"logstream send: error: reading stdin: {source.error}; sent {plural(sent, 'line')} "
+              f"to {args.target}", file=sys.stderr)
+        return 1
+    if not finished:
+        name = signal.Signals(stop.signum).name if stop.signum else "a signal"
+        print(f"logstream send: stopped by {name}: sent {plural(sent, 'line')} to {args.target} "
+              "(every line read before it)", file=sys.stderr)
+        return 128 + stop.signum if stop.signum else 130
+    print(f"sent {plural(sent, 'line')} to {args.target}", file=sys.stderr)
     return 0
+
+
+# What a refusal that is not about the request itself means, in plain words, by status code.
+_REFUSALS = {
+    grpc.StatusCode.ABORTED: "the file is held by another writer (another streamer or process has it open and "
+                             "locked, e.g. after lines were sent straight to a streamer of the cluster; it lets go "
+                             "when it closes the file idle); nothing was written",
+    grpc.StatusCode.FAILED_PRECONDITION: "the server refused to write in its current state (e.g. a streamer of a "
+                                         "cluster takes lines only from its mediator); nothing was written",
+}
 
 
 def describe(exc: SendError, uses_tls: bool, reach: Reach, server_tls: bool | None = None) -> str:
     """The one-line report of a failed send; `reach` is how far a fresh connection got afterwards,
     `server_tls` whether the server answers TLS (None: not known)."""
     text = str(exc)
+    if exc.code in _REFUSALS:
+        text = f"{exc.target}: {_REFUSALS[exc.code]} ({exc.code.name}: {exc.details or 'no details'})"
     # grpc reports a refused TLS session as UNAVAILABLE, like a refused connection or a server's own
     # UNAVAILABLE; the probe tells them apart on connectivity states, not on message wording.
     if exc.code == grpc.StatusCode.UNAVAILABLE and reach is Reach.HANDSHAKE_FAILS:
         text += f" ({handshake_hint(uses_tls, server_tls)})"
     if exc.sent_lines:
-        text += f"; {exc.sent_lines} lines were sent before"
+        text += f"; {plural(exc.sent_lines, 'line')} {'was' if exc.sent_lines == 1 else 'were'} sent before"
     return " ".join(text.split())  # one line, whatever the server put in its message
 
 
@@ -140,5 +231,16 @@ def main(argv: list[str]) -> int:
     # `-batch-bytes -1B`: a value that starts with '-' still belongs to its flag
     args = parser.parse_args(join_flag_values(parser, argv))
     args.target = parse_target(args.target)
-    lines: Iterable[str | bytes] = args.lines if args.lines else stdin_lines(sys.stdin.buffer)
-    return send(args, lines)
+    stop = _Stop()
+    previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if (warning := filename_warning(args.filename)) is not None:
+            print(f"logstream send: warning: {warning}", file=sys.stderr, flush=True)
+        return send(args, args.lines or None, 0 if args.lines else sys.stdin.fileno(), stop)
+    except KeyboardInterrupt:  # the second signal
+        print("logstream send: stopped at once by a second signal; lines read but not yet acknowledged "
+              "may be lost", file=sys.stderr)
+        return 128 + (stop.signum or signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
                      "lines, and the mediator's counters, as the mediator sees them.", allow_abbrev=False)
     parser.add_argument("-mediator", "--mediator", "-target", "--target", dest="mediator", metavar="HOST:PORT",
                         required=True, help="the mediator's address")
-    parser.add_argument("-json", "--json", action="store_true", help="print one JSON object")
+    parser.add_argument("-json", "--json", action="store_true",
+                        help="print one JSON object (as `status FILE --json` holds under \"mediator\")")
     parser.add_argument("-ca", "--ca", type=Path, help="CA certificate that signed the mediator's certificate (TLS)")
     parser.add_argument("-crt", "--crt", type=Path, help="client certificate (mutual TLS)")
     parser.add_argument("-pk", "--pk", type=Path, help="client private key (mutual TLS)")
@@ -33,7 +34,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+BOTH_FORMS = ("logstream status FILE [--json] (a cluster started with `logstream run FILE`) or "
+              "logstream status -mediator HOST:PORT [--json] (any mediator)")
+
+
+def print_json(view: dict[str, Any]) -> None:
+    """Both forms print alike: indented, keys sorted; the -mediator form's object is what the FILE
+    form holds under "mediator"."""
+    print(json.dumps(view, indent=2, sort_keys=True, default=str))
+
+
 def main(argv: list[str]) -> int:
+    if not argv:
+        raise UsageError(f"give a cluster file or a mediator's address: {BOTH_FORMS}")
     if argv and not argv[0].startswith("-"):  # `logstream status cluster.toml`: supervisord's view too
         return cluster_main(argv[0], argv[1:])
     return mediator_main(argv)
@@ -58,7 +71,10 @@ def mediator_main(argv: list[str]) -> int:
         hint = explain_failed_connection(target, creds, args.ca is not None, min(args.timeout, 5.0))
         print(f"logstream status: {exc}{f' ({hint})' if hint else ''}", file=sys.stderr)
         return 1
-    print(json.dumps(status, indent=2) if args.json else format_table(status))
+    if args.json:
+        print_json(status)
+    else:
+        print(format_table(status))
     return 0
 
 
@@ -72,7 +88,8 @@ def cluster_main(path: str, argv: list[str]) -> int:
                      description="supervisord's view and the mediator's view of a cluster started with `logstream run`")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--run-dir", metavar="DIR")
-    parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object; under \"mediator\" what `status -mediator ADDR --json` prints")
     args = parser.parse_args(argv)
     try:
         config = load_cluster(path, args.set, {"cluster.run_dir": args.run_dir} if args.run_dir else {})
@@ -81,7 +98,7 @@ def cluster_main(path: str, argv: list[str]) -> int:
     located = locate(path, config)  # from this folder, or where `run FILE` recorded it was started
     result, code = cluster_view(config, located.cwd, None if located.running else f"not running ({located.tried()})")
     if args.json:
-        print(json.dumps(result, indent=None, sort_keys=True, default=str))
+        print_json(result)
     else:
         print(_cluster_text(result))
     return code

@@ -81,7 +81,9 @@ class Validator:
             try:
                 checked = self.chunk(chunk.path, chunk.filename, chunk.data)
             except BadInput as exc:
-                raise BadInput(f"chunk {index}: {exc}") from None
+                if len(request.chunks) == 1:  # a client's single chunk: the position says nothing
+                    raise
+                raise BadInput(f"{exc} (chunk {index + 1} of {len(request.chunks)} in the request)") from None
             chunks.append(checked)
         return chunks
 

@@ -26,6 +26,9 @@ def fetch_status(target: str, creds: grpc.ChannelCredentials | None = None, time
     except grpc.RpcError as exc:
         code = exc.code() if isinstance(exc, grpc.Call) else None
         details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        if code == grpc.StatusCode.UNIMPLEMENTED and serves_streamer_control(channel, timeout_s):
+            raise StatusError(f"{target} is a streamer, not a mediator (it has no ClusterStatus service); give "
+                              "-mediator the address of its mediator (the streamer's -mediator flag)") from None
         raise StatusError(f"cannot get status from mediator {target}: "
                           f"{code.name if code else 'error'}: {details}") from None
     finally:
@@ -47,6 +50,19 @@ def fetch_status(target: str, creds: grpc.ChannelCredentials | None = None, time
         ],
         "counters": dict(sorted(reply.counters.items())),
     }
+
+
+def serves_streamer_control(channel: grpc.Channel, timeout_s: float) -> bool:
+    """Whether the server behind `channel` has a streamer's StreamerControl service: any answer to
+    `Stats` but UNIMPLEMENTED (PERMISSION_DENIED from a guarded streamer counts: the service exists)."""
+    stub = pb_grpc.StreamerControlStub(channel)  # type: ignore[no-untyped-call]
+    try:
+        stub.Stats(pb.StatsRequest(), timeout=timeout_s)
+    except grpc.RpcError as exc:
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        return code not in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAVAILABLE,
+                            grpc.StatusCode.DEADLINE_EXCEEDED, None)
+    return True
 
 
 def format_table(status: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@ batching, and one-line errors with exit 2 for user mistakes and 1 for server or 
 
 from __future__ import annotations
 
-import io
+import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,16 +24,32 @@ if TYPE_CHECKING:
 
 
 class _Stdin:
+    """A stdin with a real descriptor (send reads the descriptor, not `sys.stdin.buffer`)."""
+
     def __init__(self, data: bytes) -> None:
-        self.buffer = io.BytesIO(data)
+        self._file = tempfile.TemporaryFile()
+        self._file.write(data)
+        self._file.seek(0)
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _send(args: list[str], capsys: pytest.CaptureFixture[str], stdin: bytes | None = None,
           monkeypatch: pytest.MonkeyPatch | None = None) -> tuple[int, str]:
     if stdin is not None:
         assert monkeypatch is not None
-        monkeypatch.setattr("sys.stdin", _Stdin(stdin))
-    code = cli.main(["send", *args])
+        fake = _Stdin(stdin)
+        monkeypatch.setattr("sys.stdin", fake)
+        try:
+            code = cli.main(["send", *args])
+        finally:
+            fake.close()
+    else:
+        code = cli.main(["send", *args])
     err = capsys.readouterr().err
     return code, err
 

@@ -35,8 +35,10 @@ def test_chunks_are_newline_terminated_and_counted() -> None:
     with pytest.raises(BadInput, match="longer than the limit of 10"):
         validator.chunk("p", "f", b"short\n" + b"x" * 11 + b"\n")
     request = pb.LogBatchRequest(chunks=[pb.LogChunk(filename="ok", data=b"1\n"), pb.LogChunk(filename="", data=b"x")])
-    with pytest.raises(BadInput, match="chunk 1: filename is empty"):
+    with pytest.raises(BadInput, match=r"^filename is empty .*\(chunk 2 of 2 in the request\)$"):
         validator.batch(request)
+    with pytest.raises(BadInput, match=r"^filename is empty"):  # one chunk: no position to give
+        validator.batch(pb.LogBatchRequest(chunks=[pb.LogChunk(filename="", data=b"x")]))
 
 
 def test_rotated_looking_names_are_refused_like_the_streamer_does() -> None:
