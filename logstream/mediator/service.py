@@ -137,45 +137,51 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
         self, request_iterator: AsyncIterator[pb.LogBatchRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.LogBatchResponse]:
         """Pipelined: up to STREAM_WINDOW requests in progress, replies in request order; the first
-        failure ends the stream with its status (later requests of the stream are not written).
-
-        The call owns every task it starts: however it ends (done, a failure, cancelled by its
-        client, closed by grpc), its `finally` cancels what is still running and awaits all of them,
-        so no write or reader outlives the call and no task's exception goes unretrieved."""
-        # In order: a write in progress, the exception that ended the reading, None at the end.
-        window: asyncio.Queue[asyncio.Task[tuple[int, int]] | Exception | None] = asyncio.Queue(STREAM_WINDOW)
-        writes: set[asyncio.Task[tuple[int, int]]] = set()  # started and not yet answered
+        failure ends the stream with its status (later requests of the stream are not written)."""
+        window: asyncio.Queue[asyncio.Task[tuple[int, int]] | None] = asyncio.Queue(STREAM_WINDOW)
 
         async def read() -> None:
             try:
                 async for request in request_iterator:
                     chunks = self._validator.batch(request)
                     task = asyncio.create_task(self._write("LogStream", chunks, context))
-                    writes.add(task)  # owned before the (possibly waiting) put: a cancel here leaks nothing
+                    task.add_done_callback(_retrieve)  # a failure after the stream ended is not news
                     await window.put(task)
-            except Exception as exc:  # bad input, an undecodable request (aborted), a failed read
-                await window.put(exc)
+            except Exception as exc:  # bad input, an undecodable request (aborted), a cancelled call
+                await window.put(_failed(exc))
                 return
             await window.put(None)
 
         reader = asyncio.create_task(read())
         try:
-            while (item := await window.get()) is not None:
+            while True:
+                task = await window.get()
+                if task is None:
+                    break
                 try:
-                    if isinstance(item, Exception):
-                        raise item
-                    lines, nbytes = await item
-                    writes.discard(item)  # answered, so done
+                    lines, nbytes = await task
                 except (BadInput, RouteError) as exc:
                     await self._abort(context, exc)
                 yield pb.LogBatchResponse(lines=lines, bytes=nbytes)
             await reader
         finally:
             reader.cancel()
-            for task in writes:
-                task.cancel()
-            # Awaited, not just cancelled: the tasks end here, and their outcomes are retrieved.
-            await asyncio.gather(reader, *writes, return_exceptions=True)
+            while not window.empty():
+                leftover = window.get_nowait()
+                if leftover is not None:
+                    leftover.cancel()
+
+
+def _retrieve(task: asyncio.Task[tuple[int, int]]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _failed(exc: Exception) -> asyncio.Task[tuple[int, int]]:
+    async def fail() -> tuple[int, int]:
+        raise exc
+
+    return asyncio.create_task(fail())
 
 
 class RegisterServicer(pb_grpc.RegisterServicer):
