@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # a type only: the client imports this module without pydanti
 logger = logging.getLogger(__name__)
 
 __all__ = ["ChannelOptions", "CredentialsError", "ListenError", "add_port", "channel_credentials",
-           "node_channel_credentials", "pem_blocks", "pem_key_problem", "read_certificates", "read_key_pair", "read_private_key",
-           "secure_or_insecure_channel", "server_credentials"]
+           "node_channel_credentials", "pem_blocks", "pem_key_problem", "read_certificates", "read_key_pair",
+           "read_private_key", "secure_or_insecure_channel", "server_credentials"]
 
 # The name the roles use; one constructor lives in node/channel.py.
 secure_or_insecure_channel = aio_channel
