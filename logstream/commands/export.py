@@ -124,7 +124,7 @@ def render(args: argparse.Namespace, cwd: Path) -> Export:
     if args.format == "k8s":
         overridden = [table.name for table in config.streamer]
         options = k8s.K8sOptions(args.image, args.storage, args.storage_class)
-        files = k8s.render(cluster, nodes, overridden, (config.mediator.pport, config.streamers.pport), options)
+        files = k8s.render(cluster, nodes, overridden, options)
         base = k8s.base_name(cluster)
         tls = (f"; and the TLS one: `kubectl create secret generic {base}-tls --from-file=ca.crt=CA "
                "--from-file=tls.crt=CRT --from-file=tls.key=KEY`" if config.tls is not None else "")

@@ -2,7 +2,8 @@
 closed stdout pipe into a quiet exit 141).
 
 Each subcommand lives in its own module as `main(argv: list[str]) -> int`, imported only when used,
-so `logstream streamer` never pays for the supervisor code and vice versa.
+so `logstream streamer` never pays for the supervisor code and vice versa. `pip install logstream`
+is the client only: a command that needs a module of the server extra says what to install.
 """
 
 from __future__ import annotations
@@ -18,6 +19,29 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from logstream import __version__
 from logstream.errors import UserError, report
+
+# Top-level modules that only `pip install 'logstream[server]'` installs (pyproject.toml).
+SERVER_MODULES = frozenset({"grpc_health", "grpc_reflection", "pydantic", "pydantic_core", "pydantic_settings",
+                            "tomli_w", "supervisor", "prometheus_client", "cryptography", "uvloop", "aetcd"})
+
+
+class ServerExtraMissing(UserError):
+    """A command needs a module of the server extra, which is not installed."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        super().__init__(f"needs the server dependencies (module {module!r} is not installed): "
+                         "pip install 'logstream[server]'")
+
+
+def server_module_missing(exc: ImportError) -> str | None:
+    """The top-level server-extra module whose absence raised `exc`, or None for any other import error
+    (decided on the exception's type and `name`, never its text)."""
+    if not isinstance(exc, ModuleNotFoundError) or exc.name is None:
+        return None
+    top = exc.name.split(".")[0]
+    return top if top in SERVER_MODULES else None
+
 
 # name -> ("module:function", one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -53,9 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logstream: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     module_name, function_name = COMMANDS[name][0].split(":")
-    function = getattr(importlib.import_module(module_name), function_name)
     try:
-        return int(function(rest))
+        try:
+            # Inside the try: a command imports its dependencies here, or lazily while it runs.
+            function = getattr(importlib.import_module(module_name), function_name)
+            return int(function(rest))
+        except ModuleNotFoundError as exc:
+            module = server_module_missing(exc)
+            if module is None:
+                raise
+            raise ServerExtraMissing(module) from exc
     except UserError as exc:  # UsageError and every library error a user can fix
         return report(f"logstream {name}", exc)
     except KeyboardInterrupt:

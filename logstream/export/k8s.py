@@ -1,9 +1,11 @@
 """Planned nodes -> Kubernetes manifests: the mediator as a one-replica Deployment with a
 ClusterIP Service, the streamers as a StatefulSet (a volume claim per pod) behind a headless
-Service, probes on each node's debug port (/healthz live, /readyz ready). Pure: no I/O.
+Service, probes on each node's -metrics port (/healthz live, /readyz ready). Pure: no I/O.
 
 The nodes run the flags `logstream run` gives them, with what only makes sense on one machine
 replaced: bind 0.0.0.0, addresses from Services and pod names, paths from mounted volumes.
+Probes and scrapes reach `-metrics` (/metrics, /healthz, /readyz only), bound to 0.0.0.0; the
+profiling server (-pprof) stays as the cluster file has it, on the pod's loopback by default.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ LOGS_MOUNT = "/var/lib/logstream/logs"
 RUN_MOUNT = "/var/lib/logstream/run"
 TOKEN_MOUNT = "/etc/logstream/token"
 TLS_MOUNT = "/etc/logstream/tls"
+# Where -metrics listens in a pod when the cluster file names no port (each pod has its own
+# network namespace, so mediator and streamers share it); the Dockerfile's HEALTHCHECK uses it too.
+METRICS_PORT = 9100
 # The image's non-root user (see the Dockerfile); fsGroup makes the volumes writable for it.
 UID = 10001
 # A StatefulSet's pods carry a `controller-revision-hash` label of its name + 11 characters,
@@ -61,6 +66,16 @@ def flag_values(flags: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def metrics_port(flags: Mapping[str, str]) -> int:
+    """The port of the node's `-metrics HOST:PORT`, or METRICS_PORT when it has none (or port 0:
+    probes need to know the port)."""
+    port = int(flags["metrics"].rpartition(":")[2]) if flags.get("metrics") else 0
+    port = port or METRICS_PORT
+    if flags.get("pprof") == "true" and flags.get("pport") == str(port):
+        raise ExportError(f"-pport {port} is also the port of -metrics in the pods: give pprof another pport")
+    return port
+
+
 def _literal(value: str) -> str:
     # Kubernetes expands $(VAR) in args and turns $$ into $: keep the cluster file's values as they are.
     return value.replace("$", "$$")
@@ -94,7 +109,7 @@ def _mounts(node_flags: Mapping[str, str]) -> tuple[dict[str, str], list[dict[st
     return replaced, mounts, volumes
 
 
-def _pod_spec(base: str, node: Node, args: list[str], grpc_port: int, debug_port: int, image: str,
+def _pod_spec(base: str, node: Node, args: list[str], grpc_port: int, metrics: int, image: str,
               mounts: list[dict[str, Any]], volumes: list[dict[str, Any]], tls: bool) -> dict[str, Any]:
     volumes = [*volumes, {"name": "token", "secret": {
         "secretName": f"{base}-token", "defaultMode": 0o440, "items": [{"key": "token", "path": "cluster.token"}]}}]
@@ -110,11 +125,11 @@ def _pod_spec(base: str, node: Node, args: list[str], grpc_port: int, debug_port
             {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
         "ports": [{"name": "grpc", "containerPort": grpc_port, "protocol": "TCP"},
-                  {"name": "debug", "containerPort": debug_port, "protocol": "TCP"}],
+                  {"name": "metrics", "containerPort": metrics, "protocol": "TCP"}],
         # Live: the process and its supervised tasks are well. Ready: it can take writes now.
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "debug"}, "periodSeconds": 10,
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10,
                           "timeoutSeconds": 3, "failureThreshold": 3},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "debug"}, "periodSeconds": 5,
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5,
                            "timeoutSeconds": 3, "failureThreshold": 2},
         "volumeMounts": mounts,
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
@@ -141,16 +156,17 @@ def _service(base: str, name: str, component: str, port: int, headless: bool) ->
             "metadata": {"name": name, "labels": _labels(base, component)}, "spec": spec}
 
 
-def mediator_documents(base: str, node: Node, debug_port: int, options: K8sOptions) -> list[dict[str, Any]]:
+def mediator_documents(base: str, node: Node, options: K8sOptions) -> list[dict[str, Any]]:
     flags = flag_values(node.flags)
+    metrics = metrics_port(flags)
     replaced, mounts, volumes = _mounts(flags)
-    replaced.update({"host": "0.0.0.0", "pprof": "true", "pport": str(debug_port), "phost": "0.0.0.0",
+    replaced.update({"host": "0.0.0.0", "metrics": f"0.0.0.0:{metrics}",
                      "lease-file": f"{RUN_MOUNT}/mediator.lease"})
     # The lease ledger survives container restarts in the pod (emptyDir); a new pod waits a full lease.
     mounts.append({"name": "run", "mountPath": RUN_MOUNT})
     volumes.append({"name": "run", "emptyDir": {}})
     labels = _labels(base, "mediator")
-    pod = _pod_spec(base, node, _args("mediator", flags, replaced), node.port, debug_port, options.image,
+    pod = _pod_spec(base, node, _args("mediator", flags, replaced), node.port, metrics, options.image,
                     mounts, volumes, tls="crt" in flags)
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -170,9 +186,10 @@ def mediator_documents(base: str, node: Node, debug_port: int, options: K8sOptio
     ]
 
 
-def streamer_documents(base: str, node: Node, count: int, mediator_port: int, debug_port: int,
+def streamer_documents(base: str, node: Node, count: int, mediator_port: int,
                        options: K8sOptions) -> list[dict[str, Any]]:
     flags = flag_values(node.flags)
+    metrics = metrics_port(flags)
     service = f"{base}-streamers"
     replaced, mounts, volumes = _mounts(flags)
     replaced.update({
@@ -181,11 +198,11 @@ def streamer_documents(base: str, node: Node, count: int, mediator_port: int, de
         "host": "0.0.0.0",
         "advertise": f"$(POD_NAME).{service}:{node.port}",
         "path": LOGS_MOUNT,
-        "pprof": "true", "pport": str(debug_port), "phost": "0.0.0.0",
+        "metrics": f"0.0.0.0:{metrics}",
     })
     mounts.append({"name": "logs", "mountPath": LOGS_MOUNT})
     labels = _labels(base, "streamer")
-    pod = _pod_spec(base, node, _args("streamer", flags, replaced), node.port, debug_port, options.image,
+    pod = _pod_spec(base, node, _args("streamer", flags, replaced), node.port, metrics, options.image,
                     mounts, volumes, tls="crt" in flags)
     claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": options.storage}}}
     if options.storage_class is not None:
@@ -206,11 +223,9 @@ def streamer_documents(base: str, node: Node, count: int, mediator_port: int, de
     return [_service(base, service, "streamer", node.port, headless=True), statefulset]
 
 
-def render(cluster: str, nodes: Sequence[Node], overridden: Sequence[str], debug_ports: tuple[int, int],
-           options: K8sOptions) -> dict[str, str]:
+def render(cluster: str, nodes: Sequence[Node], overridden: Sequence[str], options: K8sOptions) -> dict[str, str]:
     """{file name: YAML}: mediator.yaml and streamers.yaml. `overridden` names the streamers that
-    have their own `[[streamer]]` table (one pod template cannot give them other settings);
-    `debug_ports` are the mediator's and the streamers' pport (their probes need the debug server)."""
+    have their own `[[streamer]]` table (one pod template cannot give them other settings)."""
     if overridden:
         raise ExportError(f"[[streamer]] tables ({', '.join(overridden)}) cannot be exported to Kubernetes: the "
                           "streamers' StatefulSet runs one pod template; put their settings in [streamers]")
@@ -219,8 +234,8 @@ def render(cluster: str, nodes: Sequence[Node], overridden: Sequence[str], debug
     base = base_name(cluster)
     mediator = next(node for node in nodes if node.role == "mediator")
     streamers = [node for node in nodes if node.role == "streamer"]
-    files = {"mediator.yaml": yaml.dump_all(mediator_documents(base, mediator, debug_ports[0], options))}
+    files = {"mediator.yaml": yaml.dump_all(mediator_documents(base, mediator, options))}
     if streamers:
         files["streamers.yaml"] = yaml.dump_all(
-            streamer_documents(base, streamers[0], len(streamers), mediator.port, debug_ports[1], options))
+            streamer_documents(base, streamers[0], len(streamers), mediator.port, options))
     return files

@@ -1,16 +1,20 @@
-"""Server and channel credentials for the three TLS modes (none, server-only, mutual)."""
+"""Server and channel credentials for the three TLS modes (none, server-only, mutual).
+
+`cryptography` (a server dependency) is imported only when a file is checked, so that the client,
+which imports this module, stays light; without it, files are checked for the PEM blocks they must
+hold, and a key that does not belong to its certificate is left for the TLS handshake to refuse.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import grpc
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from logstream.errors import UserError
 from logstream.node.channel import ChannelOptions, aio_channel
@@ -22,8 +26,8 @@ if TYPE_CHECKING:  # a type only: the client imports this module without pydanti
 logger = logging.getLogger(__name__)
 
 __all__ = ["ChannelOptions", "CredentialsError", "ListenError", "add_port", "channel_credentials",
-           "node_channel_credentials", "read_certificates", "read_key_pair", "read_private_key",
-           "secure_or_insecure_channel", "server_credentials"]
+           "node_channel_credentials", "pem_blocks", "pem_key_problem", "read_certificates", "read_key_pair",
+           "read_private_key", "secure_or_insecure_channel", "server_credentials"]
 
 # The name the roles use; one constructor lives in node/channel.py.
 secure_or_insecure_channel = aio_channel
@@ -55,32 +59,80 @@ def _read(flag: str, path: Path) -> bytes:
         raise CredentialsError(flag, path, f"cannot read: {exc.strerror or exc}") from None
 
 
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+
+
+def pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
+    """The complete PEM blocks in `data`: (label, body), e.g. ("CERTIFICATE", b"MIIB...")."""
+    return [(m.group(1).decode("ascii"), m.group(2)) for m in _PEM_BLOCK.finditer(data)]
+
+
+def pem_key_problem(data: bytes) -> str | None:
+    """Why `data` is not an unencrypted PEM private key, judged by its blocks alone; None if it looks like one."""
+    keys = [(label, body) for label, body in pem_blocks(data) if label.endswith("PRIVATE KEY")]
+    if not keys:
+        return "not a PEM private key"
+    label, body = keys[0]
+    # PKCS#8 "ENCRYPTED PRIVATE KEY", or the traditional OpenSSL form's "Proc-Type: 4,ENCRYPTED" header
+    if label == "ENCRYPTED PRIVATE KEY" or b"Proc-Type: 4,ENCRYPTED" in body:
+        return "private key is encrypted (give an unencrypted key)"
+    return None
+
+
+def _cryptography() -> ModuleType | None:
+    """The `cryptography` package when installed (it comes with the server extra), else None."""
+    try:
+        import cryptography.hazmat.primitives.serialization
+        import cryptography.x509
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.split(".")[0] == "cryptography":
+            return None
+        raise
+    return cryptography
+
+
 def read_certificates(flag: str, path: Path) -> bytes:
     """The PEM bytes of `path`, checked to hold at least one X.509 certificate."""
     data = _read(flag, path)
-    try:
-        x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise CredentialsError(flag, path, "not a PEM certificate") from None
+    if not any(label == "CERTIFICATE" for label, _ in pem_blocks(data)):
+        raise CredentialsError(flag, path, "not a PEM certificate")
+    crypto = _cryptography()
+    if crypto is not None:
+        try:
+            crypto.x509.load_pem_x509_certificates(data)
+        except ValueError:
+            raise CredentialsError(flag, path, "not a PEM certificate") from None
     return data
 
 
 def read_private_key(flag: str, path: Path) -> bytes:
     """The PEM bytes of `path`, checked to hold an unencrypted private key."""
     data = _read(flag, path)
-    try:
-        serialization.load_pem_private_key(data, password=None)
-    except TypeError:
-        raise CredentialsError(flag, path, "private key is encrypted (give an unencrypted key)") from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise CredentialsError(flag, path, "not a PEM private key") from None
+    problem = pem_key_problem(data)
+    if problem is not None:
+        raise CredentialsError(flag, path, problem)
+    crypto = _cryptography()
+    if crypto is not None:
+        from cryptography.exceptions import UnsupportedAlgorithm
+
+        try:
+            crypto.hazmat.primitives.serialization.load_pem_private_key(data, password=None)
+        except TypeError:
+            raise CredentialsError(flag, path, "private key is encrypted (give an unencrypted key)") from None
+        except (ValueError, UnsupportedAlgorithm):
+            raise CredentialsError(flag, path, "not a PEM private key") from None
     return data
 
 
 def read_key_pair(crt: Path, pk: Path) -> tuple[bytes, bytes]:
-    """(key, certificate chain) PEM bytes; the key must belong to the chain's first certificate."""
+    """(key, certificate chain) PEM bytes; the key must belong to the chain's first certificate (checked
+    when `cryptography` is installed; without it the TLS handshake refuses a mismatched pair)."""
     chain = read_certificates("-crt", crt)
     key = read_private_key("-pk", pk)
+    crypto = _cryptography()
+    if crypto is None:
+        return key, chain
+    x509, serialization = crypto.x509, crypto.hazmat.primitives.serialization
     leaf_public = x509.load_pem_x509_certificates(chain)[0].public_key()
     key_public = serialization.load_pem_private_key(key, password=None).public_key()
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

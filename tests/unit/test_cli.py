@@ -60,3 +60,38 @@ def test_both_module_entry_points_run_the_command(module: str) -> None:
     assert (done.returncode, done.stdout) == (0, f"logstream {__version__}\n")
     unknown = subprocess.run([sys.executable, "-m", module, "nonsense"], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2
+
+
+def test_a_missing_server_module_is_told_apart_from_other_import_errors() -> None:
+    from logstream.commands.main import server_module_missing
+
+    assert server_module_missing(ModuleNotFoundError("x", name="pydantic.fields")) == "pydantic"
+    assert server_module_missing(ModuleNotFoundError("x", name="supervisor")) == "supervisor"
+    assert server_module_missing(ModuleNotFoundError("x", name="left_pad")) is None  # a real bug: raised
+    assert server_module_missing(ModuleNotFoundError("x")) is None
+    assert server_module_missing(ImportError("x", name="pydantic")) is None  # installed but broken
+
+
+def test_a_command_missing_the_server_extra_is_one_line_and_exit_2(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+    import types
+
+    module = types.ModuleType("fake_server_command")
+
+    def needs_cryptography(argv: list[str]) -> int:
+        raise ModuleNotFoundError("No module named 'cryptography'", name="cryptography")
+
+    def needs_a_typo(argv: list[str]) -> int:
+        raise ModuleNotFoundError("No module named 'logstrem'", name="logstrem")
+
+    module.needs_cryptography = needs_cryptography  # type: ignore[attr-defined]
+    module.needs_a_typo = needs_a_typo  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_server_command", module)
+    monkeypatch.setitem(COMMANDS, "fake", ("fake_server_command:needs_cryptography", ""))
+    assert main(["fake"]) == 2
+    assert capsys.readouterr().err == ("logstream fake: error: needs the server dependencies (module 'cryptography' "
+                                       "is not installed): pip install 'logstream[server]'\n")
+    monkeypatch.setitem(COMMANDS, "fake", ("fake_server_command:needs_a_typo", ""))
+    with pytest.raises(ModuleNotFoundError):
+        main(["fake"])

@@ -207,15 +207,18 @@ def test_k8s_manifests_validate_against_the_schemas(tmp_path: Path, monkeypatch:
     claim = statefulset["volumeClaimTemplates"][0]
     assert claim["metadata"]["name"] == "logs" and claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
 
-    for pod, grace, debug in ((deployment["template"]["spec"], 2, 1111), (statefulset["template"]["spec"], 3, 1112)):
+    for pod, grace in ((deployment["template"]["spec"], 2), (statefulset["template"]["spec"], 3)):
         assert pod["terminationGracePeriodSeconds"] == grace + STOP_MARGIN_S
         container = pod["containers"][0]
         assert container["image"] == "reg.example/logstream:1"
-        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "debug"}
-        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "debug"}
-        assert {"name": "debug", "containerPort": debug, "protocol": "TCP"} in container["ports"]
+        # Probes on -metrics (no profiling behind it); the profiling server is not started.
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        assert [p["name"] for p in container["ports"]] == ["grpc", "metrics"]
+        assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in container["ports"]
         args = container["args"]
-        assert {"-pprof=true", f"-pport={debug}", "-phost=0.0.0.0", "-host=0.0.0.0",
+        assert not [arg for arg in args if arg.startswith(("-pprof", "-pport", "-phost=0.0.0.0"))], args
+        assert {"-metrics=0.0.0.0:9100", "-host=0.0.0.0",
                 "-token-file=/etc/logstream/token/cluster.token", "-ca=/etc/logstream/tls/ca.crt",
                 "-crt=/etc/logstream/tls/tls.crt", "-pk=/etc/logstream/tls/tls.key"} <= set(args)
         secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
@@ -370,12 +373,44 @@ def test_k8s_container_args_are_flags_the_nodes_accept(tmp_path: Path, monkeypat
     streamer = load_settings(StreamerSettings, pod_args("StatefulSet", "logstream-prod-streamer", pod), "s", "")
     assert (streamer.id, streamer.advertise, streamer.mediator) == (
         pod, f"{pod}.logstream-prod-streamers:8080", "logstream-prod-mediator-peers:8000")
-    assert (streamer.host, streamer.port, streamer.phost, streamer.pprof, streamer.pport) == (
-        "0.0.0.0", 8080, "0.0.0.0", True, 1112)
+    assert (streamer.host, streamer.port, streamer.metrics, streamer.pprof) == ("0.0.0.0", 8080, "0.0.0.0:9100", False)
     assert (streamer.path, streamer.size, streamer.grace, streamer.tls_mode) == (
         tmp_path / "pv", 10_000_000, 3.0, "mutual")
     mediator = load_settings(MediatorSettings, pod_args("Deployment", "logstream-prod-mediator", "m-1"), "m", "")
-    assert (mediator.host, mediator.port, mediator.pprof, mediator.pport, mediator.grace) == (
-        "0.0.0.0", 8000, True, 1111, 2.0)
+    assert (mediator.host, mediator.port, mediator.metrics, mediator.pprof, mediator.grace) == (
+        "0.0.0.0", 8000, "0.0.0.0:9100", False, 2.0)
     assert mediator.lease_file == tmp_path / "empty" / "mediator.lease"
     assert mediator.token_file == tmp_path / "token" / "cluster.token"
+
+
+def test_k8s_keeps_profiling_where_the_cluster_file_puts_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pprof asked for in the file stays on the pod's loopback (kubectl port-forward reaches it);
+    a -metrics port in the file is the probes' port; one port for both is refused."""
+    extra = "[mediator]\npprof = true\nmetrics = '127.0.0.1:9200'\n"
+    file = tmp_path / "cluster.toml"
+    file.write_text("[cluster]\nname = 'prod'\nrun_dir = 'run'\n[streamers]\ncount = 1\npath = 'logs'\npprof = true\n"
+                    + extra)
+    assert run_export(tmp_path, [str(file), "--format", "k8s", "--out", "k8s"], monkeypatch) == 0
+    objects = by_kind(manifests(tmp_path / "k8s"))
+    mediator = objects[("Deployment", "logstream-prod-mediator")]["spec"]["template"]["spec"]["containers"][0]
+    streamer = objects[("StatefulSet", "logstream-prod-streamer")]["spec"]["template"]["spec"]["containers"][0]
+    assert {"-pprof=true", "-pport=1111", "-phost=127.0.0.1", "-metrics=0.0.0.0:9200"} <= set(mediator["args"])
+    assert {"name": "metrics", "containerPort": 9200, "protocol": "TCP"} in mediator["ports"]
+    assert {"-pprof=true", "-pport=1112", "-phost=127.0.0.1", "-metrics=0.0.0.0:9100"} <= set(streamer["args"])
+    assert not [arg for arg in mediator["args"] + streamer["args"] if arg.startswith("-phost=0.0.0.0")]
+    file.write_text(file.read_text().replace("metrics = '127.0.0.1:9200'", "pport = 9100"))
+    assert run_export(tmp_path, [str(file), "--format", "k8s", "--out", "k8s2"], monkeypatch) == 2
+
+
+def test_the_dockerfile_probes_the_metrics_port_and_not_profiling() -> None:
+    """No docker daemon here: the image's HEALTHCHECK is checked against the manifests' port instead."""
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    lines = [line for line in dockerfile.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert f"HEALTHCHECK_URL=http://127.0.0.1:{k8s.METRICS_PORT}/healthz" in dockerfile
+    expose = next(line for line in lines if line.startswith("EXPOSE")).split()[1:]
+    assert str(k8s.METRICS_PORT) in expose and "1111" not in expose
+    assert not [line for line in lines if "pprof" in line or "phost" in line]
+    # The examples in the comments start -metrics on the probed port, never -pprof.
+    examples = [line for line in dockerfile.splitlines() if line.startswith("#   docker run IMAGE ")]
+    assert len(examples) == 2 and all(f"-metrics 0.0.0.0:{k8s.METRICS_PORT}" in line for line in examples)
+    assert not [line for line in dockerfile.splitlines() if "-pprof" in line and "docker run" in line]

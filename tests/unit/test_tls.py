@@ -177,3 +177,47 @@ def test_credential_problems_are_the_library_s_own_errors_not_the_cli_s(tmp_path
     with pytest.raises(tls.CredentialsError) as caught:
         tls.channel_credentials(tmp_path / "nope.crt", None, None)
     assert (caught.value.flag, caught.value.path, caught.value.reason) == ("-ca", tmp_path / "nope.crt", "no such file")
+
+
+# Without `cryptography` (a client-only install) the files are checked by their PEM blocks.
+
+def _without_cryptography(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert tls._cryptography() is not None  # installed here (the test extra includes the server)
+    monkeypatch.setattr(tls, "_cryptography", lambda: None)
+
+
+@pytest.mark.asyncio
+async def test_a_client_without_cryptography_still_speaks_tls(server_only: int, tls_files: TlsFiles,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_cryptography(monkeypatch)
+    assert await _ping(server_only, tls.channel_credentials(tls_files.ca, None, None)) == 42
+    assert await _ping(server_only, tls.channel_credentials(tls_files.ca, tls_files.client_crt,
+                                                            tls_files.client_key)) == 42
+
+
+def test_without_cryptography_files_without_the_right_blocks_are_named(
+        tmp_path: Path, tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    _without_cryptography(monkeypatch)
+    bad = tmp_path / "x.crt"
+    bad.write_text("hello\n")
+    with pytest.raises(tls.CredentialsError, match=r"^-ca .*x\.crt: not a PEM certificate$"):
+        tls.channel_credentials(bad, None, None)
+    with pytest.raises(tls.CredentialsError, match=r"^-pk .*node\.crt: not a PEM private key$"):
+        tls.channel_credentials(tls_files.ca, tls_files.node_crt, tls_files.node_crt)
+    key = serialization.load_pem_private_key(tls_files.client_key.read_bytes(), password=None)
+    for name, fmt in (("pkcs8", serialization.PrivateFormat.PKCS8),
+                      ("openssl", serialization.PrivateFormat.TraditionalOpenSSL)):
+        locked = tmp_path / f"locked-{name}.key"
+        locked.write_bytes(key.private_bytes(serialization.Encoding.PEM, fmt,
+                                             serialization.BestAvailableEncryption(b"secret")))
+        with pytest.raises(tls.CredentialsError, match=r"^-pk .*locked.*: private key is encrypted"):
+            tls.channel_credentials(tls_files.ca, tls_files.client_crt, locked)
+
+
+def test_pem_blocks_are_complete_labelled_blocks() -> None:
+    data = b"junk\n-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nREVG\n"
+    assert tls.pem_blocks(data) == [("CERTIFICATE", b"QUJD\n")]  # the key has no END line
+    assert tls.pem_key_problem(data) == "not a PEM private key"
+    assert tls.pem_key_problem(b"-----BEGIN EC PRIVATE KEY-----\nQUJD\n-----END EC PRIVATE KEY-----\n") is None
