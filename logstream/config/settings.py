@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from logstream.config import timings
 from logstream.config.units import format_duration
-from logstream.config.types import Address, Duration, FiniteSize, ListenAddress, Size, ZeroOrDuration
+from logstream.config.types import Address, AddressList, Duration, FiniteSize, ListenAddress, Size, ZeroOrDuration
 
 
 class TomlTableSource(TomlConfigSettingsSource):
@@ -125,6 +125,10 @@ class RoleSettings(BaseSettings):
         return "mutual" if verify else "server"
 
 
+# A cluster's name: also a path segment of its etcd keys.
+CLUSTER_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 def _default_node_id() -> str:
     return socket.gethostname()
 
@@ -156,6 +160,36 @@ class StreamerSettings(RoleSettings):
     loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="event loop: uvloop (faster; falls back to asyncio when not installed) or asyncio"
     )
+    etcd: AddressList | None = Field(
+        None, description="etcd mode: etcd's client endpoints, host:port[,host:port...] (IP addresses when "
+        "several); the streamer then owns keys through its etcd lease and writes what any node of its "
+        "cluster forwards for a key it owns (instead of registering with -mediator)"
+    )
+    cluster: str = Field("local", pattern=CLUSTER_NAME_RE,
+                         description="etcd mode: the cluster's name; its records live under /logstream/NAME/")
+    etcd_ttl: Duration = Field(
+        5.0, description="etcd mode: TTL of this streamer's etcd lease, whole seconds; it writes only while "
+        "it can prove the lease lives (a streamer cut off from etcd stops writing within one TTL)"
+    )
+
+    @model_validator(mode="after")
+    def _etcd_mode(self) -> StreamerSettings:
+        if self.etcd is not None and self.mediator is not None:
+            raise SettingsConflict(("etcd", "mediator"), lambda name: (
+                f"{name('etcd')} and {name('mediator')} exclude each other: in etcd mode a streamer "
+                "registers in etcd, not with a mediator"))
+        ttl = self.etcd_ttl
+        if ttl != int(ttl) or not timings.ETCD_TTL_MIN_S <= ttl <= timings.ETCD_TTL_MAX_S:
+            raise ValueError(f"{flag_spelling('etcd_ttl')}: {format_duration(ttl)} must be whole seconds from "
+                             f"{timings.ETCD_TTL_MIN_S}s to {timings.ETCD_TTL_MAX_S}s")
+        if self.etcd is not None and len(self.etcd) > 1:
+            from logstream.coord.etcd import channel_target  # grpc: imported only in etcd mode
+
+            try:
+                channel_target(self.etcd)
+            except ValueError as exc:
+                raise ValueError(f"{flag_spelling('etcd')}: {exc}") from None
+        return self
 
 
 class MediatorSettings(RoleSettings):

@@ -45,3 +45,10 @@ def default_handoff_wait_s(interval_s: float, ping_timeout_s: float, lease_s: fl
     """How long a request for a key without a usable owner waits by default: one health round to
     notice a failed owner, then until that owner's lease is surely over."""
     return interval_s + expiry_bound_s(ping_timeout_s, lease_s)
+
+
+# etcd mode: a streamer's etcd lease TTL, whole seconds (etcd counts leases in seconds). At 1 s a
+# streamer still proves 0.65 s per keep-alive sent every 0.33 s (coord/protocol.py); etcd itself
+# raises a TTL below 1.5 election timeouts to that minimum, and the answered TTL is what counts.
+ETCD_TTL_MIN_S = 1
+ETCD_TTL_MAX_S = 3600

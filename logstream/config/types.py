@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, TypeAdapter
 from pydantic.fields import FieldInfo
+from pydantic_settings import NoDecode
 
 from logstream.config.units import UNLIMITED, format_duration, format_size, parse_duration, parse_size
 from logstream.node.address import parse_address, parse_listen_address
@@ -37,6 +38,21 @@ ZeroOrDuration = Annotated[
 Address = Annotated[str, BeforeValidator(parse_address)]
 # An address to listen on: as Address, and port 0 means any free port.
 ListenAddress = Annotated[str, BeforeValidator(parse_listen_address)]
+
+
+def parse_address_list(value: object) -> list[str]:
+    """A list of host:port from a comma list ("a:1,b:2", as a flag or variable gives it) or a list
+    (as TOML gives it); empty is refused."""
+    items = [part.strip() for part in value.split(",")] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    addresses = [parse_address(item) for item in items if str(item).strip()]
+    if not addresses:
+        raise ValueError("must name at least one host:port")
+    return addresses
+
+
+# Several host:port, written as a comma list (NoDecode: a variable holds "a:1,b:2", not JSON).
+AddressList = Annotated[list[str], NoDecode, BeforeValidator(parse_address_list),
+                        PlainSerializer(",".join, return_type=str)]
 
 
 def show_value(field: FieldInfo, value: Any) -> str:

@@ -68,6 +68,20 @@ class StreamerSession:
     _timer: asyncio.TimerHandle | None = None
     _provable: bool = False
     lease_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Called (synchronously, on the event loop) with True when the lease becomes provable and with
+    # False when it stops being so: the streamer's readiness follows it.
+    on_provable: Callable[[bool], None] = lambda provable: None
+
+    @property
+    def provable(self) -> bool:
+        """Whether this streamer's lease is proven now, as the keep-alives and the lapse timer
+        last found (readiness; each write checks `may_write` itself)."""
+        return self._provable
+
+    def _set_provable(self, provable: bool) -> None:
+        if provable != self._provable:
+            self._provable = provable
+            self.on_provable(provable)
 
     # ---- the write path ----------------------------------------------------------------------
 
@@ -152,7 +166,7 @@ class StreamerSession:
 
     def _lapse(self, holdings: Holdings, why: str) -> None:
         if self._provable:
-            self._provable = False
+            self._set_provable(False)
             keys = list(holdings.held)
             logger.warning("etcd lease %x %s: writing nothing, closing %d files", holdings.lease, why, len(keys))
             self.on_lapse(keys)
@@ -160,7 +174,7 @@ class StreamerSession:
     def _lease_gone(self, holdings: Holdings) -> None:
         keys = list(holdings.held)
         holdings.lease_gone()
-        self._provable = False
+        self._set_provable(False)
         logger.warning("etcd lease %x is gone: writing nothing, closing %d files", holdings.lease, len(keys))
         if keys:
             self.on_lapse(keys)  # closing files already closed at a lapse does nothing
@@ -170,7 +184,7 @@ class StreamerSession:
     def _renewed(self, holdings: Holdings, sent_at: float, ttl_s: int) -> None:
         holdings.clock.renewed(sent_at, ttl_s)
         if holdings.clock.valid(self.clock()):
-            self._provable = True
+            self._set_provable(True)
         if self._timer is not None:
             self._timer.cancel()
         delay = max(0.0, holdings.clock.until - self.clock())
@@ -191,7 +205,7 @@ class StreamerSession:
                 granted = await self.etcd.grant(self.ttl_s)
                 holdings = Holdings(self.cluster, self.streamer_id, granted.lease,
                                     LeaseClock(drift=self.drift, margin_s=self.margin_s))
-                self._provable = False
+                self._set_provable(False)
                 self._renewed(holdings, granted.sent_at, granted.ttl_s)
                 await self.etcd.put(member_key(self.cluster, self.streamer_id), self.addr, granted.lease)
                 logger.info("etcd lease %x granted for %ds; member %s at %s", granted.lease, granted.ttl_s,

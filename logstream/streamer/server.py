@@ -38,6 +38,8 @@ from logstream.streamer.errors import RootUnusable
 from logstream.streamer.writer import Writer
 
 if TYPE_CHECKING:
+    from logstream.coord.etcd import Etcd
+    from logstream.coord.ownership import StreamerSession
     from logstream.node.debug import DebugServer
 
 logger = logging.getLogger(__name__)
@@ -74,8 +76,10 @@ def advertised_address(settings: StreamerSettings, port: int) -> str:
         return settings.advertise
     host = settings.host.strip("[]")
     if host in ("0.0.0.0", "::", ""):
-        mediator_host = settings.mediator.rpartition(":")[0].strip("[]") if settings.mediator else ""
-        host = "127.0.0.1" if _is_loopback(mediator_host) else socket.gethostname()
+        # Reached over loopback when what it dials (its mediator, its etcd) is on loopback.
+        dialed = settings.mediator or (settings.etcd[0] if settings.etcd else "")
+        dialed_host = dialed.rpartition(":")[0].strip("[]") if dialed else ""
+        host = "127.0.0.1" if _is_loopback(dialed_host) else socket.gethostname()
     return listen_address(host, port)
 
 
@@ -128,19 +132,47 @@ async def _maintain(writer: Writer, idle_close_s: float, fsync_interval_s: float
             next_sync = time.monotonic() + fsync_interval_s
 
 
-def readiness(core: StreamerCore, mediator: str | None) -> str | None:
-    """Why the streamer cannot take writes now (None: it can): shutting down, root unusable, or
-    (with -mediator) no lease: never granted yet, or lapsed since the mediator stopped pinging."""
+def readiness(core: StreamerCore, mediator: str | None, session: StreamerSession | None = None) -> str | None:
+    """Why the streamer cannot take writes now (None: it can): shutting down, root unusable, (etcd
+    mode) its etcd lease not proven, or (with -mediator) no lease: never granted yet, or lapsed
+    since the mediator stopped pinging."""
     if core.closing:
         return "shutting down"
     if not core.writer.root_ok:
         return f"root {core.writer.root} is gone or not writable"
+    if session is not None:
+        return None if session.provable else "etcd lease not proven: writes are refused until a keep-alive is answered"
     lease = core.lease
     if lease.may_write():
         return None
     if lease.until == float("-inf"):
         return f"no lease yet from the mediator at {mediator}"
     return f"lease from the mediator at {mediator} lapsed {-lease.remaining_s():.1f}s ago"
+
+
+def _etcd_session(settings: StreamerSettings, writer: Writer, core: StreamerCore, address: str,
+                  on_change: Callable[[], object]) -> tuple[Etcd, StreamerSession]:
+    """etcd mode: the etcd client and this streamer's session (lease, membership, key claims); the
+    write gate goes into `core`. A lapse closes the lapsed keys' files; `on_change` reports health."""
+    from logstream.coord.etcd import Etcd
+    from logstream.coord.gate import EtcdGate
+    from logstream.coord.ownership import StreamerSession
+
+    assert settings.etcd is not None
+    etcd = Etcd(settings.etcd, tls.node_channel_credentials(settings))
+    cluster = settings.cluster
+
+    def on_lapse(keys: list[str]) -> None:
+        closed = writer.release(EtcdGate.files_of(keys, cluster))
+        logger.warning("etcd: %d keys lapsed, %d files closed and unlocked", len(keys), closed)
+
+    def on_provable(_provable: bool) -> None:
+        on_change()
+
+    session = StreamerSession(etcd, cluster, core.node_id, address, on_lapse=on_lapse,
+                              ttl_s=int(settings.etcd_ttl), on_provable=on_provable)
+    core.etcd = EtcdGate(session)
+    return etcd, session
 
 
 async def run(settings: StreamerSettings, stop: asyncio.Event,
@@ -156,15 +188,18 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
     timings = StreamerTimings()
     writer = make_writer(settings, on_fsync=timings.observe_fsync)
     lease = Lease(required=settings.mediator is not None)
-    core = StreamerCore(writer, lease, guard=guard_for(settings, "streamer", warn=settings.mediator is not None),
+    clustered = settings.mediator is not None or settings.etcd is not None
+    core = StreamerCore(writer, lease, guard=guard_for(settings, "streamer", warn=clustered),
                         mediator_addr=settings.mediator, timings=timings)
+    etcd: Etcd | None = None
+    session: StreamerSession | None = None
     http: list[DebugServer] = []
     built: Built | None = None
     started = False
 
     def not_ready() -> str | None:
         """Why this streamer cannot take writes now (None: it can): /readyz, grpc health of api.LogStreamer."""
-        return readiness(core, settings.mediator)
+        return readiness(core, settings.mediator, session)
 
     # Live: its background tasks run (/healthz, grpc health ""). Ready: see not_ready.
     health = NodeHealth(lambda: tasks.problem(), not_ready)
@@ -184,6 +219,9 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         core.node_id = settings.id or address
         if on_bound is not None:
             on_bound(core.node_id)
+        if settings.etcd is not None:
+            etcd, session = _etcd_session(settings, writer, core, address,
+                                          lambda: core.closing or tasks.spawn(report_health(), "report-etcd-health"))
         # Before "listening on": a start-up error must come before that line.
         http = start_http(settings, core.node_id, health)
         await built.server.start()
@@ -195,7 +233,13 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         fsync_interval = settings.fsync_interval if settings.fsync == "interval" else None
         tasks.keep("maintenance", lambda: _maintain(writer, settings.idle_close, fsync_interval,
                                                     report_health))
-        if settings.mediator is not None:
+        if session is not None:
+            # Critical: a streamer that cannot keep an etcd session writes nothing, so let its
+            # process supervisor restart it rather than serve refusals for ever.
+            tasks.keep("etcd-session", session.run, critical=True)
+            logger.info("etcd mode: cluster %s, etcd %s, lease TTL %ds", settings.cluster,
+                        ",".join(settings.etcd or ()), int(settings.etcd_ttl))
+        elif settings.mediator is not None:
             from logstream.streamer import legacy
             from logstream.streamer.registration import keep_registered
 
@@ -219,6 +263,10 @@ async def run(settings: StreamerSettings, stop: asyncio.Event,
         await tasks.close()
         closed = writer.open_files
         writer.close()
+        if session is not None:  # every file is closed: the lease (and every record on it) may go
+            await session.close()
+        if etcd is not None:
+            await etcd.close()
         for server in http:
             server.close()
         for undo in unregister:

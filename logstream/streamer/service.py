@@ -6,8 +6,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
-from typing import NoReturn
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 
@@ -31,6 +31,9 @@ from logstream.streamer.errors import (
 from logstream.streamer.lease import Lease
 from logstream.streamer.timings import StreamerTimings
 from logstream.streamer.writer import Writer
+
+if TYPE_CHECKING:
+    from logstream.coord.gate import EtcdGate
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,15 @@ class NotClusterPeer(Refused):
     """A control call (lease-granting ping, Release) from a caller that is not a node of the cluster."""
 
 
+class NotOwned(Refused):
+    """etcd mode: a key another streamer owns in etcd; the owner goes in the trailing metadata
+    (coord/gate.py OWNER_HEADER), so that a mediator retries there. Nothing was written."""
+
+    def __init__(self, message: str, cause: str, trailing_metadata: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(message, cause)
+        self.trailing_metadata = trailing_metadata
+
+
 # The one place where domain errors become status codes.
 _STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (BadRequest, grpc.StatusCode.INVALID_ARGUMENT),
@@ -73,6 +85,7 @@ _STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (RootUnusable, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (NotFromMediator, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotOwned, grpc.StatusCode.FAILED_PRECONDITION),
     (NotClusterPeer, grpc.StatusCode.PERMISSION_DENIED),
     (StorageError, grpc.StatusCode.INTERNAL),
 )
@@ -103,7 +116,7 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: Exception,
         level = _LOG_LEVEL.get(code, logging.DEBUG)
         if logger.isEnabledFor(level):
             logger.log(level, "%s: %s", code.name, message)
-    await context.abort(code, message)
+    await context.abort(code, message, getattr(exc, "trailing_metadata", ()))
     raise AssertionError("unreachable: context.abort raises")
 
 
@@ -111,10 +124,13 @@ class StreamerCore:
     """What the servicers share: the writer, the lease, who may steer it, and whether it is closing."""
 
     def __init__(self, writer: Writer, lease: Lease, node_id: str = "", guard: Guard = Guard(),
-                 mediator_addr: str | None = None, timings: StreamerTimings | None = None) -> None:
+                 mediator_addr: str | None = None, timings: StreamerTimings | None = None,
+                 etcd: EtcdGate | None = None) -> None:
         self.writer = writer
         self.timings = StreamerTimings() if timings is None else timings
         self.lease = lease
+        # etcd mode: keys are owned through this streamer's etcd lease (coord/), not a mediator's.
+        self.etcd = etcd
         self.node_id = node_id
         self.guard = guard
         self.mediator_addr = mediator_addr
@@ -134,7 +150,7 @@ class StreamerCore:
 
     def caller(self, context: grpc.aio.ServicerContext) -> Peer | None:
         """Who sent a write call, when it matters (a clustered streamer); read once per call."""
-        return self.peer(context) if self.lease.required else None
+        return self.peer(context) if self.lease.required or self.etcd is not None else None
 
     def gate(self, caller: Peer | None) -> None:
         """Raise unless this streamer may write what `caller` sent, now: the one place writes are
@@ -142,6 +158,15 @@ class StreamerCore:
         under a mediator that grants no leases, anyone's, as the original did)."""
         if self.closing:
             raise Unavailable("streamer is shutting down", "shutting down")
+        if self.etcd is not None:
+            # Any node of the cluster may forward (every mediator is a router); whether this
+            # streamer owns the keys is `admit_keys` and `check_keys`, per key.
+            # PERMISSION_DENIED, not FAILED_PRECONDITION: that code means "another streamer owns it".
+            problem = self.guard.refusal(caller or Peer())
+            if problem is not None:
+                raise NotClusterPeer(f"this streamer writes only what a node of cluster {self.etcd.session.cluster} "
+                                     f"forwards: {problem}", "writes from outside the cluster")
+            return
         if self.lease.required and not self.lease.legacy:
             problem = forward_refusal(self.guard, caller or Peer(), self.lease.mediator_id, self.lease.link)
             if problem is not None:
@@ -150,6 +175,35 @@ class StreamerCore:
                     f"at {self.mediator_addr}", "writes not forwarded by the current mediator")
         if not self.lease.may_write():
             raise Unavailable("no lease: this streamer is not (or no longer) leased by a mediator", "no lease")
+
+    async def admit_keys(self, keys: Iterable[tuple[str, str]]) -> None:
+        """etcd mode: hold every key in etcd (claiming those not held yet) or refuse: NotOwned when
+        another streamer owns one, Unavailable when the lease cannot be proven or a claim's outcome
+        is unknown. Nothing to do in the other modes."""
+        if self.etcd is None:
+            return
+        from logstream.coord.etcd import EtcdUnavailable
+        from logstream.coord.gate import NotOwnerHere
+        from logstream.coord.ownership import NoLease
+
+        try:
+            await self.etcd.admit(keys)
+        except NotOwnerHere as exc:
+            raise NotOwned(str(exc), "keys owned by another streamer", exc.trailing_metadata()) from None
+        except (NoLease, EtcdUnavailable) as exc:
+            raise Unavailable(f"no write now: {exc}", "etcd lease not proven") from None
+
+    def check_keys(self, chunks: Sequence[Chunk]) -> None:
+        """etcd mode, right before writing `chunks` (no await in between): every key still held and
+        the lease still provable, else Unavailable."""
+        if self.etcd is None:
+            return
+        from logstream.coord.ownership import NoLease
+
+        try:
+            self.etcd.check(chunk.key for chunk in chunks)
+        except NoLease as exc:
+            raise Unavailable(f"no write now: {exc}", "etcd lease not proven") from None
 
     def admit_control(self, context: grpc.aio.ServicerContext, what: str) -> Peer:
         """The caller, if it is a node of this cluster (token, node certificate); else NotClusterPeer."""
@@ -161,7 +215,10 @@ class StreamerCore:
         return peer
 
     def mode(self) -> str:
-        """standalone (no -mediator), cluster (leased by a mediator), legacy (a mediator without leases)."""
+        """standalone (no -mediator), cluster (leased by a mediator), legacy (a mediator without
+        leases), etcd (keys owned through an etcd lease)."""
+        if self.etcd is not None:
+            return "etcd"
         if not self.lease.required:
             return "standalone"
         return "legacy" if self.lease.legacy else "cluster"
@@ -243,9 +300,19 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
 
     async def Log(self, request: pb.LogRequest, context: grpc.aio.ServicerContext) -> pb.LogResponse:
         started = time.perf_counter()
+        core = self._core
         try:
-            self._core.gate(self._core.caller(context))
-            self._writer.append(request.path, request.filename, request.line.encode() or b"\n")
+            caller = core.caller(context)
+            core.gate(caller)
+            if core.etcd is None:
+                self._writer.append(request.path, request.filename, request.line.encode() or b"\n")
+            else:
+                chunk = self._writer.chunk(request.path, request.filename, request.line.encode() or b"\n")
+                if chunk is not None:
+                    await core.admit_keys((chunk.key,))
+                    core.gate(caller)  # it may have begun shutting down meanwhile
+                    core.check_keys((chunk,))  # no await between this check and the write
+                    self._writer.write_chunks((chunk,))
         except (WriterError, Refused) as exc:
             await abort_with(context, exc, self._core.refusals)
         self._core.timings.observe_write(time.perf_counter() - started)
@@ -260,18 +327,15 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
         core = self._core
         started = time.perf_counter()
         core.gate(caller)  # refused at once, not after waiting for the turn
-        source = request.chunks
-        chunks: list[Chunk] = []
+        pace = _Pace()
+        chunks: list[Chunk] | None = None
+        if core.etcd is not None:
+            # Claims wait for etcd: outside the turn, so that other requests' writes go on meanwhile.
+            chunks = await self._validate(request, pace)
+            await core.admit_keys(dict.fromkeys(chunk.key for chunk in chunks))
         async with core.write_turn:
-            pace = _Pace()
-            chunk = self._writer.chunk
-            for start in range(0, len(source), SLICE_CHUNKS):
-                # Nothing is written until all is valid, so yielding here changes nothing on disk.
-                for ch in source[start:start + SLICE_CHUNKS]:
-                    valid = chunk(ch.path, ch.filename, ch.data)
-                    if valid is not None:
-                        chunks.append(valid)
-                await pace.step()
+            if chunks is None:
+                chunks = await self._validate(request, pace)
             writer = self._writer
             lines = written = 0
             try:
@@ -280,10 +344,12 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
                     # request written in one call: a locked or bad target leaves all unwritten.
                     for start in range(0, len(chunks), SLICE_CHUNKS):
                         core.gate(caller)
+                        core.check_keys(chunks[start:start + SLICE_CHUNKS])
                         writer.hold(chunks[start:start + SLICE_CHUNKS])
                         await pace.step()
                 for start in range(0, len(chunks), SLICE_CHUNKS):
                     core.gate(caller)
+                    core.check_keys(chunks[start:start + SLICE_CHUNKS])  # no await before the write
                     part_lines, part_bytes = writer.write_chunks(chunks[start:start + SLICE_CHUNKS])
                     lines += part_lines
                     written += part_bytes
@@ -293,6 +359,20 @@ class LogStreamerServicer(pb_grpc.LogStreamerServicer):
         # Only written requests: a refusal's time says nothing about the disk.
         core.timings.observe_write(time.perf_counter() - started)
         return pb.LogBatchResponse(lines=lines, bytes=written)
+
+    async def _validate(self, request: pb.LogBatchRequest, pace: _Pace) -> list[Chunk]:
+        """Every chunk validated (BadRequest for the first bad one), empty ones left out."""
+        source = request.chunks
+        chunks: list[Chunk] = []
+        chunk = self._writer.chunk
+        for start in range(0, len(source), SLICE_CHUNKS):
+            # Nothing is written until all is valid, so yielding here changes nothing on disk.
+            for ch in source[start:start + SLICE_CHUNKS]:
+                valid = chunk(ch.path, ch.filename, ch.data)
+                if valid is not None:
+                    chunks.append(valid)
+            await pace.step()
+        return chunks
 
     async def LogBatch(self, request: pb.LogBatchRequest, context: grpc.aio.ServicerContext) -> pb.LogBatchResponse:
         try:
@@ -369,8 +449,16 @@ class StreamerControlServicer(pb_grpc.StreamerControlServicer):
         except NotClusterPeer as exc:
             await abort_with(context, exc, self._core.refusals)
         keys = [(key.path, key.filename) for key in request.keys]
-        async with self._core.write_turn:  # not between two slices of a request
-            released = self._core.writer.release(keys)
+        core = self._core
+        async with core.write_turn:  # not between two slices of a request
+            released = core.writer.release(keys)
+            if core.etcd is not None:  # after the last write and the file's close: the guarded delete
+                for path, filename in keys:
+                    try:
+                        target = core.writer.target(path, filename)
+                    except BadRequest:
+                        continue
+                    await core.etcd.session.release(*target.key)
         logger.info("released %d keys for mediator %s (%d files were open)",
                     len(keys), request.mediator_id or "?", released)
         return pb.ReleaseResponse(released=released)
