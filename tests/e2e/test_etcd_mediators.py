@@ -220,3 +220,26 @@ async def test_without_etcd_writes_stop_with_unavailable_lose_nothing_and_resume
     print(f"etcd killed: first UNAVAILABLE after {refused - killed:.2f}s, last ack {last_ack - killed:.2f}s after "
           f"the kill; writes resumed {resumed - back:.2f}s after etcd was back")
     check_one_writer_each(cluster, load.acked)
+
+
+async def test_two_mediator_processes_share_one_port_with_reuse_port(cluster: Cluster) -> None:
+    from logstream._proto import logstream_pb2 as pb
+    from logstream._proto import logstream_pb2_grpc as pb_grpc
+
+    cluster.start_streamer("s1")
+    first = cluster.start_mediator("r1", "-reuse-port")
+    second = cluster.start_mediator("r2", "-reuse-port", "-port", str(first.port))  # the last -port wins
+    assert second.port == first.port
+    await wait_ready(first.address)
+    answered: set[str] = set()
+    for _ in range(60):  # each new connection is hashed to one of the listeners by its source port
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            status = await pb_grpc.ClusterStatusStub(channel).Status(pb.StatusRequest(cached=True), timeout=5)  # type: ignore[no-untyped-call]
+            answered.add(status.mediator_id)
+        if len(answered) == 2:
+            break
+    assert len(answered) == 2, f"only {answered} answered on the shared port"
+    acked = {"k": [f"line {n}" for n in range(20)]}
+    async with LogClient(first.address) as client:
+        await client.log_many("app", "k", acked["k"])
+    check_one_writer_each(cluster, acked)
