@@ -13,7 +13,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from logstream._proto import logstream_pb2 as pb
+from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.client import NO_RETRY, LogClient, RetryPolicy, SendError
+from logstream.coord.etcd import Etcd
+from logstream.coord.protocol import mediators_prefix
 from logstream.node.token_file import ensure_token
 from tests.e2e.etcd_server import EtcdServer
 from tests.e2e.helpers import Node, start_node
@@ -131,6 +135,19 @@ async def test_two_mediators_route_every_key_to_its_one_owner(cluster: Cluster) 
     check_one_writer_each(cluster, acked)
     used = {name for name, files in cluster.lines().items() if files}
     assert used == {"s1", "s2"}, f"16 keys all on {used}: placement does not spread"
+    # Each mediator is recorded in etcd (for status) and reports etcd's members and owners.
+    etcd = Etcd(cluster.etcd.endpoints)
+    try:
+        records = (await etcd.get_prefix(mediators_prefix(CLUSTER))).records
+    finally:
+        await etcd.close()
+    assert sorted(record.value for record in records.values()) == sorted([m1, m2])
+    async with grpc.aio.insecure_channel(m2) as channel:
+        status = await pb_grpc.ClusterStatusStub(channel).Status(pb.StatusRequest(), timeout=5)
+    owners = {(key.filename, streamer.id) for streamer in status.streamers for key in streamer.files}
+    lines = cluster.lines()
+    assert owners == {(key, name) for name, files in lines.items() for key in files}
+    assert {streamer.id for streamer in status.streamers if streamer.alive} == {"s1", "s2"}
 
 
 @dataclass
@@ -225,9 +242,6 @@ async def test_without_etcd_writes_stop_with_unavailable_lose_nothing_and_resume
 
 
 async def test_two_mediator_processes_share_one_port_with_reuse_port(cluster: Cluster) -> None:
-    from logstream._proto import logstream_pb2 as pb
-    from logstream._proto import logstream_pb2_grpc as pb_grpc
-
     cluster.start_streamer("s1")
     first = cluster.start_mediator("r1", "-reuse-port")
     second = cluster.start_mediator("r2", "-reuse-port", "-port", str(first.port))  # the last -port wins
@@ -236,7 +250,7 @@ async def test_two_mediator_processes_share_one_port_with_reuse_port(cluster: Cl
     answered: set[str] = set()
     for _ in range(60):  # each new connection is hashed to one of the listeners by its source port
         async with grpc.aio.insecure_channel(first.address) as channel:
-            status = await pb_grpc.ClusterStatusStub(channel).Status(pb.StatusRequest(cached=True), timeout=5)  # type: ignore[no-untyped-call]
+            status = await pb_grpc.ClusterStatusStub(channel).Status(pb.StatusRequest(cached=True), timeout=5)
             answered.add(status.mediator_id)
         if len(answered) == 2:
             break
