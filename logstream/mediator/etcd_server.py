@@ -65,7 +65,10 @@ async def run(settings: MediatorSettings, stop: asyncio.Event, on_bound: Callabl
     tasks = TaskSupervisor(stop, on_health=report_health)
     router = EtcdRouter(router_config(settings), view, tasks, creds, mediator_id, guard.token)
     node_id = [settings.id or mediator_id]
-    unregister: list[Callable[[], None]] = []
+    from logstream.mediator import metrics
+    from logstream.mediator.etcd_metrics import EtcdMediatorCollector
+
+    unregister = [metrics.register(EtcdMediatorCollector(router, lambda: node_id[0]))]
     http: list[DebugServer] = []
     built: Built | None = None
     presence: Presence | None = None

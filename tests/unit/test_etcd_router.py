@@ -150,3 +150,26 @@ async def test_a_named_owner_missing_from_the_view_is_waited_for_then_unavailabl
         await rig.router.write([chunk("k", "one\n")])
     assert refused.value.code == grpc.StatusCode.UNAVAILABLE
 
+
+
+async def test_metrics_show_redirects_members_and_owned_keys(rig: Rig) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from logstream.mediator.etcd_metrics import EtcdMediatorCollector
+    from logstream.mediator.metrics import register
+
+    rig.view.owners[("app", "k")] = "s1"
+    rig.truth["k"] = "s2"
+    await rig.router.write([chunk("k", "one\n")])
+    registry = CollectorRegistry()
+    unregister = register(EtcdMediatorCollector(rig.router, lambda: "m1"), registry)
+    try:
+        text = generate_latest(registry).decode()
+    finally:
+        unregister()
+    assert 'logstream_mediator_redirects_total{node="m1"} 1.0' in text
+    assert 'logstream_mediator_keys_owned{node="m1"} 1.0' in text
+    assert 'logstream_mediator_lines_total{node="m1"} 0.0' in text  # lines count at the service, not the router
+    for name, addr in rig.view.members.items():
+        assert f'logstream_mediator_streamer_up{{addr="{addr}",node="m1",streamer="{name}"}} 1.0' in text
+    assert 'logstream_mediator_forward_seconds_count{code="FAILED_PRECONDITION",node="m1",streamer="s1"} 1.0' in text
