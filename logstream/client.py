@@ -102,8 +102,11 @@ class Rotation:
         """A call begins: the number of targets it may still try without waiting."""
         return self.count - 1
 
-    def fail(self) -> None:
-        self.current = (self.current + 1) % self.count
+    def fail(self, index: int) -> None:
+        """A call to target `index` failed: move past it, unless another call already did (calls
+        in flight together on a mediator that died move the client on once, not once each)."""
+        if index == self.current:
+            self.current = (index + 1) % self.count
 
 
 def encode_line(line: Line) -> bytes:
@@ -199,14 +202,15 @@ class LogClient:
         attempt = 0
         while True:
             attempt += 1
-            target = self.targets[self._rotation.current]
+            index = self._rotation.current
+            target = self.targets[index]
             try:
                 return await make_call()
             except grpc.aio.AioRpcError as exc:
                 code, details = _status(exc)
                 if not is_retryable(code):
                     raise SendError(target, code, details, attempt, sent_lines) from None
-                self._rotation.fail()
+                self._rotation.fail(index)
                 if untried > 0:  # another mediator, not tried yet in this call: at once
                     untried -= 1
                     logger.debug("%s: %s (%s); trying %s", target, code.name, details, self.targets[self._rotation.current])
@@ -288,14 +292,15 @@ class SyncLogClient:
         attempt = 0
         while True:
             attempt += 1
-            target = self.targets[self._rotation.current]
+            index = self._rotation.current
+            target = self.targets[index]
             try:
                 return make_call()
             except grpc.RpcError as exc:
                 code, details = _status(exc)
                 if not is_retryable(code):
                     raise SendError(target, code, details, attempt, sent_lines) from None
-                self._rotation.fail()
+                self._rotation.fail(index)
                 if untried > 0:  # another mediator, not tried yet in this call: at once
                     untried -= 1
                     logger.debug("%s: %s (%s); trying %s", target, code.name, details, self.targets[self._rotation.current])

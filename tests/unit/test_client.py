@@ -170,11 +170,18 @@ def test_targets_are_a_comma_list_or_a_sequence_and_a_grpc_address_list_is_one()
 def test_rotation_stays_on_a_target_that_answers_and_moves_after_a_failure() -> None:
     rotation = lc.Rotation(3)
     assert rotation.start() == 2 and rotation.current == 0
-    rotation.fail()
-    rotation.fail()
+    rotation.fail(0)
+    rotation.fail(1)
     assert rotation.current == 2
-    rotation.fail()
+    rotation.fail(2)
     assert rotation.current == 0
+
+
+def test_calls_failing_together_on_one_target_move_the_client_on_once() -> None:
+    rotation = lc.Rotation(2)
+    rotation.fail(0)  # the first of two calls in flight on target 0 fails
+    rotation.fail(0)  # the second: already moved on, stays on target 1
+    assert rotation.current == 1
 
 
 @pytest.mark.asyncio
@@ -213,3 +220,14 @@ def test_sync_tries_every_mediator_once_per_round_then_backs_off(memory_server: 
             # the live one: UNAVAILABLE; the dead one: refused; one wait; the live one again (it answers)
             assert client.log_many("a", "b", ["x"]) == 1
     assert memory_server.lines("a", "b") == ["x"] and len(slept) == 1
+
+
+@pytest.mark.asyncio
+async def test_async_calls_in_flight_together_all_reach_the_live_mediator(memory_server: MemoryLogServer) -> None:
+    import asyncio
+
+    with refusing_port() as port:
+        dead = f"127.0.0.1:{port}"
+        async with lc.LogClient(f"{dead},{memory_server.target}", retry=lc.NO_RETRY) as client:
+            sent = await asyncio.gather(*(client.log_many("a", f"f{n}", ["x"]) for n in range(8)))
+    assert sent == [1] * 8
