@@ -296,3 +296,32 @@ async def test_a_streamer_stopped_past_its_lease_loses_its_keys_to_the_other_and
             # first (that batch may be in both: its answer from s1 was lost, at-least-once).
             assert max(first) < min(second) + 10, f"{key}: s1 wrote {max(first)} after s2 began at {min(second)}"
     assert moved, "no key of the stopped streamer moved"
+
+
+async def test_losing_the_leader_of_a_three_member_etcd_does_not_interrupt_writes(tmp_path: Path) -> None:
+    etcd = EtcdServer(tmp_path / "etcd3", size=3).start()
+    token_file = tmp_path / "cluster.token"
+    ensure_token(token_file)
+    cluster = Cluster(tmp_path, etcd, token_file)
+    try:
+        m1, m2 = await start_two_by_two(cluster)
+        load, stop = Load(), asyncio.Event()
+        clients = [asyncio.create_task(load.client(f"{m1},{m2}" if n % 2 else f"{m2},{m1}", f"c{n}", stop))
+                   for n in range(4)]
+        try:
+            await asyncio.sleep(1.0)
+            leader = etcd.leader()
+            leader.kill()
+            killed = time.monotonic()
+            await asyncio.sleep(TTL_S + 2.0)  # past every lease's TTL: keep-alives went to the others
+        finally:
+            stop.set()
+            await asyncio.gather(*clients)
+        assert not load.errors, load.errors
+        gap = load.gap_around(killed)
+        print(f"etcd leader killed: longest wait for an acknowledgement {gap * 1000:.0f} ms")
+        assert gap < TTL_S, f"writes stalled {gap:.2f}s when the etcd leader died"
+        check_one_writer_each(cluster, load.acked)
+    finally:
+        cluster.stop()
+        etcd.stop()
