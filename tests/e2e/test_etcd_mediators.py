@@ -298,7 +298,7 @@ async def test_a_streamer_stopped_past_its_lease_loses_its_keys_to_the_other_and
     assert moved, "no key of the stopped streamer moved"
 
 
-async def test_losing_the_leader_of_a_three_member_etcd_does_not_interrupt_writes(tmp_path: Path) -> None:
+async def test_losing_the_etcd_member_every_node_talks_to_does_not_interrupt_writes(tmp_path: Path) -> None:
     etcd = EtcdServer(tmp_path / "etcd3", size=3).start()
     token_file = tmp_path / "cluster.token"
     ensure_token(token_file)
@@ -310,8 +310,9 @@ async def test_losing_the_leader_of_a_three_member_etcd_does_not_interrupt_write
                    for n in range(4)]
         try:
             await asyncio.sleep(1.0)
-            leader = etcd.leader()
-            leader.kill()
+            # Every node's channel to etcd picks the first endpoint (pick_first): its watches and
+            # keep-alives break and move to the others; the leader may or may not be this one.
+            etcd.members[0].kill()
             killed = time.monotonic()
             await asyncio.sleep(TTL_S + 2.0)  # past every lease's TTL: keep-alives went to the others
         finally:
@@ -319,8 +320,8 @@ async def test_losing_the_leader_of_a_three_member_etcd_does_not_interrupt_write
             await asyncio.gather(*clients)
         assert not load.errors, load.errors
         gap = load.gap_around(killed)
-        print(f"etcd leader killed: longest wait for an acknowledgement {gap * 1000:.0f} ms")
-        assert gap < TTL_S, f"writes stalled {gap:.2f}s when the etcd leader died"
+        print(f"etcd member killed: longest wait for an acknowledgement {gap * 1000:.0f} ms")
+        assert gap < TTL_S, f"writes stalled {gap:.2f}s when an etcd member died"
         check_one_writer_each(cluster, load.acked)
     finally:
         cluster.stop()
