@@ -231,3 +231,16 @@ async def test_async_calls_in_flight_together_all_reach_the_live_mediator(memory
         async with lc.LogClient(f"{dead},{memory_server.target}", retry=lc.NO_RETRY) as client:
             sent = await asyncio.gather(*(client.log_many("a", f"f{n}", ["x"]) for n in range(8)))
     assert sent == [1] * 8
+
+
+@pytest.mark.asyncio
+async def test_a_name_resolving_to_several_mediators_spreads_calls_over_them(
+        memory_server_factory: Callable[..., MemoryLogServer]) -> None:
+    first, second = memory_server_factory(), memory_server_factory()
+    # grpc's address list stands for a DNS name with several addresses: one resolver result.
+    both = f"ipv4:{first.target},{second.target}"
+    async with lc.LogClient(both) as client:
+        for n in range(20):
+            await client.log("a", "b", f"line {n}")
+    assert first.calls["Log"] > 0 and second.calls["Log"] > 0
+    assert sorted(first.lines("a", "b") + second.lines("a", "b")) == sorted(f"line {n}" for n in range(20))
