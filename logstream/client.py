@@ -6,6 +6,14 @@ attempts or a bounded time (`RetryPolicy.total_s`), decided on the status code a
 also reads UNAVAILABLE and costs its bounded tries); a retry after a lost reply may write a batch
 twice (at-least-once, as the cluster). INVALID_ARGUMENT and every other status fail at once. Lines of one call are sent in order, one
 batch at a time. Servers without LogBatch (the Go original) get one unary Log per line.
+
+Several mediators: the target may be a comma list (`a:8000,b:8000`) or a sequence; calls go to one
+of them until a retryable status, then move to the next (without waiting while some target of
+this call is untried; a full round waits as above). Each target's channel balances over every
+address its name resolves to (`round_robin`), so a DNS name of several mediators spreads calls and
+skips the ones that are down. Own failover rather than one `ipv4:a,b` channel: it keeps host names
+(TLS checks the name each mediator's certificate holds), works with DNS names, and moves on a
+status (a mediator shutting down answers UNAVAILABLE on a connection that is still up).
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +32,8 @@ import grpc
 
 from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
-from logstream.node.channel import aio_channel, sync_channel
+from logstream.node.channel import aio_channel, sync_channel, with_options
+from logstream.node.net import CHANNEL_OPTIONS
 from logstream.node.tls import channel_credentials
 
 logger = logging.getLogger(__name__)
@@ -37,6 +46,10 @@ DEFAULT_TIMEOUT_S = 10.0
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 Line = str | bytes
+Targets = str | Sequence[str]
+
+# Every address a target's name resolves to is used, and one that is down is skipped.
+CLIENT_CHANNEL_OPTIONS = with_options(CHANNEL_OPTIONS, lb_policy_name="round_robin")
 
 
 # ---------------------------------------------------------------- pure parts
@@ -84,6 +97,39 @@ def is_retryable(code: grpc.StatusCode) -> bool:
     """Worth another try: the server or the network may recover. Decided on the code only (grpc's
     message wording is no contract)."""
     return code in RETRYABLE
+
+
+def parse_targets(targets: Targets) -> list[str]:
+    """The targets of a comma list or a sequence, in order; ValueError when there is none. A grpc
+    address list (`ipv4:a,b`) is one target: grpc resolves its commas itself."""
+    if isinstance(targets, str):
+        if targets.startswith(("ipv4:", "ipv6:")):
+            return [targets]
+        targets = targets.split(",")
+    found = [target.strip() for target in targets if target.strip()]
+    if not found:
+        raise ValueError("no target given")
+    return found
+
+
+@dataclass
+class Rotation:
+    """Which target a call goes to: the same one while it answers, the next after a retryable
+    failure. `moved()` tells whether the next attempt goes to a target not yet tried in this call
+    (then it needs no backoff)."""
+
+    count: int
+    current: int = 0
+
+    def start(self) -> int:
+        """A call begins: the number of targets it may still try without waiting."""
+        return self.count - 1
+
+    def fail(self, index: int) -> None:
+        """A call to target `index` failed: move past it, unless another call already did (calls
+        in flight together on a mediator that died move the client on once, not once each)."""
+        if index == self.current:
+            self.current = (index + 1) % self.count
 
 
 def encode_line(line: Line) -> bytes:
@@ -152,34 +198,52 @@ def _status(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
 class LogClient:
     """An asyncio client for a mediator or a streamer. Use `async with LogClient(...) as client`."""
 
-    def __init__(self, target: str, ca: Path | None = None, crt: Path | None = None, pk: Path | None = None, *,
+    def __init__(self, target: Targets, ca: Path | None = None, crt: Path | None = None, pk: Path | None = None, *,
                  retry: RetryPolicy = RetryPolicy(), timeout_s: float = DEFAULT_TIMEOUT_S,
                  batch_lines: int = DEFAULT_BATCH_LINES, batch_bytes: int = DEFAULT_BATCH_BYTES,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        self.target = target
+        self.targets = parse_targets(target)
+        self.target = ",".join(self.targets)
         self.retry = retry
         self.timeout_s = timeout_s
         self.batch_lines = batch_lines
         self.batch_bytes = batch_bytes
         self._sleep = sleep
-        self._channel = aio_channel(target, channel_credentials(ca, crt, pk))
-        self._stub = pb_grpc.LogStreamerStub(self._channel)  # type: ignore[no-untyped-call]
+        creds = channel_credentials(ca, crt, pk)
+        self._channels = [aio_channel(t, creds, CLIENT_CHANNEL_OPTIONS) for t in self.targets]
+        self._stubs = [pb_grpc.LogStreamerStub(c) for c in self._channels]  # type: ignore[no-untyped-call]
+        self._rotation = Rotation(len(self.targets))
         self._batch_supported = True
+
+    @property
+    def _stub(self) -> pb_grpc.LogStreamerStub:
+        return self._stubs[self._rotation.current]
 
     async def _call(self, make_call: Callable[[], Awaitable[T]], sent_lines: int = 0) -> T:
         started = time.monotonic()
-        attempt = 1
+        untried = self._rotation.start()
+        attempt = 0
         while True:
+            attempt += 1
+            index = self._rotation.current
+            target = self.targets[index]
             try:
                 return await make_call()
             except grpc.aio.AioRpcError as exc:
                 code, details = _status(exc)
-                wait = self.retry.next_delay(attempt, time.monotonic() - started) if is_retryable(code) else None
+                if not is_retryable(code):
+                    raise SendError(target, code, details, attempt, sent_lines) from None
+                self._rotation.fail(index)
+                if untried > 0:  # another mediator, not tried yet in this call: at once
+                    untried -= 1
+                    logger.debug("%s: %s (%s); trying %s", target, code.name, details, self.targets[self._rotation.current])
+                    continue
+                wait = self.retry.next_delay(attempt, time.monotonic() - started)  # retries bounded by time
                 if wait is None:
-                    raise SendError(self.target, code, details, attempt, sent_lines) from None
-                logger.debug("%s: %s (%s); retrying in %.2fs", self.target, code.name, details, wait)
+                    raise SendError(target, code, details, attempt, sent_lines) from None
+                untried = self._rotation.start()
+                logger.debug("%s: %s (%s); retrying in %.2fs", target, code.name, details, wait)
                 await self._sleep(wait)
-                attempt += 1
 
     async def log(self, path: str, filename: str, line: str) -> None:
         """Write one line with the unary Log RPC (the Go original's call)."""
@@ -209,7 +273,8 @@ class LogClient:
             await self._call(lambda: self._stub.Log(request, timeout=self.timeout_s), sent + index)
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
 
     async def __aenter__(self) -> LogClient:
         return self
@@ -223,34 +288,52 @@ class LogClient:
 class SyncLogClient:
     """The blocking twin of LogClient, for scripts and threads without an event loop."""
 
-    def __init__(self, target: str, ca: Path | None = None, crt: Path | None = None, pk: Path | None = None, *,
+    def __init__(self, target: Targets, ca: Path | None = None, crt: Path | None = None, pk: Path | None = None, *,
                  retry: RetryPolicy = RetryPolicy(), timeout_s: float = DEFAULT_TIMEOUT_S,
                  batch_lines: int = DEFAULT_BATCH_LINES, batch_bytes: int = DEFAULT_BATCH_BYTES,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.target = target
+        self.targets = parse_targets(target)
+        self.target = ",".join(self.targets)
         self.retry = retry
         self.timeout_s = timeout_s
         self.batch_lines = batch_lines
         self.batch_bytes = batch_bytes
         self._sleep = sleep
-        self._channel = sync_channel(target, channel_credentials(ca, crt, pk))
-        self._stub = pb_grpc.LogStreamerStub(self._channel)  # type: ignore[no-untyped-call]
+        creds = channel_credentials(ca, crt, pk)
+        self._channels = [sync_channel(t, creds, CLIENT_CHANNEL_OPTIONS) for t in self.targets]
+        self._stubs = [pb_grpc.LogStreamerStub(c) for c in self._channels]  # type: ignore[no-untyped-call]
+        self._rotation = Rotation(len(self.targets))
         self._batch_supported = True
+
+    @property
+    def _stub(self) -> pb_grpc.LogStreamerStub:
+        return self._stubs[self._rotation.current]
 
     def _call(self, make_call: Callable[[], T], sent_lines: int = 0) -> T:
         started = time.monotonic()
-        attempt = 1
+        untried = self._rotation.start()
+        attempt = 0
         while True:
+            attempt += 1
+            index = self._rotation.current
+            target = self.targets[index]
             try:
                 return make_call()
             except grpc.RpcError as exc:
                 code, details = _status(exc)
-                wait = self.retry.next_delay(attempt, time.monotonic() - started) if is_retryable(code) else None
+                if not is_retryable(code):
+                    raise SendError(target, code, details, attempt, sent_lines) from None
+                self._rotation.fail(index)
+                if untried > 0:  # another mediator, not tried yet in this call: at once
+                    untried -= 1
+                    logger.debug("%s: %s (%s); trying %s", target, code.name, details, self.targets[self._rotation.current])
+                    continue
+                wait = self.retry.next_delay(attempt, time.monotonic() - started)  # retries bounded by time
                 if wait is None:
-                    raise SendError(self.target, code, details, attempt, sent_lines) from None
-                logger.debug("%s: %s (%s); retrying in %.2fs", self.target, code.name, details, wait)
+                    raise SendError(target, code, details, attempt, sent_lines) from None
+                untried = self._rotation.start()
+                logger.debug("%s: %s (%s); retrying in %.2fs", target, code.name, details, wait)
                 self._sleep(wait)
-                attempt += 1
 
     def log(self, path: str, filename: str, line: str) -> None:
         request = pb.LogRequest(path=path, filename=filename, line=line)
@@ -278,7 +361,8 @@ class SyncLogClient:
             self._call(lambda: self._stub.Log(request, timeout=self.timeout_s), sent + index)
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._channels:
+            channel.close()
 
     def __enter__(self) -> SyncLogClient:
         return self

@@ -53,9 +53,10 @@ HANDSHAKE_PROBE_S = 2.0
 
 
 def parse_target(text: str) -> str:
-    """`host:port` (IPv6 as `[::1]:8000`) with a port in 1..65535, or UsageError."""
+    """`host:port` (IPv6 as `[::1]:8000`) with a port in 1..65535, or several as a comma list
+    (mediators: the client moves to the next on failure), or UsageError."""
     try:
-        return parse_address(text)
+        return ",".join(parse_address(part.strip()) for part in text.split(","))
     except AddressError as exc:
         raise UsageError(f"-target {exc}") from None
 
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # -mediator: the name `logstream status` uses for the same address
     parser.add_argument("-target", "--target", "-mediator", "--mediator", dest="target", required=True,
-                        metavar="HOST:PORT", help="mediator or streamer address")
+                        metavar="HOST:PORT", help="mediator or streamer address; several mediators as a comma list")
     flag("path", default="", help="folder under the streamer's root (default: the root itself)")
     flag("filename", required=True, help="file name; lines go to <path>/<filename>.log")
     flag("ca", type=Path, help="CA certificate to verify the server (TLS; default: plaintext)")
@@ -180,9 +181,9 @@ def send(args: argparse.Namespace, lines: Iterable[str | bytes] | None, stdin_fd
     except SendError as exc:
         reach, server_tls = Reach.UNDECIDED, None
         if exc.code == grpc.StatusCode.UNAVAILABLE:
-            reach = probe(args.target, channel_credentials(args.ca, args.crt, args.pk), HANDSHAKE_PROBE_S)
+            reach = probe(exc.target, channel_credentials(args.ca, args.crt, args.pk), HANDSHAKE_PROBE_S)
             if reach is Reach.HANDSHAKE_FAILS:
-                server_tls = speaks_tls(args.target, HANDSHAKE_PROBE_S)
+                server_tls = speaks_tls(exc.target, HANDSHAKE_PROBE_S)
         print(f"logstream send: error: {describe(exc, uses_tls=args.ca is not None, reach=reach, server_tls=server_tls)}",
               file=sys.stderr)
         return 2 if exc.code in USER_ERRORS else 1

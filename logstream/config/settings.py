@@ -266,6 +266,19 @@ class MediatorSettings(RoleSettings):
         1_000_000, ge=1, description="most file keys the mediator tracks; a new key beyond them is refused with "
         "RESOURCE_EXHAUSTED (after idle keys were forgotten)"
     )
+    # etcd mode: the same names and rules as the streamer's (-etcd, -cluster).
+    etcd: AddressList | None = Field(
+        None, description="etcd mode: etcd's client endpoints, host:port[,host:port...] (IP addresses when "
+        "several); the mediator is then a stateless router: it follows members and key owners in etcd, "
+        "grants no leases and takes no registrations, and any number of mediators may run"
+    )
+    cluster: str = Field("local", pattern=CLUSTER_NAME_RE,
+                         description="etcd mode: the cluster's name; its records live under /logstream/NAME/")
+    reuse_port: bool = Field(
+        False, description="etcd mode: bind the port with SO_REUSEPORT, so that several mediator processes of "
+        "this host share it and the kernel spreads connections over them (-etcd required: only a stateless "
+        "router may share its port)"
+    )
 
     @model_validator(mode="after")
     def _derived_timings(self) -> MediatorSettings:
@@ -285,6 +298,17 @@ class MediatorSettings(RoleSettings):
                 f"({format_duration(interval)}), or every lease lapses between two pings"))
         if self.handoff_wait is None:
             self.handoff_wait = timings.default_handoff_wait_s(self.health_interval, self.ping_timeout, self.lease)
+        if self.reuse_port and self.etcd is None:
+            raise SettingsConflict(("reuse_port", "etcd"), lambda name: (
+                f"{name('reuse_port')} needs {name('etcd')}: a mediator with its own leases must never share "
+                "its port with another"))
+        if self.etcd is not None and len(self.etcd) > 1:
+            from logstream.coord.etcd import channel_target  # grpc: imported only in etcd mode
+
+            try:
+                channel_target(self.etcd)
+            except ValueError as exc:
+                raise ValueError(f"{flag_spelling('etcd')}: {exc}") from None
         return self
 
 

@@ -103,7 +103,12 @@ def owner_named(error: grpc.aio.AioRpcError) -> str | None:
     """The owner a streamer's FAILED_PRECONDITION refusal names, if it names one."""
     if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
         return None
-    for name, value in error.trailing_metadata() or ():
-        if name == OWNER_HEADER and isinstance(value, str) and value:
-            return value
-    return None
+    return owner_in(error.trailing_metadata()) or None
+
+
+def owner_in(metadata: object) -> str:
+    """The owner named in a refusal's trailing metadata (grpc's Metadata or pairs); "" if none."""
+    for pair in metadata if isinstance(metadata, Iterable) else ():
+        if isinstance(pair, tuple) and len(pair) == 2 and pair[0] == OWNER_HEADER and isinstance(pair[1], str):
+            return pair[1]
+    return ""

@@ -27,6 +27,7 @@ from logstream.coord.protocol import (
     cluster_prefix,
     delete_if_mine,
     member_key,
+    mediators_prefix,
     members_prefix,
     owners_prefix,
     parse_owner_key,
@@ -275,12 +276,21 @@ class ClusterView:
     cluster: str
     members: dict[str, str] = field(default_factory=dict)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
+    mediators: dict[str, str] = field(default_factory=dict)  # id -> addr (status only)
     revision: int = 0
+    loaded: bool = False  # listed at least once
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def apply(self, key: str, value: str | None) -> None:
         members, owners = members_prefix(self.cluster), owners_prefix(self.cluster)
-        if key.startswith(members):
+        mediators = mediators_prefix(self.cluster)
+        if key.startswith(mediators):
+            name = key[len(mediators):]
+            if value is None:
+                self.mediators.pop(name, None)
+            else:
+                self.mediators[name] = value
+        elif key.startswith(members):
             name = key[len(members):]
             if value is None:
                 self.members.pop(name, None)
@@ -298,9 +308,11 @@ class ClusterView:
         snapshot = await self.etcd.get_prefix(cluster_prefix(self.cluster))
         self.members.clear()
         self.owners.clear()
+        self.mediators.clear()
         for key, record in snapshot.records.items():
             self.apply(key, record.value)
         self.revision = snapshot.revision
+        self.loaded = True
         self._changed()
 
     def _changed(self) -> None:

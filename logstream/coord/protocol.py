@@ -63,6 +63,16 @@ def members_prefix(cluster: str) -> str:
     return f"{cluster_prefix(cluster)}members/"
 
 
+def mediator_key(cluster: str, mediator_id: str) -> str:
+    """`/logstream/<cluster>/mediators/<mediator id>` -> the mediator's address, on its own lease:
+    only for status (mediators decide nothing that safety rests on)."""
+    return f"{cluster_prefix(cluster)}mediators/{mediator_id}"
+
+
+def mediators_prefix(cluster: str) -> str:
+    return f"{cluster_prefix(cluster)}mediators/"
+
+
 def parse_owner_key(cluster: str, key: str) -> tuple[str, str]:
     """The (path, filename) an owner key names; ValueError for a key outside the owners prefix."""
     prefix = owners_prefix(cluster)

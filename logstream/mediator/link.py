@@ -37,8 +37,30 @@ logger = logging.getLogger(__name__)
 LINGER_BELOW_LINES = 512
 LINGER_BELOW_BYTES = 64 * 1024
 
-Status = tuple[grpc.StatusCode, str]
-_OK: Status = (grpc.StatusCode.OK, "")
+# A forward's final status: its code, details, and the owner a refusal names (etcd mode, else "").
+Status = tuple[grpc.StatusCode, str, str]
+_OK: Status = (grpc.StatusCode.OK, "", "")
+
+
+def _owner_named(code: grpc.StatusCode, metadata: object) -> str:
+    """The owner an etcd-mode streamer's FAILED_PRECONDITION names in its trailing metadata."""
+    if code != grpc.StatusCode.FAILED_PRECONDITION or not metadata:
+        return ""
+    from logstream.coord.gate import owner_in  # etcd mode only: keeps etcd's client out of embedded mode
+
+    return owner_in(metadata)
+
+
+async def _stream_owner(call: grpc.aio.StreamStreamCall, code: grpc.StatusCode) -> str:
+    """The owner an ended stream's refusal names (its trailing metadata is read only for that code)."""
+    if code != grpc.StatusCode.FAILED_PRECONDITION:
+        return ""
+    return _owner_named(code, await call.trailing_metadata())
+
+
+def _error_status(exc: grpc.aio.AioRpcError) -> Status:
+    code = exc.code()
+    return code, exc.details() or "", _owner_named(code, exc.trailing_metadata())
 
 
 class _Item:
@@ -175,7 +197,7 @@ class StreamerLink:
         counters.forwards += 1
         sent = time.perf_counter()
         try:
-            code, details = await self._send(request)
+            code, details, owner = await self._send(request)
         except asyncio.CancelledError:
             self._fail(items, "was removed", report=False)
             raise
@@ -187,7 +209,7 @@ class StreamerLink:
                            "LogStream" if self.mode == "batch" else "LogBatch", self.mode)
             await self._forward(items)
             return
-        outcome = Outcome.of_status(code, details)
+        outcome = Outcome.of_status(code, details, owner)
         if outcome.kind is Kind.WRITTEN:
             counters.forwarded_lines += sum(item.lines for item in items)
         else:
@@ -207,9 +229,9 @@ class StreamerLink:
         timeout_s = self._config.forward_timeout_s
         try:
             if self.mode == "stream":
-                code, details, sent = await self._send_on_stream(request)
-                if sent or code != grpc.StatusCode.INTERNAL:
-                    return code, details
+                status, sent = await self._send_on_stream(request)
+                if sent or status[0] != grpc.StatusCode.INTERNAL:
+                    return status
                 # grpc reports a write on a call the server has just ended as INTERNAL ("Internal
                 # error from Core") and loses the server's status. Nothing was written: a unary
                 # call gets this forward's real outcome.
@@ -224,12 +246,12 @@ class StreamerLink:
                                                              line=line.decode("utf-8", "replace")),
                                                timeout=timeout_s, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
-            return exc.code(), exc.details() or ""
+            return _error_status(exc)
         except TimeoutError:
-            return grpc.StatusCode.DEADLINE_EXCEEDED, "forward deadline exceeded"
+            return grpc.StatusCode.DEADLINE_EXCEEDED, "forward deadline exceeded", ""
         return _OK
 
-    async def _send_on_stream(self, request: pb.LogBatchRequest) -> tuple[grpc.StatusCode, str, bool]:
+    async def _send_on_stream(self, request: pb.LogBatchRequest) -> tuple[Status, bool]:
         """One forward over a long-lived LogStream call (much cheaper per forward than a unary
         call); one request in flight, so its reply is this forward's outcome. Any failure ends the
         call and the next forward opens a new one. The status, and whether the request went out."""
@@ -244,22 +266,25 @@ class StreamerLink:
                     # The call ended before this request went out (the streamer refused the call,
                     # or died): its final status, not the write's, says why.
                     self._drop_stream()
-                    return await call.code(), await call.details() or "", False
+                    code = await call.code()
+                    return (code, await call.details() or "", await _stream_owner(call, code)), False
                 reply = await call.read()
         except TimeoutError:
             self._drop_stream()
-            return grpc.StatusCode.DEADLINE_EXCEEDED, "forward deadline exceeded", True
+            return (grpc.StatusCode.DEADLINE_EXCEEDED, "forward deadline exceeded", ""), True
         except grpc.aio.AioRpcError as exc:
             self._drop_stream()
-            return exc.code(), exc.details() or "", True
+            return _error_status(exc), True
         except BaseException:
             self._drop_stream()
             raise
         if reply is grpc.aio.EOF:
             self._drop_stream()
             code = await call.code()
-            return (code if code != grpc.StatusCode.OK else grpc.StatusCode.UNKNOWN), await call.details() or "", True
-        return grpc.StatusCode.OK, "", True
+            owner = await _stream_owner(call, code)
+            return ((code if code != grpc.StatusCode.OK else grpc.StatusCode.UNKNOWN), await call.details() or "",
+                    owner), True
+        return _OK, True
 
     def _drop_stream(self) -> None:
         call, self._stream = self._stream, None

@@ -10,6 +10,8 @@ from logstream.node.run import run_until_signalled
 DESCRIPTION = (
     "Run the mediator: streamers register with it; it pings them (granting leases), places every file "
     "on exactly one streamer and forwards clients' lines there, answering only after they were written. "
+    "With -etcd: a stateless router instead, sending each file to the streamer that owns it in etcd (any "
+    "number of mediators may run; -reuse-port lets several share one port). "
     "Flags may be given as -flag or --flag; every flag also reads LOGSTREAM_MEDIATOR_<NAME> and the "
     "[mediator] table of -config FILE."
 )

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
-from logstream.mediator.counters import LATENCY_BUCKETS_S
+from logstream.mediator.counters import LATENCY_BUCKETS_S, Counters
 from logstream.mediator.forwards import ForwardStats
 from logstream.mediator.membership import State
 from logstream.mediator.router import Router
@@ -23,41 +23,10 @@ class MediatorCollector(Collector):
         self._forwards = forwards
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
-        counters = self._router.counters
         node = self._node()
-
-        def counter(name: str, text: str, value: float) -> CounterMetricFamily:
-            family = CounterMetricFamily(f"logstream_mediator_{name}", text, labels=["node"])
-            family.add_metric([node], value)
-            return family
-
-        requests = CounterMetricFamily("logstream_mediator_requests", "client requests by RPC", labels=["node", "rpc"])
-        for rpc, count in sorted(counters.requests.items()):
-            requests.add_metric([node, rpc], count)
-        yield requests
-        yield counter("lines", "lines acknowledged to clients (written by their owner)", counters.lines)
-        yield counter("bytes", "bytes acknowledged to clients", counters.bytes)
-        yield counter("forwards", "forwards to streamers (LogStream requests; LogBatch or Log calls to older ones)",
-                      counters.forwards)
-        yield counter("forward_failures", "forwards that failed (any status)", counters.forward_failures)
-        yield counter("retries", "times a request waited for a key's (new) owner", counters.retries)
-        yield counter("unavailable", "requests answered UNAVAILABLE", counters.unavailable)
-        yield counter("invalid", "requests answered INVALID_ARGUMENT", counters.invalid)
-        yield counter("handoffs", "hand-offs of keys to a joining streamer", counters.handoffs)
-        yield counter("removals", "streamers removed after a failed ping or forward", counters.removals)
-        live = GaugeMetricFamily("logstream_mediator_streamers_live", "live streamers", labels=["node"])
-        live.add_metric([node], len(self._router.state.live()))
-        yield live
+        yield from request_families(self._router.counters, node, len(self._router.state.live()))
         yield from self._cluster(node)
-        buckets: list[tuple[str, float]] = []
-        cumulative = 0
-        for bound, count in zip((*LATENCY_BUCKETS_S, float("inf")), counters.latency_buckets, strict=True):
-            cumulative += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        latency = HistogramMetricFamily("logstream_mediator_ack_latency_seconds",
-                                        "time from a request's arrival to its acknowledgement", labels=["node"])
-        latency.add_metric([node], buckets, counters.latency_sum_s)
-        yield latency
+        yield ack_latency(self._router.counters, node)
 
     def _cluster(self, node: str) -> Iterator[GaugeMetricFamily | HistogramMetricFamily]:
         """Keys owned and waiting (as in Status), each streamer up or not, forward latency."""
@@ -95,7 +64,46 @@ class MediatorCollector(Collector):
                 [((node, streamer, code), histogram) for (streamer, code), histogram in self._forwards.snapshot()])
 
 
-def register(collector: MediatorCollector, registry: CollectorRegistry = REGISTRY) -> Callable[[], None]:
+def request_families(counters: Counters, node: str, live_streamers: int) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """The counters both modes keep (requests, lines, forwards, failures) and the live streamers."""
+
+    def counter(name: str, text: str, value: float) -> CounterMetricFamily:
+        family = CounterMetricFamily(f"logstream_mediator_{name}", text, labels=["node"])
+        family.add_metric([node], value)
+        return family
+
+    requests = CounterMetricFamily("logstream_mediator_requests", "client requests by RPC", labels=["node", "rpc"])
+    for rpc, count in sorted(counters.requests.items()):
+        requests.add_metric([node, rpc], count)
+    yield requests
+    yield counter("lines", "lines acknowledged to clients (written by their owner)", counters.lines)
+    yield counter("bytes", "bytes acknowledged to clients", counters.bytes)
+    yield counter("forwards", "forwards to streamers (LogStream requests; LogBatch or Log calls to older ones)",
+                  counters.forwards)
+    yield counter("forward_failures", "forwards that failed (any status)", counters.forward_failures)
+    yield counter("retries", "times a request waited for a key's (new) owner", counters.retries)
+    yield counter("unavailable", "requests answered UNAVAILABLE", counters.unavailable)
+    yield counter("invalid", "requests answered INVALID_ARGUMENT", counters.invalid)
+    yield counter("handoffs", "hand-offs of keys to a joining streamer", counters.handoffs)
+    yield counter("removals", "streamers removed after a failed ping or forward", counters.removals)
+    live = GaugeMetricFamily("logstream_mediator_streamers_live", "live streamers", labels=["node"])
+    live.add_metric([node], live_streamers)
+    yield live
+
+
+def ack_latency(counters: Counters, node: str) -> HistogramMetricFamily:
+    buckets: list[tuple[str, float]] = []
+    cumulative = 0
+    for bound, count in zip((*LATENCY_BUCKETS_S, float("inf")), counters.latency_buckets, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    latency = HistogramMetricFamily("logstream_mediator_ack_latency_seconds",
+                                    "time from a request's arrival to its acknowledgement", labels=["node"])
+    latency.add_metric([node], buckets, counters.latency_sum_s)
+    return latency
+
+
+def register(collector: Collector, registry: CollectorRegistry = REGISTRY) -> Callable[[], None]:
     registry.register(collector)
     return lambda: registry.unregister(collector)
 

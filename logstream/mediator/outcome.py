@@ -46,10 +46,13 @@ class Outcome:
     kind: Kind
     code: grpc.StatusCode
     details: str = ""
+    # etcd mode: the streamer that owns the key, as a FAILED_PRECONDITION refusal names it in its
+    # trailing metadata (coord/gate.py); "" when the refusal names none.
+    owner: str = ""
 
     @staticmethod
-    def of_status(code: grpc.StatusCode, details: str) -> Outcome:
-        return WRITTEN if code == grpc.StatusCode.OK else Outcome(classify(code), code, details or code.name)
+    def of_status(code: grpc.StatusCode, details: str, owner: str = "") -> Outcome:
+        return WRITTEN if code == grpc.StatusCode.OK else Outcome(classify(code), code, details or code.name, owner)
 
     @staticmethod
     def failed(details: str) -> Outcome:

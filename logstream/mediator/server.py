@@ -100,6 +100,11 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
     """The whole mediator; returns after a clean shutdown. Start-up problems raise UserErrors;
     background work that could not be kept running raises tasks.NodeFailed after the shutdown."""
+    if settings.etcd is not None:  # a stateless router over etcd: its own module
+        from logstream.mediator import etcd_server
+
+        await etcd_server.run(settings, stop, on_bound)
+        return
     from logstream.mediator import metrics
     from logstream.node import metrics as node_metrics
 

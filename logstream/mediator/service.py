@@ -7,6 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import grpc
 
@@ -18,8 +19,23 @@ from logstream.node.peer import PeerReader
 from logstream.node.ratelog import RateLimitedLog
 from logstream.keys.chunks import Chunk, LineTooLong, whole_lines
 from logstream.keys.paths import BadTarget, FileKey, validate_target
+from logstream.mediator.counters import Counters
 from logstream.mediator.router import RouteError, Router
 from logstream.mediator.membership import Holder
+
+
+class Routes(Protocol):
+    """What the write and status services need of a router: the embedded `Router` or etcd mode's
+    `EtcdRouter` (etcd_router.py)."""
+
+    counters: Counters
+    closing: bool
+
+    async def write(self, chunks: list[Chunk], time_left_s: float | None = None) -> None: ...
+
+    async def refresh_stats(self, timeout_s: float = 1.0) -> None: ...
+
+    def status(self) -> pb.StatusResponse: ...
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +107,7 @@ class Validator:
 class LogStreamerServicer(pb_grpc.LogStreamerServicer):
     """Routes every line to its key's owner and answers only after the owner wrote it."""
 
-    def __init__(self, router: Router, validator: Validator) -> None:
+    def __init__(self, router: Routes, validator: Validator) -> None:
         self._router = router
         self._validator = validator
         self._counters = router.counters
@@ -225,7 +241,7 @@ class RegisterServicer(pb_grpc.RegisterServicer):
 
 
 class ClusterStatusServicer(pb_grpc.ClusterStatusServicer):
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Routes) -> None:
         self._router = router
 
     async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:

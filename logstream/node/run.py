@@ -15,6 +15,7 @@ from logstream.node import reflection, tls
 from logstream.node.health import HealthServicer, NodeHealth
 from logstream.node.rpcmetrics import RpcCounts, RpcMetricsInterceptor
 from logstream.node.decoding import CheckedServer
+from logstream.node.channel import with_options
 from logstream.node.net import SERVER_OPTIONS, listen_address
 
 logger = logging.getLogger(__name__)
@@ -32,11 +33,13 @@ class Built:
 
 
 def build_server(add_servicers: Callable[[grpc.aio.Server], None], services: Sequence[str], host: str,
-                 port: int, creds: grpc.ServerCredentials | None = None) -> Built:
+                 port: int, creds: grpc.ServerCredentials | None = None, reuse_port: bool = False) -> Built:
     """A grpc.aio server with the role's servicers, grpc health (with List) and reflection (v1 and
-    v1alpha), every RPC counted by method and status code (`Built.rpc_counts`), bound to host:port."""
+    v1alpha), every RPC counted by method and status code (`Built.rpc_counts`), bound to host:port.
+    `reuse_port`: SO_REUSEPORT, so that other processes may bind the same port (stateless mediators)."""
     rpc_counts = RpcCounts()
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[RpcMetricsInterceptor(rpc_counts)])
+    options = with_options(SERVER_OPTIONS, so_reuseport=1) if reuse_port else SERVER_OPTIONS
+    server = grpc.aio.server(options=options, interceptors=[RpcMetricsInterceptor(rpc_counts)])
     # Undecodable bodies get INVALID_ARGUMENT and a rate-limited line (decoding.py).
     checked = CheckedServer(server)
     add_servicers(checked)

@@ -207,6 +207,22 @@ class EtcdServer:
             time.sleep(0.05)
         raise AssertionError(f"no single etcd leader within {READY_TIMEOUT_S}s:\n{self.output()}")
 
+    def kill(self) -> None:
+        """SIGKILL every member (their data directories stay: `restart` brings them back)."""
+        for member in self.members:
+            member.kill()
+
+    def restart(self) -> None:
+        """Start every member again on its data directory and ports; returns once all are healthy."""
+        initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+        for member in self.members:
+            member.launch(initial, self.tls)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not all(m.healthy() for m in self.members):
+            if time.monotonic() > deadline or any(m.exited() for m in self.members):
+                raise AssertionError(f"etcd did not come back within {READY_TIMEOUT_S}s:\n{self.output()}")
+            time.sleep(0.05)
+
     def pause(self) -> None:
         for member in self.members:
             member.pause()

@@ -155,3 +155,92 @@ def test_sync_client_connection_refused_is_bounded() -> None:
             client.log_many("p", "f", ["x"])
     assert info.value.code == grpc.StatusCode.UNAVAILABLE and info.value.attempts == 3
     assert time.monotonic() - began < 5
+
+
+# ---------------------------------------------------------------- several targets (mediators)
+
+def test_targets_are_a_comma_list_or_a_sequence_and_a_grpc_address_list_is_one() -> None:
+    assert lc.parse_targets("a:1, b:2,") == ["a:1", "b:2"]
+    assert lc.parse_targets(["a:1", " b:2 "]) == ["a:1", "b:2"]
+    assert lc.parse_targets("ipv4:127.0.0.1:1,127.0.0.1:2") == ["ipv4:127.0.0.1:1,127.0.0.1:2"]
+    with pytest.raises(ValueError):
+        lc.parse_targets(" , ")
+
+
+def test_rotation_stays_on_a_target_that_answers_and_moves_after_a_failure() -> None:
+    rotation = lc.Rotation(3)
+    assert rotation.start() == 2 and rotation.current == 0
+    rotation.fail(0)
+    rotation.fail(1)
+    assert rotation.current == 2
+    rotation.fail(2)
+    assert rotation.current == 0
+
+
+def test_calls_failing_together_on_one_target_move_the_client_on_once() -> None:
+    rotation = lc.Rotation(2)
+    rotation.fail(0)  # the first of two calls in flight on target 0 fails
+    rotation.fail(0)  # the second: already moved on, stays on target 1
+    assert rotation.current == 1
+
+
+@pytest.mark.asyncio
+async def test_async_moves_to_the_next_mediator_at_once_and_stays_there(memory_server: MemoryLogServer) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    with refusing_port() as port:
+        dead = f"127.0.0.1:{port}"
+        async with lc.LogClient(f"{dead},{memory_server.target}", retry=lc.NO_RETRY, sleep=sleep) as client:
+            assert await client.log_many("a", "b", ["x"]) == 1
+            assert await client.log_many("a", "b", ["y"]) == 1
+    assert memory_server.lines("a", "b") == ["x", "y"] and memory_server.calls["LogBatch"] == 2
+    assert slept == []  # the second mediator was tried without waiting
+
+
+@pytest.mark.asyncio
+async def test_async_does_not_move_on_a_definite_refusal(memory_server_factory: Callable[..., MemoryLogServer]) -> None:
+    first, second = memory_server_factory(), memory_server_factory()
+    async with lc.LogClient([first.target, second.target], retry=FAST) as client:
+        with pytest.raises(lc.SendError) as info:
+            await client.log_many("../up", "f", ["1"])
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and info.value.target == first.target
+    assert second.calls["LogBatch"] == 0
+
+
+def test_sync_tries_every_mediator_once_per_round_then_backs_off(memory_server: MemoryLogServer) -> None:
+    slept: list[float] = []
+    memory_server.fail(grpc.StatusCode.UNAVAILABLE)
+    with refusing_port() as port:
+        dead = f"127.0.0.1:{port}"
+        with lc.SyncLogClient(f"{memory_server.target},{dead}", retry=lc.RetryPolicy(attempts=2),
+                              sleep=slept.append) as client:
+            # the live one: UNAVAILABLE; the dead one: refused; one wait; the live one again (it answers)
+            assert client.log_many("a", "b", ["x"]) == 1
+    assert memory_server.lines("a", "b") == ["x"] and len(slept) == 1
+
+
+@pytest.mark.asyncio
+async def test_async_calls_in_flight_together_all_reach_the_live_mediator(memory_server: MemoryLogServer) -> None:
+    import asyncio
+
+    with refusing_port() as port:
+        dead = f"127.0.0.1:{port}"
+        async with lc.LogClient(f"{dead},{memory_server.target}", retry=lc.NO_RETRY) as client:
+            sent = await asyncio.gather(*(client.log_many("a", f"f{n}", ["x"]) for n in range(8)))
+    assert sent == [1] * 8
+
+
+@pytest.mark.asyncio
+async def test_a_name_resolving_to_several_mediators_spreads_calls_over_them(
+        memory_server_factory: Callable[..., MemoryLogServer]) -> None:
+    first, second = memory_server_factory(), memory_server_factory()
+    # grpc's address list stands for a DNS name with several addresses: one resolver result.
+    both = f"ipv4:{first.target},{second.target}"
+    async with lc.LogClient(both) as client:
+        for n in range(20):
+            await client.log("a", "b", f"line {n}")
+    assert first.calls["Log"] > 0 and second.calls["Log"] > 0
+    assert sorted(first.lines("a", "b") + second.lines("a", "b")) == sorted(f"line {n}" for n in range(20))

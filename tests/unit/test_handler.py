@@ -322,3 +322,18 @@ def test_a_fork_waits_a_bounded_time_for_a_call_in_flight(app_logger: logging.Lo
     finally:
         release.set()
         server.stop(None)
+
+
+def test_a_handler_given_several_mediators_ships_through_the_one_that_answers(
+        memory_server: MemoryLogServer, app_logger: logging.Logger) -> None:
+    dead = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    handler = LogstreamHandler(f"{dead},{memory_server.target}", "apps", "two", batch_lines=10,
+                               flush_interval_s=0.01, first_backoff_s=5.0)
+    app_logger.addHandler(handler)
+    for n in range(30):
+        app_logger.info("record %d", n)
+    began = time.monotonic()
+    assert handler.flush(5) is True
+    assert time.monotonic() - began < 2.5  # moved on at once, not after the 5 s backoff
+    handler.close()
+    assert memory_server.lines("apps", "two") == [f"record {n}" for n in range(30)]
