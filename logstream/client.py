@@ -222,7 +222,7 @@ class LogClient:
     async def _call(self, make_call: Callable[[], Awaitable[T]], sent_lines: int = 0) -> T:
         started = time.monotonic()
         untried = self._rotation.start()
-        attempt = 0
+        attempt = rounds = 0  # tries, and rounds of tries (one per mediator): the policy counts rounds
         while True:
             attempt += 1
             index = self._rotation.current
@@ -238,7 +238,8 @@ class LogClient:
                     untried -= 1
                     logger.debug("%s: %s (%s); trying %s", target, code.name, details, self.targets[self._rotation.current])
                     continue
-                wait = self.retry.next_delay(attempt, time.monotonic() - started)  # retries bounded by time
+                rounds += 1
+                wait = self.retry.next_delay(rounds, time.monotonic() - started)  # retries bounded by time
                 if wait is None:
                     raise SendError(target, code, details, attempt, sent_lines) from None
                 untried = self._rotation.start()
@@ -312,7 +313,7 @@ class SyncLogClient:
     def _call(self, make_call: Callable[[], T], sent_lines: int = 0) -> T:
         started = time.monotonic()
         untried = self._rotation.start()
-        attempt = 0
+        attempt = rounds = 0  # tries, and rounds of tries (one per mediator): the policy counts rounds
         while True:
             attempt += 1
             index = self._rotation.current
@@ -328,7 +329,8 @@ class SyncLogClient:
                     untried -= 1
                     logger.debug("%s: %s (%s); trying %s", target, code.name, details, self.targets[self._rotation.current])
                     continue
-                wait = self.retry.next_delay(attempt, time.monotonic() - started)  # retries bounded by time
+                rounds += 1
+                wait = self.retry.next_delay(rounds, time.monotonic() - started)  # retries bounded by time
                 if wait is None:
                     raise SendError(target, code, details, attempt, sent_lines) from None
                 untried = self._rotation.start()

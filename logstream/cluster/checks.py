@@ -45,6 +45,9 @@ def cluster_problems(config: ClusterConfig) -> list[Problem]:
     if config.mediator.count > 1 and config.etcd is None:
         problems.append(Problem(("mediator", "count"), f"{config.mediator.count} mediators need an [etcd] section "
                                 "(the embedded mediator keeps the cluster's state itself: only one can run)"))
+    if config.mediator.workers > 1 and config.etcd is None:
+        problems.append(Problem(("mediator", "workers"), f"{config.mediator.workers} processes per mediator need an "
+                                "[etcd] section (only a stateless router may share its port)"))
     mediators = config.mediator_names()
     named: set[str] = set()
     for position, table in enumerate(config.mediators):

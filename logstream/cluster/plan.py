@@ -71,7 +71,7 @@ def raw(model: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, An
 def mediator_values(config: ClusterConfig, index: int = 1, with_address: bool = False) -> dict[str, Any]:
     """The settings of the `index`th mediator (1-based) from `[mediator]`, counted ports and its
     `[[mediators]]` table, as `MediatorSettings` fields (with `advertise` too, if `with_address`)."""
-    values = raw(config.mediator, exclude=frozenset({"count"}))
+    values = raw(config.mediator, exclude=frozenset({"count", "workers"}))
     values["port"] = config.mediator.port + index - 1
     values["pport"] = config.mediator.pport + index - 1
     override = mediator_override_of(config, config.mediator_names()[index - 1])
@@ -179,6 +179,13 @@ def token_path(config: ClusterConfig, cwd: Path) -> Path:
     return absolute(config.cluster.run_dir, cwd) / "cluster.token"
 
 
+def _any_port(address: str) -> str:
+    """`address` with port 0 (any free port: the node logs the one it got)."""
+    from logstream.node.address import parse_host_port
+
+    return host_port(parse_host_port(address).host, 0)
+
+
 def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
     """The mediator and every streamer, with the flags each is started with. Relative paths in the
     config are taken from `cwd` (the folder `logstream run` was started in). Every node gets the
@@ -188,12 +195,19 @@ def plan_nodes(config: ClusterConfig, cwd: Path) -> list[Node]:
     for index, (name, address) in enumerate(zip(config.mediator_names(), mediator_addresses(config)), start=1):
         values = mediator_values(config, index)
         pprof, pport = values.pop("pprof"), values.pop("pport")
-        debug = {"pprof": True, "pport": pport} if pprof else {}
-        # The lease ledger lets a mediator restarted by supervisord wait only for leases it really granted.
-        ledger = absolute(config.cluster.run_dir, cwd) / f"{name}.lease"
-        mediator_flags = flags_for(MediatorSettings, {"id": name, **values, "lease_file": ledger, **debug})
-        nodes.append(Node(name, "mediator", values["host"], values["port"], address, values["grace"],
-                          tuple(mediator_flags + shared), pport if pprof else None, values["phost"]))
+        if config.etcd is not None:  # a stateless router: no lease ledger; workers share the port
+            role = {"etcd": etcd_endpoints(config), "cluster": config.etcd_cluster(),
+                    "reuse_port": config.mediator.workers > 1}
+        else:  # the lease ledger lets a mediator restarted by supervisord wait only for leases it granted
+            role = {"lease_file": absolute(config.cluster.run_dir, cwd) / f"{name}.lease"}
+        for worker, process in enumerate(config.worker_names(name), start=1):
+            own = dict(values)
+            if worker > 1:  # debug and metrics servers cannot share a port: the first worker's only
+                own["metrics"] = _any_port(own["metrics"]) if own.get("metrics") else None
+            debug = {"pprof": True, "pport": pport} if pprof and worker == 1 else {}
+            mediator_flags = flags_for(MediatorSettings, {"id": process, **own, **role, **debug})
+            nodes.append(Node(process, "mediator", values["host"], values["port"], address, values["grace"],
+                              tuple(mediator_flags + shared), pport if debug else None, values["phost"]))
     etcd = streamer_etcd_values(config) or {"mediator": mediator_address(config)}
     for index, name in enumerate(config.streamer_names(), start=1):
         values = streamer_values(config, index)

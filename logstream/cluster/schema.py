@@ -28,7 +28,9 @@ NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 # What `plan_nodes` gives every node itself: its id, the cluster's TLS files and token.
 PLANNED = frozenset({"id", "ca", "crt", "pk", "verify_clients", "token_file"})
-MEDIATOR_PLANNED = PLANNED | {"lease_file"}
+# etcd mode's mediator keys: from `[etcd]` (etcd, cluster) and `[mediator] workers` (reuse_port).
+MEDIATOR_ETCD = frozenset({"etcd", "cluster", "reuse_port"})
+MEDIATOR_PLANNED = PLANNED | {"lease_file"} | MEDIATOR_ETCD
 # etcd mode's streamer keys: from `[etcd]` (cluster, ttl) and the members it lists or starts (etcd).
 STREAMER_ETCD = frozenset({"etcd", "cluster", "etcd_ttl"})
 STREAMER_PLANNED = PLANNED | {"mediator"} | STREAMER_ETCD
@@ -84,6 +86,8 @@ class MediatorSection(node_section("MediatorKeys", MediatorSettings, MEDIATOR_PL
 
     count: int = Field(1, ge=1, le=100, description="how many mediators (one: named mediator; more, named m1, m2, "
                        "...: only with [etcd], as they then hold no state of their own); ports count up")
+    workers: int = Field(1, ge=1, le=64, description="processes per mediator sharing its port (SO_REUSEPORT), "
+                         "so that the unary path grows with the host's cores: only with [etcd]")
     host: str = Field("127.0.0.1", description="address the mediator binds to")
     # A cluster's ports must be known before its nodes start: 0 (any free port) is refused.
     port: int = Field(8000, ge=1, le=65535, description="the mediator's gRPC port (the first's, with count > 1)")
@@ -210,6 +214,10 @@ class ClusterConfig(BaseSettings):
         count = self.mediator.count
         return ["mediator"] if count == 1 else [f"m{i}" for i in range(1, count + 1)]
 
+    def worker_names(self, mediator: str) -> list[str]:
+        """The processes of one mediator: itself, then `<name>-2` .. with `workers` > 1."""
+        return [mediator, *(f"{mediator}-{k}" for k in range(2, self.mediator.workers + 1))]
+
     def etcd_names(self) -> list[str]:
         """The managed etcd members (e1 ..), none for an existing etcd or without [etcd]."""
         members = self.etcd.members if self.etcd is not None else None
@@ -220,7 +228,8 @@ class ClusterConfig(BaseSettings):
         return (self.etcd.cluster if self.etcd is not None else None) or self.cluster.name
 
     def node_names(self) -> list[str]:
-        return [*self.etcd_names(), *self.mediator_names(), *self.streamer_names()]
+        mediators = [process for name in self.mediator_names() for process in self.worker_names(name)]
+        return [*self.etcd_names(), *mediators, *self.streamer_names()]
 
 
 SECTION_MODELS: dict[str, type[BaseModel]] = {

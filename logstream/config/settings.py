@@ -91,6 +91,10 @@ def tls_set_problem(ca: object, crt: object, pk: object, verify_clients: bool | 
     return None
 
 
+# A cluster's name: also a path segment of its etcd keys.
+CLUSTER_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 class RoleSettings(BaseSettings):
     """What the two roles share: TLS files, ports, the debug server, logging."""
 
@@ -116,6 +120,14 @@ class RoleSettings(BaseSettings):
         None, description="host:port serving /metrics, /healthz and /readyz only, no profiling (port 0: any free port)"
     )
     phost: str = Field("127.0.0.1", description="address to bind the debug server to")
+    etcd: AddressList | None = Field(
+        None, description="etcd mode: etcd's client endpoints, host:port[,host:port...] (IP addresses when "
+        "several). A streamer then owns keys through its own etcd lease and writes what any node of its "
+        "cluster forwards for a key it owns (instead of registering with -mediator); a mediator is a "
+        "stateless router following members and key owners in etcd (any number may run)"
+    )
+    cluster: str = Field("local", pattern=CLUSTER_NAME_RE,
+                         description="etcd mode: the cluster's name; its records live under /logstream/NAME/")
     grace: Duration = Field(5.0, description="on SIGTERM, time to let in-flight requests finish")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="least severe event written to stderr"
@@ -156,8 +168,6 @@ def _etcd_ttl(seconds: float) -> float:
 # etcd counts leases in whole seconds.
 EtcdTtl = Annotated[Duration, AfterValidator(_etcd_ttl)]
 
-# A cluster's name: also a path segment of its etcd keys.
-CLUSTER_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 def _default_node_id() -> str:
@@ -191,13 +201,6 @@ class StreamerSettings(RoleSettings):
     loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="event loop: uvloop (faster; falls back to asyncio when not installed) or asyncio"
     )
-    etcd: AddressList | None = Field(
-        None, description="etcd mode: etcd's client endpoints, host:port[,host:port...] (IP addresses when "
-        "several); the streamer then owns keys through its etcd lease and writes what any node of its "
-        "cluster forwards for a key it owns (instead of registering with -mediator)"
-    )
-    cluster: str = Field("local", pattern=CLUSTER_NAME_RE,
-                         description="etcd mode: the cluster's name; its records live under /logstream/NAME/")
     etcd_ttl: EtcdTtl = Field(
         5.0, description="etcd mode: TTL of this streamer's etcd lease, whole seconds; it writes only while "
         "it can prove the lease lives (a streamer cut off from etcd stops writing within one TTL)"
@@ -266,14 +269,6 @@ class MediatorSettings(RoleSettings):
         1_000_000, ge=1, description="most file keys the mediator tracks; a new key beyond them is refused with "
         "RESOURCE_EXHAUSTED (after idle keys were forgotten)"
     )
-    # etcd mode: the same names and rules as the streamer's (-etcd, -cluster).
-    etcd: AddressList | None = Field(
-        None, description="etcd mode: etcd's client endpoints, host:port[,host:port...] (IP addresses when "
-        "several); the mediator is then a stateless router: it follows members and key owners in etcd, "
-        "grants no leases and takes no registrations, and any number of mediators may run"
-    )
-    cluster: str = Field("local", pattern=CLUSTER_NAME_RE,
-                         description="etcd mode: the cluster's name; its records live under /logstream/NAME/")
     reuse_port: bool = Field(
         False, description="etcd mode: bind the port with SO_REUSEPORT, so that several mediator processes of "
         "this host share it and the kernel spreads connections over them (-etcd required: only a stateless "

@@ -15,6 +15,7 @@ from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.config.settings import MediatorSettings
 from logstream.coord.etcd import Etcd
 from logstream.coord.ownership import ClusterView
+from logstream.mediator.config import router_config
 from logstream.mediator.etcd_router import EtcdRouter
 from logstream.mediator.presence import Presence
 from logstream.mediator.service import ClusterStatusServicer, LogStreamerServicer, Validator
@@ -48,7 +49,6 @@ def build_server(router: EtcdRouter, validator: Validator, host: str, port: int,
 
 async def run(settings: MediatorSettings, stop: asyncio.Event, on_bound: Callable[[str], None] | None = None) -> None:
     """The whole etcd-mode mediator; returns after a clean shutdown (see server.run for the errors)."""
-    from logstream.mediator.server import router_config
     from logstream.node import metrics as node_metrics
 
     assert settings.etcd is not None

@@ -20,7 +20,10 @@ DESCRIPTION = (
 def main(argv: list[str]) -> int:
     settings = load_settings(MediatorSettings, argv, "logstream mediator", DESCRIPTION)
     setup_logging("mediator", settings.id or f"{settings.host}:{settings.port}", settings.log_level, settings.log_format)
-    from logstream.mediator.server import run
+    if settings.etcd is not None:  # a stateless router over etcd
+        from logstream.mediator.etcd_server import run
+    else:
+        from logstream.mediator.server import run
 
     def on_bound(node_id: str) -> None:
         setup_logging("mediator", node_id, settings.log_level, settings.log_format)

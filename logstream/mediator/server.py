@@ -26,7 +26,7 @@ from logstream.node.token_file import guard_for
 from logstream.mediator.health import health_loop
 from logstream.mediator.ledger import LeaseFileError, LeaseLedger
 from logstream.mediator.membership import Holder
-from logstream.mediator.config import RouterConfig
+from logstream.mediator.config import restart_grace_s, router_config
 from logstream.mediator.router import Router
 from logstream.mediator.service import ClusterStatusServicer, LogStreamerServicer, RegisterServicer, Validator
 
@@ -39,14 +39,6 @@ SERVICES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name
                  for name in ("LogStreamer", "Register", "ClusterStatus"))
 
 
-def restart_grace_s(settings: MediatorSettings, ledger: LeaseLedger | None) -> float | None:
-    """-restart-grace if given; else what the ledger says a previous run granted; else None (the
-    worst case: ping timeout + 1.1 x lease)."""
-    if settings.restart_grace is not None:
-        return settings.restart_grace
-    return None if ledger is None else ledger.remaining_s()
-
-
 def open_ledger(settings: MediatorSettings) -> LeaseLedger | None:
     if settings.lease_file is None:
         return None
@@ -55,23 +47,6 @@ def open_ledger(settings: MediatorSettings) -> LeaseLedger | None:
         return LeaseLedger(settings.lease_file, expiry_bound_s(settings.ping_timeout, settings.lease))
     except OSError as exc:
         raise LeaseFileError(f"-lease-file {settings.lease_file}: {exc.strerror or exc}") from None
-
-
-def router_config(settings: MediatorSettings, ledger: LeaseLedger | None = None) -> RouterConfig:
-    assert settings.ping_timeout is not None and settings.lease is not None and settings.handoff_wait is not None
-    return RouterConfig(
-        health_interval_s=settings.health_interval,
-        ping_timeout_s=settings.ping_timeout,
-        lease_s=settings.lease,
-        handoff_wait_s=settings.handoff_wait,
-        restart_grace_s=restart_grace_s(settings, ledger),
-        forward_timeout_s=settings.forward_timeout,
-        batch_lines=settings.batch_lines,
-        batch_bytes=settings.batch_bytes,
-        linger_s=settings.linger,
-        key_idle_s=settings.key_idle,
-        max_keys=settings.max_keys,
-    )
 
 
 def readiness(router: Router) -> str | None:
@@ -100,11 +75,6 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
               on_bound: Callable[[str], None] | None = None) -> None:
     """The whole mediator; returns after a clean shutdown. Start-up problems raise UserErrors;
     background work that could not be kept running raises tasks.NodeFailed after the shutdown."""
-    if settings.etcd is not None:  # a stateless router over etcd: its own module
-        from logstream.mediator import etcd_server
-
-        await etcd_server.run(settings, stop, on_bound)
-        return
     from logstream.mediator import metrics
     from logstream.node import metrics as node_metrics
 

@@ -325,7 +325,7 @@ def test_node_sections_hold_every_role_setting_the_planner_does_not_set() -> Non
     from logstream.cluster import MediatorSection, StreamerOverride, StreamersSection
     from logstream.cluster.schema import MEDIATOR_PLANNED, STREAMER_PLANNED
 
-    assert set(MediatorSection.model_fields) == set(MediatorSettings.model_fields) - MEDIATOR_PLANNED | {"advertise", "count"}
+    assert set(MediatorSection.model_fields) == set(MediatorSettings.model_fields) - MEDIATOR_PLANNED | {"advertise", "count", "workers"}
     assert set(StreamersSection.model_fields) == set(StreamerSettings.model_fields) - STREAMER_PLANNED - {"advertise"} | {"count"}
     assert set(StreamerOverride.model_fields) == set(StreamerSettings.model_fields) - STREAMER_PLANNED | {"name"}
     # The same description, the same checks: the role's field, not a copy typed again.

@@ -57,7 +57,11 @@ def test_ha_toml_passes_config_check_and_plans_three_etcd_members_two_mediators_
     s1 = flags_of(nodes[5])
     assert s1["-etcd"] == "127.0.0.1:2479,127.0.0.1:2481,127.0.0.1:2483"
     assert (s1["-cluster"], s1["-etcd-ttl"]) == ("ha", "5s") and "-mediator" not in s1
-    assert flags_of(nodes[3])["-id"] == "m1" and flags_of(nodes[4])["-lease-file"].endswith("m2.lease")
+    m2 = flags_of(nodes[4])
+    assert flags_of(nodes[3])["-id"] == "m1" and m2["-id"] == "m2"
+    # The mediators route by etcd too: the same endpoints and cluster, no lease ledger of their own.
+    assert (m2["-etcd"], m2["-cluster"], m2["-reuse-port"]) == (s1["-etcd"], "ha", "false")
+    assert "-lease-file" not in m2
     # Every node's flags are what its role accepts (the etcd members aside: etcd's own).
     ensure_token(Path(s1["-token-file"]))
     for node in nodes[3:]:
@@ -231,3 +235,18 @@ def test_status_of_an_etcd_cluster_that_is_not_running_names_every_mediator_and_
         assert f"mediator m2 127.0.0.1:{m2}: unreachable" in text
         assert f"etcd 127.0.0.1:{etcd} (records under /logstream/local/): unreachable" in text
         assert time.monotonic() - started < 20
+
+
+def test_workers_share_their_mediators_port_in_etcd_mode_only(tmp_path: Path) -> None:
+    config = load_cluster(HA, ["mediator.workers=2"], environ={})
+    mediators = [n for n in plan_nodes(config, tmp_path) if n.role == "mediator"]
+    assert [(n.name, n.port) for n in mediators] == [("m1", 8200), ("m1-2", 8200), ("m2", 8201), ("m2-2", 8201)]
+    flags = [flags_of(n) for n in mediators]
+    assert [f["-id"] for f in flags] == ["m1", "m1-2", "m2", "m2-2"]
+    assert all(f["-reuse-port"] == "true" for f in flags)
+    ensure_token(Path(flags[0]["-token-file"]))
+    for node in mediators:  # each process's flags are what the mediator accepts
+        assert load_settings(MediatorSettings, list(node.flags), "test", "").reuse_port  # type: ignore[type-var]
+    assert problems(["mediator.workers=2"]) == [
+        "--set mediator.workers=2: mediator.workers: 2 processes per mediator need an [etcd] section "
+        "(only a stateless router may share its port)"]

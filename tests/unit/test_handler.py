@@ -325,8 +325,8 @@ def test_a_fork_waits_a_bounded_time_for_a_call_in_flight(app_logger: logging.Lo
 
 
 def test_a_handler_given_several_mediators_ships_through_the_one_that_answers(
-        memory_server: MemoryLogServer, app_logger: logging.Logger) -> None:
-    dead = f"127.0.0.1:{_free_port()}"  # nothing listens there
+        memory_server: MemoryLogServer, app_logger: logging.Logger, down_port: int) -> None:
+    dead = f"127.0.0.1:{down_port}"  # held, never listening: refused
     handler = LogstreamHandler(f"{dead},{memory_server.target}", "apps", "two", batch_lines=10,
                                flush_interval_s=0.01, first_backoff_s=5.0)
     app_logger.addHandler(handler)
