@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from logstream.config.flags import GoFlagParser, UsageError
+from logstream.config.goflags import GoFlagParser, UsageError
 
 logger = logging.getLogger(__name__)
 

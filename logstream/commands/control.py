@@ -8,7 +8,7 @@ import time
 import xmlrpc.client
 
 from logstream.cluster import ClusterConfig, ConfigError, load_cluster
-from logstream.config.flags import GoFlagParser, UsageError
+from logstream.config.goflags import GoFlagParser, UsageError
 from logstream.errors import report
 from logstream.supervisor.control import socket_answers, supervisor_rpc, supervisord_pid
 from logstream.supervisor.render import RunPaths, process_name

@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from logstream import __version__
 from logstream.cluster import ConfigError, load_cluster, plan_nodes
-from logstream.config.flags import UsageError
+from logstream.config.goflags import UsageError
 from logstream.export import k8s, supervisord, systemd
 
 FORMATS = ("systemd", "supervisord", "k8s")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from logstream.cluster import ClusterConfig, ConfigError, check_files, load_cluster, to_toml
-from logstream.config.flags import GoFlagParser, UsageError
+from logstream.config.goflags import GoFlagParser, UsageError
 from logstream.errors import report
 
 DEFAULT_FILE = "cluster.toml"

@@ -19,7 +19,7 @@ from logstream.cluster import (
     token_path,
 )
 from logstream.cluster.plan import ETCD_PROGRAM
-from logstream.config.flags import GoFlagParser
+from logstream.config.goflags import GoFlagParser
 from logstream.errors import UserError, report
 from logstream.node.token_file import TokenFileError, ensure_token
 from logstream.supervisor.control import socket_answers, supervisord_pid

@@ -24,7 +24,7 @@ import grpc
 
 from logstream.client import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_LINES, DEFAULT_TIMEOUT_S, RetryPolicy, SendError, SyncLogClient
 from logstream.commands.send_input import FlushRule, LineReader, ListSource, fd_lines, follow
-from logstream.config.flags import GoFlagParser, UsageError, join_flag_values
+from logstream.config.goflags import GoFlagParser, UsageError, join_flag_values
 from logstream.config.units import UnitError, format_duration, format_size, parse_duration, parse_size
 from logstream.node.address import AddressError, parse_address
 from logstream.node.channel import Reach, handshake_hint, probe, speaks_tls

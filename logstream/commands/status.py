@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from logstream.config.flags import GoFlagParser, UsageError
+from logstream.config.goflags import GoFlagParser, UsageError
 from logstream.errors import report
 from logstream.node.address import AddressError, parse_address
-from logstream.node.cluster_status import StatusError, fetch_status, format_table
+from logstream.node.cluster_status import StatusError, fetch_status, format_table, unreachable
 
 __all__ = ["StatusError", "cluster_main", "fetch_status", "format_table", "main", "mediator_main"]
 
@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-mediator", "--mediator", "-target", "--target", dest="mediator", metavar="HOST:PORT",
                         required=True, help="the mediator's address")
     parser.add_argument("-json", "--json", action="store_true",
-                        help="print one JSON object (as `status FILE --json` holds under \"mediator\")")
+                        help="print one JSON object, as `status FILE --json` lists under \"mediators\" "
+                             "(docs/operations.md); an unreachable mediator's has \"error\" set")
     parser.add_argument("-ca", "--ca", type=Path, help="CA certificate that signed the mediator's certificate (TLS)")
     parser.add_argument("-crt", "--crt", type=Path, help="client certificate (mutual TLS)")
     parser.add_argument("-pk", "--pk", type=Path, help="client private key (mutual TLS)")
@@ -39,8 +40,8 @@ BOTH_FORMS = ("logstream status FILE [--json] (a cluster started with `logstream
 
 
 def print_json(view: dict[str, Any]) -> None:
-    """Both forms print alike: indented, keys sorted; the -mediator form's object is what the FILE
-    form holds under "mediator"."""
+    """Both forms print alike: indented, keys sorted; the -mediator form's object is one element of
+    the FILE form's "mediators" (node/status_schema.py)."""
     print(json.dumps(view, indent=2, sort_keys=True, default=str))
 
 
@@ -70,6 +71,8 @@ def mediator_main(argv: list[str]) -> int:
         # As `send` does: a handshake that fails says which side lacks TLS or which files to check.
         hint = explain_failed_connection(target, creds, args.ca is not None, min(args.timeout, 5.0))
         print(f"logstream status: {exc}{f' ({hint})' if hint else ''}", file=sys.stderr)
+        if args.json:  # the same object as an unreachable mediator's in `status FILE --json`
+            print_json(unreachable(target, str(exc).splitlines()[0]))
         return 1
     if args.json:
         print_json(status)
@@ -89,7 +92,8 @@ def cluster_main(path: str, argv: list[str]) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--run-dir", metavar="DIR")
     parser.add_argument("--json", action="store_true",
-                        help="one JSON object; under \"mediator\" what `status -mediator ADDR --json` prints")
+                        help="one JSON object (docs/operations.md); each of \"mediators\" as "
+                             "`status -mediator ADDR --json` prints it")
     args = parser.parse_args(argv)
     try:
         config = load_cluster(path, args.set, {"cluster.run_dir": args.run_dir} if args.run_dir else {})
@@ -106,28 +110,25 @@ def cluster_main(path: str, argv: list[str]) -> int:
 
 def _cluster_text(result: dict[str, Any]) -> str:
     lines = [f"cluster \"{result['cluster']}\" (run dir {result['run_dir']})"]
-    if result.get("supervisord_error"):
-        lines.append(f"supervisord: {result['supervisord_error']}")
+    supervisord = result["supervisord"]
+    if supervisord["error"] is not None:
+        lines.append(f"supervisord: {supervisord['error']}")
     else:
         rows = [("NODE", "STATE", "PID", "UPTIME", "SUPERVISORCTL")] + [
-            (p["name"], p["state"], str(p["pid"] or "-"), p["uptime"], p["supervisorctl"]) for p in result["processes"]
+            (p["name"], p["state"], str(p["pid"] or "-"), p["uptime"], p["supervisorctl"])
+            for p in supervisord["processes"]
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-        conf = Path(result["run_dir"]) / "supervisord.conf"
-        lines.append(f"(supervisorctl -c {conf} stop|start|restart|tail NAME, with NAME as in SUPERVISORCTL)")
-    for mediator in result.get("mediators", []):
-        lines.append("")
-        if "error" in mediator:
-            named = "" if mediator["name"] == "mediator" else f"{mediator['name']} "
-            lines.append(f"mediator {named}{mediator['addr']}: unreachable: {mediator['error']}")
-        else:
-            lines.append(format_table(mediator["status"]))
-    etcd = result.get("etcd")
+        lines.append(f"(supervisorctl -c {supervisord['conf']} stop|start|restart|tail NAME, "
+                     "with NAME as in SUPERVISORCTL)")
+    for mediator in result["mediators"]:
+        lines += ["", format_table(mediator)]
+    etcd = result["etcd"]
     if etcd is not None:
         lines.append("")
         where = f"etcd {','.join(etcd['endpoints'])} (records under /logstream/{etcd['cluster']}/)"
-        if "error" in etcd:
+        if etcd["error"] is not None:
             lines.append(f"{where}: unreachable: {etcd['error']}")
         else:
             members = ", ".join(f"{name} {addr}" for name, addr in etcd["members"].items()) or "none"

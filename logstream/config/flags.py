@@ -1,5 +1,8 @@
 """Go-style flags for a settings model: `-port 8080`, `--port 8080`, `-port=8080`, `-console`.
 
+The parser itself is `config/goflags.py` (no pydantic, for the client commands); this module adds the
+flags of a settings model and the one-line validation errors.
+
 Every field of the model gets a flag named after it (`health_interval` -> `-health-interval`).
 Only flags actually given are passed on, so the model's precedence (flags > env > TOML > defaults)
 decides the rest. Validation errors come back as one line naming the flag, variable or file key.
@@ -10,44 +13,19 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
 from logstream.config.settings import RoleSettings, flag_spelling, load_role
 from logstream.config.types import show_value
-from logstream.errors import UserError
+from logstream.config.goflags import GoFlagParser, UsageError, go_bool, join_flag_values
+
+__all__ = ["GoFlagParser", "UsageError", "build_parser", "describe_validation_error", "error_text", "flag_name",
+           "join_flag_values", "load_settings"]
 
 S = TypeVar("S", bound=RoleSettings)
-
-
-class UsageError(UserError):
-    """A mistake the user made on the command line, in the environment or in a config file."""
-
-
-class GoFlagParser(argparse.ArgumentParser):
-    """argparse that raises UsageError and, like Go's flag package, never expands abbreviations."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-    def _get_option_tuples(self, option_string: str) -> list[tuple[Any, ...]]:
-        # Python 3.11 expands single-dash prefixes (-consol -> -console) even with allow_abbrev=False.
-        return []
-
-
-_TRUE = {"1", "t", "true", "yes", "on"}
-_FALSE = {"0", "f", "false", "no", "off"}
-
-
-def _go_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r} (use true or false)")
 
 
 def flag_name(field: str) -> str:
@@ -68,35 +46,11 @@ def build_parser(model: type[RoleSettings], prog: str, description: str) -> argp
         if field.annotation in (bool, bool | None):
             # Go's flag package: `-console`, `-console=true`, `-console=false`.
             parser.add_argument(f"-{flag}", f"--{flag}", dest=name, nargs="?", const=True,
-                                type=_go_bool, metavar="BOOL", help=description)
+                                type=go_bool, metavar="BOOL", help=description)
         else:
             parser.add_argument(f"-{flag}", f"--{flag}", dest=name, metavar=flag.upper().replace("-", "_"),
                                 help=description)
     return parser
-
-
-def join_flag_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """Turn `-size -1B` into `-size=-1B`, so that values starting with '-' reach their flag."""
-    takes_value = {
-        option
-        for action in parser._actions
-        if action.nargs is None
-        for option in action.option_strings
-    }
-    joined: list[str] = []
-    index = 0
-    while index < len(argv):
-        token = argv[index]
-        if token == "--":
-            joined.extend(argv[index:])
-            break
-        if token in takes_value and index + 1 < len(argv):
-            joined.append(f"{token}={argv[index + 1]}")
-            index += 2
-            continue
-        joined.append(token)
-        index += 1
-    return joined
 
 
 def load_settings(model: type[S], argv: list[str], prog: str, description: str) -> S:

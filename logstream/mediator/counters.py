@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from logstream.mediator.forwards import ForwardStats
+from logstream.node.status_schema import snake_case
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -49,5 +50,6 @@ class Counters:
             "removals": self.removals,
             "keys_forgotten": self.keys_forgotten,
         }
-        values.update({f"requests_{name}": count for name, count in self.requests.items()})
+        # by RPC, snake_case as `status --json` promises (node/status_schema.py): requests_log_batch
+        values.update({f"requests_{snake_case(name)}": count for name, count in self.requests.items()})
         return values

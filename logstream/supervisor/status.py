@@ -1,6 +1,6 @@
 """A cluster started with `logstream run`, as seen by supervisord (states, pids), by each mediator
 (streamers alive, files, lines) and, in etcd mode, by etcd (members, the ownership table): one dict
-and an exit code; `commands/status.py` prints it."""
+of `node/status_schema.CLUSTER`'s shape and an exit code; `commands/status.py` prints it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 import grpc
 
 from logstream.cluster import ClusterConfig, etcd_endpoints, mediator_addresses
-from logstream.node.cluster_status import StatusError, fetch_status
+from logstream.node.cluster_status import mediator_view
+from logstream.node.status_schema import SCHEMA_VERSION
 from logstream.supervisor.control import paths_for, socket_answers, supervisor_rpc
 
 # Exit codes: everything up; something is down or unreachable.
@@ -36,16 +37,17 @@ def _uptime(info: dict[str, Any]) -> str:
 
 
 def supervisor_view(config: ClusterConfig, cwd: Path | None = None) -> list[dict[str, Any]]:
-    """One entry per node supervisord runs here: name, state, pid, uptime_s, and the name
-    `supervisorctl` knows it by (`streamers:s1`: a bare `s1` is "no such process")."""
+    """One `status_schema.PROCESS` per node supervisord runs here: name, state, pid and uptime_s
+    (null unless running), and the name `supervisorctl` knows it by (`streamers:s1`: a bare `s1`
+    is "no such process")."""
     with supervisor_rpc(paths_for(config, cwd), timeout_s=5.0) as rpc:
         infos = rpc.getAllProcessInfo()
     processes = []
     for info in infos:
         processes.append({
-            "name": info["name"], "group": info["group"], "state": info["statename"], "pid": info["pid"],
+            "name": info["name"], "group": info["group"], "state": info["statename"], "pid": info["pid"] or None,
             "supervisorctl": info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}",
-            "uptime_s": max(0, int(info["now"]) - int(info["start"])) if info["statename"] == "RUNNING" else 0,
+            "uptime_s": max(0, int(info["now"]) - int(info["start"])) if info["statename"] == "RUNNING" else None,
             "uptime": _uptime(info), "description": info["description"],
         })
     order = {name: i for i, name in enumerate(config.node_names())}
@@ -54,61 +56,52 @@ def supervisor_view(config: ClusterConfig, cwd: Path | None = None) -> list[dict
 
 def cluster_view(config: ClusterConfig, cwd: Path | None = None,
                  not_running: str | None = None) -> tuple[dict[str, Any], int]:
-    """Both views in one dict (`cluster`, `run_dir`, `processes`, `mediator_address`, and `mediator`
-    or `mediator_error`, `supervisord_error` when it cannot be asked) and OK or DEGRADED. Relative
-    paths count from `cwd` (default: here); `not_running` says where supervisord was looked for."""
+    """A `status_schema.CLUSTER` dict (`supervisord`, every mediator, `etcd` in etcd mode: each with
+    its own `error`) and OK or DEGRADED. Relative paths count from `cwd` (default: here);
+    `not_running` says where supervisord was looked for."""
     cwd = cwd or Path.cwd()
     paths = paths_for(config, cwd)
-    result: dict[str, Any] = {"cluster": config.cluster.name, "run_dir": str(paths.run_dir)}
+    supervisord: dict[str, Any] = {"conf": str(paths.conf), "error": None, "processes": []}
     code = OK
     if socket_answers(paths):
         try:
-            result["processes"] = supervisor_view(config, cwd)
+            supervisord["processes"] = supervisor_view(config, cwd)
         except (OSError, xmlrpc.client.Error) as exc:
-            result["processes"], result["supervisord_error"] = [], str(exc)
-            code = DEGRADED
+            supervisord["error"] = str(exc)
     else:
-        result["processes"], result["supervisord_error"] = [], not_running or f"not running (no supervisord at {paths.sock})"
-        code = DEGRADED
-    if any(p["state"] != "RUNNING" for p in result["processes"]):
+        supervisord["error"] = not_running or f"not running (no supervisord at {paths.sock})"
+    if supervisord["error"] is not None or any(p["state"] != "RUNNING" for p in supervisord["processes"]):
         code = DEGRADED
     creds = _credentials(config, cwd)
-    result["mediators"] = []
-    for name, target in zip(config.mediator_names(), mediator_addresses(config)):
-        entry: dict[str, Any] = {"name": name, "addr": target}
-        try:
-            entry["status"] = fetch_status(target, creds)
-        except StatusError as exc:  # reported beside supervisord's view, not raised
-            code = DEGRADED
-            entry["error"] = str(exc).splitlines()[0]
-        result["mediators"].append(entry)
-    # The first mediator's view under the keys scripts read before there were several.
-    first = result["mediators"][0]
-    result["mediator_address"] = first["addr"]
-    if "status" in first:
-        result["mediator"] = first["status"]
-    else:
-        result["mediator_error"] = first["error"]
-    if config.etcd is None and "mediator" in result and not all(
-            s.get("alive") for s in result["mediator"].get("streamers", [])):
+    # Reported beside supervisord's view, not raised.
+    mediators = [mediator_view(target, creds, name=name)
+                 for name, target in zip(config.mediator_names(), mediator_addresses(config))]
+    if any(m["error"] is not None for m in mediators):
         code = DEGRADED
-    if config.etcd is not None:
-        result["etcd"] = etcd_view(config, creds)
-        if "error" in result["etcd"]:
-            code = DEGRADED
+    # Without etcd, the one mediator's streamers must all be alive; in etcd mode a streamer is listed
+    # only while it holds a lease.
+    if config.etcd is None and not all(s["alive"] for m in mediators for s in m["streamers"]):
+        code = DEGRADED
+    etcd = None if config.etcd is None else etcd_view(config, creds)
+    if etcd is not None and etcd["error"] is not None:
+        code = DEGRADED
+    result = {"schema": SCHEMA_VERSION, "cluster": config.cluster.name, "run_dir": str(paths.run_dir),
+              "supervisord": supervisord, "mediators": mediators, "etcd": etcd}
     return result, code
 
 
 def etcd_view(config: ClusterConfig, creds: grpc.ChannelCredentials | None, timeout_s: float = 3.0) -> dict[str, Any]:
-    """etcd mode: the endpoints, the cluster's name there, its members (streamer id -> address, each
-    on its own lease) and the ownership table (each key's owner), read from etcd; or `error`."""
+    """etcd mode, a `status_schema.ETCD` dict: the endpoints, the cluster's name there, its members
+    (streamer id -> address, each on its own lease), the ownership table (each key's owner) and the
+    revision read; or `error` set and those null."""
     import asyncio
 
     from logstream.coord.etcd import Etcd, EtcdUnavailable
     from logstream.coord.protocol import cluster_prefix, members_prefix, owners_prefix, parse_owner_key
 
     endpoints, cluster = etcd_endpoints(config), config.etcd_cluster()
-    view: dict[str, Any] = {"endpoints": endpoints, "cluster": cluster}
+    view: dict[str, Any] = {"endpoints": endpoints, "cluster": cluster, "error": None, "members": None,
+                            "owners": None, "revision": None}
 
     async def read() -> None:
         client = Etcd(endpoints, creds, timeout_s=timeout_s)
@@ -127,5 +120,5 @@ def etcd_view(config: ClusterConfig, creds: grpc.ChannelCredentials | None, time
     try:
         asyncio.run(read())
     except EtcdUnavailable as exc:
-        view["error"] = str(exc).splitlines()[0]
+        view.update(error=str(exc).splitlines()[0], members=None, owners=None, revision=None)
     return view

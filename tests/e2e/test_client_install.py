@@ -1,6 +1,6 @@
 """`pip install logstream` (no extra) in a fresh venv: only grpcio and protobuf come with it; the
-client and the logging handler write to a real streamer from there; every server command says in
-one line what to install and exits 2."""
+client, the logging handler, `logstream send` and `logstream status -mediator` work against real nodes
+from there; every server command (and `status FILE`) says in one line what to install and exits 2."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 from helpers import start_node
 
 from logstream.commands.main import COMMANDS, SERVER_MODULES
+from logstream.node.status_schema import MEDIATOR
 
 pytestmark = pytest.mark.e2e
 
@@ -22,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT_S = 240  # measured ~20 s with pip's cache on the 2-core machine
 # What `pip install logstream` may bring: the package, grpcio, protobuf and their own dependencies.
 CLIENT_DISTRIBUTIONS = {"logstream", "grpcio", "protobuf", "typing_extensions", "pip", "setuptools"}
-# Commands that work without the server extra: none yet (send and status parse flags with config.flags,
-# which lives beside the pydantic settings).
-CLIENT_COMMANDS: set[str] = set()
+# Commands that work without the server extra (their flag parser is config/goflags.py, without pydantic).
+CLIENT_COMMANDS = {"send", "status"}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,40 @@ def test_the_client_and_handler_write_from_the_client_install(client_venv: Path,
         assert done.returncode == 0, done.stderr
     assert (root / "app" / "direct.log").read_text() == "from the client install\n"
     assert (root / "app" / "handled.log").read_text() == "through the handler\n"
+
+
+def test_send_and_status_mediator_work_from_the_client_install(client_venv: Path, tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    logstream = str(client_venv / "bin" / "logstream")
+    with start_node(["mediator", "-host", "127.0.0.1", "-port", "0", "-health-interval", "300ms"]) as mediator, \
+            start_node(["streamer", "-host", "127.0.0.1", "-port", "0", "-path", str(root), "-id", "s1",
+                        "-mediator", mediator.address]) as streamer:
+        mediator.wait_for(r"is live \(1 live\)")
+        sent = subprocess.run([logstream, "send", "-target", mediator.address, "-path", "app", "-filename", "sent",
+                               "one", "two"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert sent.returncode == 0, sent.stderr
+        piped = subprocess.run([logstream, "send", "-target", mediator.address, "-path", "app", "-filename", "sent"],
+                               input="three\n", capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert piped.returncode == 0, piped.stderr
+        status = subprocess.run([logstream, "status", "-mediator", mediator.address, "--json"], capture_output=True,
+                                text=True, timeout=60, cwd=tmp_path)
+        assert status.returncode == 0, status.stderr
+        view = json.loads(status.stdout)
+        jsonschema.validate(view, MEDIATOR)
+        assert [(s["id"], s["addr"], s["files"], s["lines"]) for s in view["streamers"]] == [
+            ("s1", streamer.address, ["app/sent"], 3)]
+        table = subprocess.run([logstream, "status", "-mediator", mediator.address], capture_output=True, text=True,
+                               timeout=60, cwd=tmp_path)
+        assert table.returncode == 0 and f"mediator {mediator.address}" in table.stdout, table.stderr
+    assert (root / "app" / "sent.log").read_text() == "one\ntwo\nthree\n"
+
+
+def test_status_of_a_cluster_file_names_the_extra_to_install(client_venv: Path, tmp_path: Path) -> None:
+    (tmp_path / "cluster.toml").write_text("[cluster]\nname = 'x'\n")
+    done = subprocess.run([str(client_venv / "bin" / "logstream"), "status", "cluster.toml"], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, (done.stdout, done.stderr)
+    assert done.stderr.startswith("logstream status: ") and done.stderr.rstrip().endswith("pip install 'logstream[server]'")
 
 
 @pytest.mark.parametrize("command", sorted(set(COMMANDS) - CLIENT_COMMANDS))

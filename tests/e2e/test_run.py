@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import jsonschema
 import pytest
 
 from logstream._proto import logstream_pb2, logstream_pb2_grpc
 from logstream.commands import status
+from logstream.node.status_schema import CLUSTER
 from netports import reserve_ports
 from watched import Watched, kill_leftovers, wait_gone
 
@@ -84,7 +86,7 @@ def wait_all_alive(tmp_path: Path, file: Path, monkeypatch: pytest.MonkeyPatch, 
     view: dict[str, object] = {}
     while time.monotonic() < deadline:
         code, view = cluster_status(tmp_path, file, monkeypatch, capsys)
-        alive = {s["id"] for s in view.get("mediator", {}).get("streamers", []) if s["alive"]}  # type: ignore[attr-defined]
+        alive = {s["id"] for s in view["mediators"][0]["streamers"] if s["alive"]}  # type: ignore[index]
         if code == 0 and alive == set(names):
             return view
         time.sleep(0.2)
@@ -114,9 +116,11 @@ def test_run_send_status_sigkill_restart_and_sigint(
 
     # logstream status FILE: supervisord's processes and the mediator's streamers.
     view = wait_all_alive(tmp_path, file, monkeypatch, capsys, ["s1", "s2", "s3"])
-    assert [(p["name"], p["state"]) for p in view["processes"]] == [  # type: ignore[attr-defined]
+    jsonschema.validate(view, CLUSTER)
+    processes = view["supervisord"]["processes"]  # type: ignore[index]
+    assert [(p["name"], p["state"]) for p in processes] == [
         ("mediator", "RUNNING"), ("s1", "RUNNING"), ("s2", "RUNNING"), ("s3", "RUNNING")]
-    assert {s["addr"] for s in view["mediator"]["streamers"]} == {  # type: ignore[index]
+    assert {s["addr"] for s in view["mediators"][0]["streamers"]} == {  # type: ignore[index]
         f"127.0.0.1:{port}" for port in streamer_ports}
     capsys.readouterr()
     assert status.cluster_main(str(file), []) == 0
@@ -125,14 +129,14 @@ def test_run_send_status_sigkill_restart_and_sigint(
         assert re.search(rf"^{name}\s+RUNNING\s+\d+", table, re.M), table
 
     # SIGKILL a streamer: supervisord restarts it and it registers again.
-    victim = next(p for p in view["processes"] if p["name"] == "s2")  # type: ignore[attr-defined]
+    victim = next(p for p in processes if p["name"] == "s2")
     mark = len(run.lines)
     os.kill(victim["pid"], signal.SIGKILL)
     run.wait_for(r"exited: s2 \(terminated by SIGKILL; not expected\)", start=mark)
     run.wait_for(r"spawned: 's2' with pid", start=mark)
     run.wait_for(r"mediator +\| .*s2@127\.0\.0\.1:\d+ registered", start=mark)
     view = wait_all_alive(tmp_path, file, monkeypatch, capsys, ["s1", "s2", "s3"])
-    assert next(p for p in view["processes"] if p["name"] == "s2")["pid"] != victim["pid"]  # type: ignore[attr-defined]
+    assert next(p for p in view["supervisord"]["processes"] if p["name"] == "s2")["pid"] != victim["pid"]  # type: ignore[index]
     send(f"127.0.0.1:{mediator_port}", [("after", "restart", "still writing")])
     assert (tmp_path / "logs" / "after" / "restart.log").read_text() == "still writing\n"
 
@@ -179,9 +183,9 @@ def test_stop_status_and_restart_from_another_folder(tmp_path: Path) -> None:
         run.wait_for(READY)
         status_out = logstream("status", relative, "--json")
         view = json.loads(status_out.stdout)  # (exit 1 while supervisord still says STARTING)
-        assert view["run_dir"] == str(project / "run") and "supervisord_error" not in view, view
-        assert [p["name"] for p in view["processes"]] == ["mediator", "s1"]
-        assert all(p["state"] in ("STARTING", "RUNNING") for p in view["processes"]), view
+        assert view["run_dir"] == str(project / "run") and view["supervisord"]["error"] is None, view
+        assert [p["name"] for p in view["supervisord"]["processes"]] == ["mediator", "s1"]
+        assert all(p["state"] in ("STARTING", "RUNNING") for p in view["supervisord"]["processes"]), view
         restarted = logstream("restart", relative, "s1")
         assert restarted.returncode == 0, restarted.stderr
         stopped = logstream("stop", relative)

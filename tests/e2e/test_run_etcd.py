@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import jsonschema
 import pytest
 from etcd_server import EtcdServer
 from test_run import Run, runs  # noqa: F401 - the fixture
@@ -21,6 +22,7 @@ from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.commands import status
 from logstream.node.auth import call_metadata
 from logstream.node.token_file import read_token
+from logstream.node.status_schema import CLUSTER
 from netports import reserve_ports
 from watched import wait_gone
 
@@ -75,8 +77,9 @@ def test_run_an_etcd_cluster_with_two_mediators_and_show_its_ownership_table(
         assert time.monotonic() < deadline, view
         time.sleep(0.2)
     assert [(m["name"], m["addr"]) for m in view["mediators"]] == [("m1", f"127.0.0.1:{m1}"), ("m2", f"127.0.0.1:{m2}")]
-    assert all("status" in m for m in view["mediators"])
-    assert [p["name"] for p in view["processes"]] == ["m1", "m2", "s1", "s2"]
+    assert all(m["error"] is None and m["mediator_id"] for m in view["mediators"])
+    assert [p["name"] for p in view["supervisord"]["processes"]] == ["m1", "m2", "s1", "s2"]
+    jsonschema.validate(view, CLUSTER)
     etcd = view["etcd"]
     assert etcd["cluster"] == "etcd-e2e" and etcd["endpoints"] == etcd_server.endpoints
     assert etcd["members"] == {"s1": f"127.0.0.1:{s1}", "s2": f"127.0.0.1:{s2}"}
@@ -128,7 +131,7 @@ def test_run_starts_a_managed_etcd_before_the_nodes_and_stops_it_with_them(
     capsys.readouterr()
     status.cluster_main(str(file), ["--json"])
     view = json.loads(capsys.readouterr().out)
-    assert [p["name"] for p in view["processes"]] == ["e1", "mediator", "s1"]
+    assert [p["name"] for p in view["supervisord"]["processes"]] == ["e1", "mediator", "s1"]
     assert view["etcd"]["owners"] == [{"path": "app", "filename": "a", "owner": "s1"}]
     run.proc.send_signal(signal.SIGINT)
     assert run.wait() == 130

@@ -12,6 +12,7 @@ from logstream.config.flags import UsageError
 from logstream.config.types import Address
 from logstream.mediator.service import BadInput, check_address
 from logstream.node.address import AddressError, parse_address
+from logstream.node.cluster_status import unreachable
 
 SAMPLES = ["127.0.0.1:8000", "[::1]:8000", "logs.example.org:443", " h:1 ", "::1:8000", "[::1]", "h:0",
            "h:65536", "h:8o", "h:²", "[name]:80", "nohost", ":80"]
@@ -30,7 +31,7 @@ def _status_accepts(text: str, monkeypatch: pytest.MonkeyPatch) -> bool:
 
     def fetch(target: str, *_: object) -> dict[str, object]:  # no network: only the parsed address matters
         asked.append(target)
-        return {"mediator": target}
+        return unreachable(target, None)
 
     monkeypatch.setattr(status, "fetch_status", fetch)
     try:

@@ -33,3 +33,13 @@ def test_the_check_would_see_a_server_dependency() -> None:
     # The same probe after importing a server module finds them: the assertion above can fail.
     modules = _imported_after("import logstream.client, logstream.config.settings, logstream.commands.certs")
     assert {"pydantic", "pydantic_settings", "cryptography"} <= {m.split(".")[0] for m in modules}
+
+
+def test_the_client_commands_leave_out_the_server_dependencies() -> None:
+    # `logstream send` and `logstream status -mediator` run in a client-only install (test_client_install.py
+    # runs them there); this is the fast check of the same.
+    modules = _imported_after("import logstream.commands.send, logstream.commands.status")
+    assert "logstream.config.goflags" in modules
+    assert sorted(m for m in modules if m.split(".")[0] in SERVER_ONLY) == []
+    assert sorted(m for m in modules if m.startswith(("logstream.supervisor", "logstream.config.settings",
+                                                      "logstream.cluster", "logstream.mediator"))) == []

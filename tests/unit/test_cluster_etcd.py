@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 from supervisor.options import ServerOptions
 
@@ -19,6 +20,7 @@ from logstream.config.flags import load_settings
 from logstream.config.settings import MediatorSettings, StreamerSettings
 from logstream.node.token_file import ensure_token
 from logstream.supervisor.render import process_name, render, run_paths
+from logstream.node.status_schema import CLUSTER
 
 REPO = Path(__file__).resolve().parents[2]
 HA = REPO / "configs" / "ha.toml"
@@ -226,10 +228,11 @@ def test_status_of_an_etcd_cluster_that_is_not_running_names_every_mediator_and_
         started = time.monotonic()
         assert cluster_main(str(file), ["--json"]) == 1
         view = json.loads(capsys.readouterr().out)
-        assert [(m["name"], m["addr"], "error" in m) for m in view["mediators"]] == [
+        assert [(m["name"], m["addr"], m["error"] is not None) for m in view["mediators"]] == [
             ("m1", f"127.0.0.1:{m1}", True), ("m2", f"127.0.0.1:{m2}", True)]
-        assert view["etcd"]["endpoints"] == [f"127.0.0.1:{etcd}"] and "error" in view["etcd"]
-        assert "owners" not in view["etcd"]
+        assert view["etcd"]["endpoints"] == [f"127.0.0.1:{etcd}"] and view["etcd"]["error"]
+        assert view["etcd"]["owners"] is None and view["etcd"]["members"] is None
+        jsonschema.validate(view, CLUSTER)
         assert cluster_main(str(file), []) == 1
         text = capsys.readouterr().out
         assert f"mediator m2 127.0.0.1:{m2}: unreachable" in text

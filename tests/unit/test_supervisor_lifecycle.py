@@ -13,12 +13,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from logstream.commands import status
 from logstream.commands import run
 from logstream.commands import control
 from logstream.supervisor import manager
+from logstream.node.status_schema import CLUSTER as CLUSTER_SCHEMA
 from netports import RefusingPort
 from watched import Watched, kill_leftovers, wait_gone
 
@@ -134,9 +136,10 @@ def test_a_running_cluster_restarts_serves_control_and_stops_on_sigint(
     # logstream status FILE: supervisord's view (the fake mediator serves no status: exit 1)
     assert status.cluster_main("cluster.toml", ["--json"]) == 1
     view = json.loads(capsys.readouterr().out)
-    assert [(p["name"], p["state"]) for p in view["processes"]] == [
+    assert [(p["name"], p["state"]) for p in view["supervisord"]["processes"]] == [
         ("mediator", "RUNNING"), ("s1", "RUNNING"), ("s2", "RUNNING")]
-    assert "mediator_error" in view
+    assert view["mediators"][0]["error"] and view["mediators"][0]["streamers"] == []
+    jsonschema.validate(view, CLUSTER_SCHEMA)
 
     # A second run of the same run directory is refused, and changes nothing.
     assert run.main(["cluster.toml"]) == 2
