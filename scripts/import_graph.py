@@ -8,7 +8,7 @@ module or a name of the second. `--rev` reads the tree of a git revision instead
 tree, so the figure of any commit can be reproduced; `--edges` lists the edges, `--map` the module
 map (each part's modules with their line counts; the generated logstream_pb2* files left out),
 `--markdown` the module map of docs/architecture.md (replace that section with it), and cycles
-between parts are reported either way.
+between parts are reported either way (exit 1 when there is one).
 """
 
 from __future__ import annotations
@@ -172,13 +172,15 @@ def main(argv: list[str]) -> int:
     if args.edges:
         for a, b in sorted(edges):
             print(f"  {a} -> {b}")
-    for component in cycles(parts, edges):
+    circles = cycles(parts, edges)
+    for component in circles:
         print("cycle: " + " <-> ".join(component))
     if args.map:
         print_map(sources)
     if args.markdown:
         print(markdown_map(sources))
-    return 0
+    # A circle between parts is a layering bug (tests/unit/test_layering.py asserts none): exit 1.
+    return 1 if circles else 0
 
 
 def markdown_map(sources: list[tuple[str, str]]) -> str:

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from logstream.errors import UserError
 from logstream.config.settings import MediatorSettings, RoleSettings, SettingsConflict, StreamerSettings, tls_set_problem
 from logstream.config.types import Address, AddressList, field_type
+from logstream.node.address import channel_target
 
 ENV_PREFIX = "LOGSTREAM_"
 ENV_DELIMITER = "__"
@@ -136,8 +137,6 @@ class EtcdSection(Section):
                 f"give {name('endpoints')} = [...] (an etcd that runs already) or {name('members')} = 1 or 3 "
                 "(started by `logstream run`), not both or neither"))
         if self.endpoints is not None and len(self.endpoints) > 1:
-            from logstream.coord.etcd import channel_target  # grpc: imported only for several endpoints
-
             try:
                 channel_target(self.endpoints)
             except ValueError as exc:

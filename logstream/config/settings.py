@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from logstream.config import timings
 from logstream.config.units import format_duration
+from logstream.node.address import channel_target
 from logstream.config.types import (
     Address,
     AddressList,
@@ -213,8 +214,6 @@ class StreamerSettings(RoleSettings):
                 f"{name('etcd')} and {name('mediator')} exclude each other: in etcd mode a streamer "
                 "registers in etcd, not with a mediator"))
         if self.etcd is not None and len(self.etcd) > 1:
-            from logstream.coord.etcd import channel_target  # grpc: imported only in etcd mode
-
             try:
                 channel_target(self.etcd)
             except ValueError as exc:
@@ -298,8 +297,6 @@ class MediatorSettings(RoleSettings):
                 f"{name('reuse_port')} needs {name('etcd')}: a mediator with its own leases must never share "
                 "its port with another"))
         if self.etcd is not None and len(self.etcd) > 1:
-            from logstream.coord.etcd import channel_target  # grpc: imported only in etcd mode
-
             try:
                 channel_target(self.etcd)
             except ValueError as exc:

@@ -11,7 +11,6 @@ CREATE and LEASE compare targets, LeaseGrant/LeaseKeepAlive/LeaseRevoke, Range, 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -21,7 +20,7 @@ from typing import Any
 import grpc
 from aetcd import rpc
 
-from logstream.node.channel import aio_channel
+from logstream.node.address import channel_target
 from logstream.coord.protocol import Delete, Get, Put, Record, Target, Txn, TxnResult
 from logstream.node.channel import aio_channel
 
@@ -45,27 +44,6 @@ class EtcdUnavailable(Exception):
 
 class LeaseGone(Exception):
     """etcd has no such lease (it expired or was revoked): nothing attached to it exists any more."""
-
-
-def channel_target(endpoints: Sequence[str]) -> str:
-    """A grpc target for etcd's client endpoints (`host:port`, optionally `http://`): one as it is,
-    several as an `ipv4:`/`ipv6:` address list (grpc then fails over between them)."""
-    cleaned = [e.removeprefix("http://").removeprefix("https://").rstrip("/") for e in endpoints]
-    if not cleaned or any(not e for e in cleaned):
-        raise ValueError("etcd endpoints must be a non-empty list of host:port")
-    if len(cleaned) == 1:
-        return cleaned[0]
-    families = set()
-    for endpoint in cleaned:
-        host = endpoint.rpartition(":")[0].strip("[]")
-        try:
-            families.add(ipaddress.ip_address(host).version)
-        except ValueError:
-            raise ValueError(f"etcd endpoint {endpoint!r}: several endpoints must be IP addresses "
-                             "(or give one DNS name that resolves to all members)") from None
-    if len(families) != 1:
-        raise ValueError("etcd endpoints mix IPv4 and IPv6 addresses")
-    return f"ipv{families.pop()}:{','.join(cleaned)}"
 
 
 def prefix_end(prefix: bytes) -> bytes:

@@ -16,7 +16,7 @@ import grpc
 from logstream.coord.ownership import NoLease, StreamerSession
 from logstream.coord.protocol import Blocked, ClaimOutcome, NotOwner, parse_owner_key
 from logstream.keys.paths import FileKey
-from logstream.mediator.placement import place
+from logstream.keys.placement import place
 
 OWNER_HEADER = "x-logstream-owner"
 # Claims one request sends to etcd at once.

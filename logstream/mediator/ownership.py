@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from logstream.mediator.membership import Holder, Membership
 from logstream.keys.paths import FileKey
-from logstream.mediator.placement import place
+from logstream.keys.placement import place
 
 
 class Wait(enum.Enum):

@@ -1,8 +1,10 @@
-"""host:port addresses: the one parser for flags, file keys, Register requests and clients."""
+"""host:port addresses: the one parser for flags, file keys, Register requests and clients; etcd's
+endpoints as one grpc target."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from logstream.errors import UserError
@@ -69,3 +71,24 @@ def _is_ipv6(text: str) -> bool:
         return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
     except ValueError:
         return False
+
+
+def channel_target(endpoints: Sequence[str]) -> str:
+    """A grpc target for etcd's client endpoints (`host:port`, optionally `http://`): one as it is,
+    several as an `ipv4:`/`ipv6:` address list (grpc then fails over between them)."""
+    cleaned = [e.removeprefix("http://").removeprefix("https://").rstrip("/") for e in endpoints]
+    if not cleaned or any(not e for e in cleaned):
+        raise ValueError("etcd endpoints must be a non-empty list of host:port")
+    if len(cleaned) == 1:
+        return cleaned[0]
+    families = set()
+    for endpoint in cleaned:
+        host = endpoint.rpartition(":")[0].strip("[]")
+        try:
+            families.add(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise ValueError(f"etcd endpoint {endpoint!r}: several endpoints must be IP addresses "
+                             "(or give one DNS name that resolves to all members)") from None
+    if len(families) != 1:
+        raise ValueError("etcd endpoints mix IPv4 and IPv6 addresses")
+    return f"ipv{families.pop()}:{','.join(cleaned)}"

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol
 
 import grpc
 
@@ -20,17 +20,28 @@ from logstream.errors import UserError
 from logstream.node.channel import ChannelOptions, aio_channel
 from logstream.node.net import ListenError
 
-if TYPE_CHECKING:  # a type only: the client imports this module without pydantic
-    from logstream.config.settings import RoleSettings
-
 logger = logging.getLogger(__name__)
 
-__all__ = ["ChannelOptions", "CredentialsError", "ListenError", "add_port", "channel_credentials",
+__all__ = ["ChannelOptions", "CredentialsError", "ListenError", "NodeTls", "add_port", "channel_credentials",
            "node_channel_credentials", "pem_blocks", "pem_key_problem", "read_certificates", "read_key_pair",
            "read_private_key", "secure_or_insecure_channel", "server_credentials"]
 
 # The name the roles use; one constructor lives in node/channel.py.
 secure_or_insecure_channel = aio_channel
+
+
+class NodeTls(Protocol):
+    """What this module reads of a node's settings (the roles' settings models have it): a protocol,
+    so that node/ does not import config/ (which uses node/address.py)."""
+
+    @property
+    def tls_mode(self) -> Literal["none", "server", "mutual"]: ...
+    @property
+    def ca(self) -> Path | None: ...
+    @property
+    def crt(self) -> Path | None: ...
+    @property
+    def pk(self) -> Path | None: ...
 
 
 class CredentialsError(UserError):
@@ -141,7 +152,7 @@ def read_key_pair(crt: Path, pk: Path) -> tuple[bytes, bytes]:
     return key, chain
 
 
-def server_credentials(settings: RoleSettings) -> grpc.ServerCredentials | None:
+def server_credentials(settings: NodeTls) -> grpc.ServerCredentials | None:
     """None for plaintext; server-only TLS; or mutual TLS requiring client certificates from -ca."""
     mode = settings.tls_mode
     if mode == "none":
@@ -171,7 +182,7 @@ def channel_credentials(ca: Path | None, crt: Path | None, pk: Path | None) -> g
     return grpc.ssl_channel_credentials(root_certificates=root)
 
 
-def node_channel_credentials(settings: RoleSettings) -> grpc.ChannelCredentials | None:
+def node_channel_credentials(settings: NodeTls) -> grpc.ChannelCredentials | None:
     """What a node uses to call other nodes: plaintext when it serves plaintext; otherwise TLS that
     verifies peers with -ca (system roots without it) and presents this node's -crt/-pk (required by
     peers in mutual mode, harmless in server-only mode)."""

@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Protocol
 
-from logstream.node.auth import Guard, new_token, parse_token
-from logstream.config.settings import RoleSettings
 from logstream.errors import UserError
+from logstream.node.auth import Guard, new_token, parse_token
+from logstream.node.tls import NodeTls
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,14 @@ def ensure_token(path: Path) -> bool:
     return True
 
 
-def guard_for(settings: RoleSettings, role: str, warn: bool = True) -> Guard:
+class GuardSettings(NodeTls, Protocol):
+    """What `guard_for` reads of a node's settings (the roles' settings models have it)."""
+
+    @property
+    def token_file(self) -> Path | None: ...
+
+
+def guard_for(settings: GuardSettings, role: str, warn: bool = True) -> Guard:
     """What this node requires of cluster peers; says once at start (with `warn`) when it requires nothing."""
     token = read_token(settings.token_file) if settings.token_file is not None else None
     guard = Guard(token, settings.tls_mode == "mutual")

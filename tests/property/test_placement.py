@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logstream.keys.paths import FileKey
-from logstream.mediator.placement import place
+from logstream.keys.placement import place
 
 KEYS = [FileKey(f"svc{i % 7}", f"file-{i}") for i in range(1000)]
 ids = st.lists(st.text(min_size=1, max_size=12), min_size=2, max_size=10, unique=True)

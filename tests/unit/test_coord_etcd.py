@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logstream.coord.etcd import channel_target, prefix_end
+from logstream.coord.etcd import prefix_end
+from logstream.node.address import channel_target
 
 
 def test_one_endpoint_is_used_as_it_is_and_several_become_an_address_list() -> None:

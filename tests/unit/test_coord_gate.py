@@ -10,7 +10,7 @@ from logstream._proto import logstream_pb2 as pb
 from logstream._proto import logstream_pb2_grpc as pb_grpc
 from logstream.coord.gate import NotOwnerHere, choose, owner_named
 from logstream.keys.paths import FileKey
-from logstream.mediator.placement import place
+from logstream.keys.placement import place
 
 
 class Refusing(pb_grpc.LogStreamerServicer):

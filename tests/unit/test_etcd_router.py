@@ -134,7 +134,7 @@ async def test_a_refusal_naming_no_owner_goes_back_to_the_caller(rig: Rig) -> No
 
 
 async def test_an_unowned_key_goes_where_rendezvous_hashing_places_it_among_members(rig: Rig) -> None:
-    from logstream.mediator.placement import place
+    from logstream.keys.placement import place
 
     keys = [f"k{n}" for n in range(12)]
     await rig.router.write([chunk(key, "x\n") for key in keys])

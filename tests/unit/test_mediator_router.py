@@ -21,7 +21,7 @@ from logstream.mediator.health import health_loop
 from logstream.keys.chunks import Chunk, longest_line_over
 from logstream.keys.paths import FileKey
 from logstream.mediator.config import RouterConfig
-from logstream.mediator.placement import place
+from logstream.keys.placement import place
 from logstream.mediator.router import Router
 from logstream.mediator.server import build_server
 from logstream.mediator.service import Validator

@@ -12,7 +12,7 @@ import logstream.mediator
 from logstream.mediator.membership import Holder
 from logstream.mediator.ownership import NoStreamers, TableFull, Wait
 from logstream.keys.paths import FileKey
-from logstream.mediator.placement import place
+from logstream.keys.placement import place
 from logstream.mediator.state import ClusterState
 
 LEASE, TIMEOUT = 1.5, 0.5
