@@ -15,23 +15,18 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 from logstream import __version__
 from logstream.cluster import ConfigError, load_cluster, plan_nodes
-from logstream.config.goflags import UsageError
+from logstream.commands.cluster_options import add_cluster_options, short_flags
+from logstream.config.goflags import GoFlagParser, UsageError
 from logstream.export import k8s, supervisord, systemd
 
 FORMATS = ("systemd", "supervisord", "k8s")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="logstream export", allow_abbrev=False,
+    parser = GoFlagParser(prog="logstream export", allow_abbrev=False,
                      description="Write the cluster's nodes as systemd units, an include-able supervisord "
                                  "program group, or Kubernetes manifests.")
     parser.add_argument("file", metavar="FILE", help="the cluster file (TOML)")
@@ -39,11 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write into (made if missing)")
     parser.add_argument("--force", action="store_true",
                         help="write into a folder that is not empty (files of the same names are replaced)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override any key (repeatable), as for `logstream run`")
-    parser.add_argument("--streamers", type=int, metavar="N", help="how many streamers (streamers.count)")
-    parser.add_argument("--run-dir", metavar="DIR", help="cluster.run_dir")
-    parser.add_argument("--path", metavar="DIR", help="root folder for log files (streamers.path)")
+    add_cluster_options(parser)
     parser.add_argument("--python", metavar="PATH", default=sys.executable,
                         help="systemd, supervisord: the Python that runs `-m logstream` (default: this one, "
                              f"{sys.executable})".replace("%", "%%"))
@@ -54,17 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="k8s: each streamer's volume claim (default: %(default)s)")
     parser.add_argument("--storage-class", metavar="NAME", help="k8s: the volume claims' storage class")
     return parser
-
-
-def _short_flags(args: argparse.Namespace) -> dict[str, object]:
-    flags: dict[str, object] = {}
-    if args.streamers is not None:
-        flags["streamers.count"] = args.streamers
-    if args.run_dir is not None:
-        flags["cluster.run_dir"] = args.run_dir
-    if args.path is not None:
-        flags["streamers.path"] = args.path
-    return flags
 
 
 def check_out_dir(out: Path, force: bool) -> None:
@@ -112,7 +92,7 @@ class Export:
 
 def render(args: argparse.Namespace, cwd: Path) -> Export:
     """The files for `args.format`; ConfigError, UsageError or ValueError when impossible."""
-    config = load_cluster(args.file, args.set, _short_flags(args))
+    config = load_cluster(args.file, args.set, short_flags(args))
     if config.etcd is not None or config.mediator.count > 1:
         # Refused rather than half-done: the exporters know one mediator and streamers only.
         raise UsageError(f"{args.file}: export writes a single-mediator cluster without [etcd] only; "

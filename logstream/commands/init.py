@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from logstream.cluster import ClusterConfig, ConfigError, check_files, load_cluster, to_toml
+from logstream.commands.cluster_options import add_cluster_options, short_flags
 from logstream.config.goflags import GoFlagParser, UsageError
 from logstream.errors import report
 
@@ -62,13 +63,8 @@ def config_main(argv: list[str]) -> int:
                      description="show: print the effective configuration as TOML; check: validate it.")
     parser.add_argument("action", choices=["show", "check"])
     parser.add_argument("file", metavar="FILE", help="the cluster file (TOML), as given to `logstream run`")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override any key (repeatable), as for `logstream run`")
-    parser.add_argument("--streamers", type=int, metavar="N", help="streamers.count")
-    parser.add_argument("--run-dir", metavar="DIR", help="cluster.run_dir")
-    parser.add_argument("--path", metavar="DIR", help="streamers.path")
+    add_cluster_options(parser)
     args = parser.parse_args(argv)
-    from logstream.commands.run import short_flags
 
     prog = f"logstream config {args.action}"
     try:

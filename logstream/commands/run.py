@@ -19,6 +19,7 @@ from logstream.cluster import (
     token_path,
 )
 from logstream.cluster.plan import ETCD_PROGRAM
+from logstream.commands.cluster_options import add_cluster_options, short_flags
 from logstream.config.goflags import GoFlagParser
 from logstream.errors import UserError, report
 from logstream.node.token_file import TokenFileError, ensure_token
@@ -33,26 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = GoFlagParser(prog="logstream run", allow_abbrev=False,
                      description="Launch a cluster (a mediator and N streamers) under supervisord.")
     parser.add_argument("file", metavar="FILE", help="the cluster file (TOML), e.g. configs/local.toml")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override any key, e.g. --set streamers.count=5 (repeatable)")
-    parser.add_argument("--streamers", type=int, metavar="N", help="how many streamers (streamers.count)")
+    add_cluster_options(parser)
     parser.add_argument("--only", metavar="NODES",
                         help="run only these nodes here: `mediator` or `s1,s2` (clusters spread over hosts)")
-    parser.add_argument("--run-dir", metavar="DIR", help="supervisord's files and node output (cluster.run_dir)")
-    parser.add_argument("--path", metavar="DIR", help="root folder for log files (streamers.path)")
     return parser
-
-
-def short_flags(args: argparse.Namespace) -> dict[str, object]:
-    """Short options as key paths; they win over --set."""
-    flags: dict[str, object] = {}
-    if args.streamers is not None:
-        flags["streamers.count"] = args.streamers
-    if args.run_dir is not None:
-        flags["cluster.run_dir"] = args.run_dir
-    if args.path is not None:
-        flags["streamers.path"] = args.path
-    return flags
 
 
 def missing_programs(nodes: list[Node]) -> str | None:

@@ -3,17 +3,17 @@
 
 Program sections are named `logstream-NAME-NODE` (unique beside other clusters' programs) and
 each sets `process_name=NODE`, so supervisorctl knows them as `logstream-NAME:NODE`. The same
-command lines and stop settings as `logstream run`'s supervisord.conf. Pure: no I/O.
+command lines and stop settings as `logstream run`'s supervisord.conf (one `program_settings`).
+Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 from logstream.cluster import Node
-from logstream.supervisor.render import START_SECS, escape, stop_wait_s
+from logstream.supervisor.render import escape, program_settings
 
 
 def group_name(cluster: str) -> str:
@@ -40,32 +40,9 @@ def render(cluster: str, nodes: Sequence[Node], cwd: Path, python: str, log_dir:
         # Within the group supervisord starts lower priorities first and signals them last on a stop
         # (without waiting in between: one group keeps `supervisorctl stop logstream-NAME:*` whole).
         priority = 1 if node.role == "mediator" else 2
-        lines += [
-            "",
-            f"[program:{program_name(cluster, node.name)}]",
-            f"process_name={escape(node.name)}",
-            f"command={escape(shlex.join(node.argv(python)))}",
-            f"directory={escape(str(cwd))}",
-        ]
-        if user is not None:
-            lines.append(f"user={escape(user)}")
-        lines += [
-            f"priority={priority}",
-            "autostart=true",
-            "autorestart=true",
-            f"startsecs={START_SECS}",
-            "startretries=3",
-            "exitcodes=0",
-            "stopsignal=TERM",
-            f"stopwaitsecs={stop_wait_s(node)}",
-            "stopasgroup=true",
-            "killasgroup=true",
-            "redirect_stderr=true",
-            f"stdout_logfile={escape(str(log_dir / f'{node.name}.log'), expansions=2)}",
-            "stdout_logfile_maxbytes=50MB",
-            "stdout_logfile_backups=2",
-            'environment=PYTHONUNBUFFERED="1"',
-        ]
+        lines += ["", f"[program:{program_name(cluster, node.name)}]", f"process_name={escape(node.name)}"]
+        lines += program_settings(node, cwd, python, priority, log_dir / f"{node.name}.log",
+                                  {"PYTHONUNBUFFERED": "1"}, user=user)
     programs = ",".join(program_name(cluster, node.name) for node in nodes)
     lines += ["", f"[group:{group_name(cluster)}]", f"programs={programs}", ""]
     return {conf_name(cluster): "\n".join(lines)}

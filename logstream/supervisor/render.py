@@ -90,6 +90,37 @@ def _environment(env: Mapping[str, str]) -> str:
 START_SECS = 3
 
 
+def program_settings(node: Node, cwd: Path, python: str, priority: int, log_file: Path, env: Mapping[str, str], *,
+                     user: str | None = None, startsecs: int = START_SECS, startretries: int = 3) -> list[str]:
+    """The settings of one node's `[program:x]` section (after its header), the same for `logstream
+    run`'s supervisord.conf and `logstream export --format supervisord`: its command line and folder,
+    restarts, stop signal and wait, output to `log_file`, and its environment."""
+    lines = [
+        f"command={escape(shlex.join(node.argv(python)))}",
+        f"directory={escape(str(cwd))}",
+    ]
+    if user is not None:
+        lines.append(f"user={escape(user)}")
+    return lines + [
+        f"priority={priority}",
+        "autostart=true",
+        "autorestart=true",
+        f"startsecs={startsecs}",
+        f"startretries={startretries}",
+        "exitcodes=0",
+        "stopsignal=TERM",
+        f"stopwaitsecs={stop_wait_s(node)}",
+        "stopasgroup=true",
+        "killasgroup=true",
+        "redirect_stderr=true",
+        # a program's stdout_logfile is %-expanded twice
+        f"stdout_logfile={escape(str(log_file), expansions=2)}",
+        "stdout_logfile_maxbytes=50MB",
+        "stdout_logfile_backups=2",
+        f"environment={_environment(env)}",
+    ]
+
+
 def render(cluster_name: str, nodes: Sequence[Node], paths: RunPaths, cwd: Path, python: str,
            *, startsecs: int = START_SECS, startretries: int = 3) -> str:
     """supervisord.conf for `nodes`: a managed etcd's members first, then the mediators, then the
@@ -120,29 +151,11 @@ def render(cluster_name: str, nodes: Sequence[Node], paths: RunPaths, cwd: Path,
     ]
     streamers = [node.name for node in nodes if node.role == "streamer"]
     for node in nodes:
-        priority = PRIORITY[node.role]
-        lines += [
-            "",
-            f"[program:{node.name}]",
-            f"command={escape(shlex.join(node.argv(python)))}",
-            f"directory={escape(str(cwd))}",
-            f"priority={priority}",
-            "autostart=true",
-            "autorestart=true",
-            f"startsecs={startsecs}",
-            f"startretries={startretries}",
-            "exitcodes=0",
-            "stopsignal=TERM",
-            f"stopwaitsecs={stop_wait_s(node)}",
-            "stopasgroup=true",
-            "killasgroup=true",
-            "redirect_stderr=true",
-            f"stdout_logfile={escape(str(paths.node_log(node.name)), expansions=2)}",
-            "stdout_logfile_maxbytes=50MB",
-            "stdout_logfile_backups=2",
-            # supervisord killed outright must not leave its nodes behind (node/parent.py)
-            f"environment={_environment({'PYTHONUNBUFFERED': '1', PARENT_DEATH_ENV: 'TERM'})}",
-        ]
+        lines += ["", f"[program:{node.name}]"]
+        # supervisord killed outright must not leave its nodes behind (node/parent.py)
+        lines += program_settings(node, cwd, python, PRIORITY[node.role], paths.node_log(node.name),
+                                  {"PYTHONUNBUFFERED": "1", PARENT_DEATH_ENV: "TERM"},
+                                  startsecs=startsecs, startretries=startretries)
     if streamers:
         lines += ["", f"[group:{STREAMERS_GROUP}]", f"programs={','.join(streamers)}",
                   f"priority={PRIORITY['streamer']}"]

@@ -24,7 +24,7 @@ from logstream.cluster import load_cluster, plan_nodes
 from logstream.commands import export
 from logstream.commands.main import main as logstream_main
 from logstream.export import k8s, systemd, yaml
-from logstream.supervisor.render import STOP_MARGIN_S
+from logstream.supervisor.render import STOP_MARGIN_S, render, run_paths
 
 K8S_VERSION = "1.37"
 
@@ -168,6 +168,25 @@ def test_supervisord_group_parses_as_an_include(tmp_path: Path, monkeypatch: pyt
         assert process.stdout_logfile == str(tmp_path / "run" / "logs" / f"{node.name}.log")
         assert process.stopwaitsecs == int(node.grace_s) + STOP_MARGIN_S
     assert (tmp_path / "run" / "logs").is_dir()
+
+
+def test_supervisord_group_has_the_program_settings_of_run_s_conf(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # One program block (supervisor/render.program_settings) for both: only the group's own keys
+    # (process_name), the priority and the environment (run adds the parent-death signal) differ.
+    file = cluster_file(tmp_path)
+    assert run_export(tmp_path, [str(file), "--format", "supervisord", "--out", "conf.d"], monkeypatch) == 0
+    exported = configparser.ConfigParser(interpolation=None, strict=True)
+    exported.read_string((tmp_path / "conf.d" / "logstream-prod.conf").read_text())
+    nodes = plan_nodes(load_cluster(file, environ={}), tmp_path)
+    ran = configparser.ConfigParser(interpolation=None, strict=True)
+    ran.read_string(render("prod", nodes, run_paths(tmp_path / "run"), tmp_path, sys.executable))
+    for node in nodes:
+        mine, theirs = dict(exported[f"program:logstream-prod-{node.name}"]), dict(ran[f"program:{node.name}"])
+        assert mine.pop("process_name") == node.name
+        for key in ("priority", "environment"):
+            mine.pop(key), theirs.pop(key)
+        assert mine == theirs
 
 
 # ---- Kubernetes -------------------------------------------------------------------------------
