@@ -87,7 +87,7 @@ def test_run_an_etcd_cluster_with_two_mediators_and_show_its_ownership_table(
     capsys.readouterr()
     assert status.cluster_main(str(file), []) == 0
     table = capsys.readouterr().out
-    assert "owned keys: 1" in table and f"mediator 127.0.0.1:{m2}" in table
+    assert "owned keys: 1" in table and f"mediator m2 127.0.0.1:{m2} (id " in table
 
     run.proc.send_signal(signal.SIGTERM)
     assert run.wait() == 143
