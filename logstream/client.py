@@ -132,6 +132,35 @@ class Rotation:
             self.current = (index + 1) % self.count
 
 
+class Tries:
+    """One call's tries over the targets: which target each goes to, and after a retryable failure
+    the wait before the next try: 0 for a target not yet tried in this call, else the policy's
+    backoff (bounded by its count of rounds and its total time); None to give up."""
+
+    def __init__(self, retry: RetryPolicy, rotation: Rotation) -> None:
+        self.retry, self.rotation = retry, rotation
+        self.started = time.monotonic()
+        self.untried = rotation.start()
+        self.attempt = 0  # tries so far
+        self.rounds = 0  # rounds of tries (one per target): what the policy counts
+
+    def next(self) -> int:
+        """The target (its index) of the next try."""
+        self.attempt += 1
+        return self.rotation.current
+
+    def failed(self, index: int) -> float | None:
+        self.rotation.fail(index)
+        if self.untried > 0:
+            self.untried -= 1
+            return 0.0
+        self.rounds += 1
+        wait = self.retry.next_delay(self.rounds, time.monotonic() - self.started)
+        if wait is not None:
+            self.untried = self.rotation.start()
+        return wait
+
+
 def encode_line(line: Line) -> bytes:
     """One line as bytes ending in exactly one "\\n" (a trailing "\\n" given is kept, not doubled)."""
     data = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else bytes(line)
@@ -220,31 +249,21 @@ class LogClient:
         return self._stubs[self._rotation.current]
 
     async def _call(self, make_call: Callable[[], Awaitable[T]], sent_lines: int = 0) -> T:
-        started = time.monotonic()
-        untried = self._rotation.start()
-        attempt = rounds = 0  # tries, and rounds of tries (one per mediator): the policy counts rounds
+        tries = Tries(self.retry, self._rotation)
         while True:
-            attempt += 1
-            index = self._rotation.current
-            target = self.targets[index]
+            index = tries.next()
             try:
                 return await make_call()
             except grpc.aio.AioRpcError as exc:
                 code, details = _status(exc)
-                if not is_retryable(code):
-                    raise SendError(target, code, details, attempt, sent_lines) from None
-                self._rotation.fail(index)
-                if untried > 0:  # another mediator, not tried yet in this call: at once
-                    untried -= 1
-                    logger.debug("%s: %s (%s); trying %s", target, code.name, details, self.targets[self._rotation.current])
-                    continue
-                rounds += 1
-                wait = self.retry.next_delay(rounds, time.monotonic() - started)  # retries bounded by time
+                target = self.targets[index]
+                wait = tries.failed(index) if is_retryable(code) else None
                 if wait is None:
-                    raise SendError(target, code, details, attempt, sent_lines) from None
-                untried = self._rotation.start()
-                logger.debug("%s: %s (%s); retrying in %.2fs", target, code.name, details, wait)
-                await self._sleep(wait)
+                    raise SendError(target, code, details, tries.attempt, sent_lines) from None
+                logger.debug("%s: %s (%s); next try in %.2fs at %s", target, code.name, details, wait,
+                             self.targets[self._rotation.current])
+                if wait:
+                    await self._sleep(wait)
 
     async def log(self, path: str, filename: str, line: str) -> None:
         """Write one line with the unary Log RPC (the Go original's call)."""
@@ -311,31 +330,21 @@ class SyncLogClient:
         return self._stubs[self._rotation.current]
 
     def _call(self, make_call: Callable[[], T], sent_lines: int = 0) -> T:
-        started = time.monotonic()
-        untried = self._rotation.start()
-        attempt = rounds = 0  # tries, and rounds of tries (one per mediator): the policy counts rounds
+        tries = Tries(self.retry, self._rotation)
         while True:
-            attempt += 1
-            index = self._rotation.current
-            target = self.targets[index]
+            index = tries.next()
             try:
                 return make_call()
             except grpc.RpcError as exc:
                 code, details = _status(exc)
-                if not is_retryable(code):
-                    raise SendError(target, code, details, attempt, sent_lines) from None
-                self._rotation.fail(index)
-                if untried > 0:  # another mediator, not tried yet in this call: at once
-                    untried -= 1
-                    logger.debug("%s: %s (%s); trying %s", target, code.name, details, self.targets[self._rotation.current])
-                    continue
-                rounds += 1
-                wait = self.retry.next_delay(rounds, time.monotonic() - started)  # retries bounded by time
+                target = self.targets[index]
+                wait = tries.failed(index) if is_retryable(code) else None
                 if wait is None:
-                    raise SendError(target, code, details, attempt, sent_lines) from None
-                untried = self._rotation.start()
-                logger.debug("%s: %s (%s); retrying in %.2fs", target, code.name, details, wait)
-                self._sleep(wait)
+                    raise SendError(target, code, details, tries.attempt, sent_lines) from None
+                logger.debug("%s: %s (%s); next try in %.2fs at %s", target, code.name, details, wait,
+                             self.targets[self._rotation.current])
+                if wait:
+                    self._sleep(wait)
 
     def log(self, path: str, filename: str, line: str) -> None:
         request = pb.LogRequest(path=path, filename=filename, line=line)
