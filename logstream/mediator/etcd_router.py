@@ -25,7 +25,7 @@ from logstream.keys.chunks import Chunk
 from logstream.keys.paths import FileKey
 from logstream.mediator.config import RouterConfig
 from logstream.mediator.counters import Counters
-from logstream.mediator.link import StreamerLink
+from logstream.mediator.link import StreamerLink, close_links
 from logstream.mediator.membership import Holder
 from logstream.mediator.outcome import Kind, Outcome
 from logstream.mediator.router import DEADLINE_MARGIN_S, RouteError
@@ -230,11 +230,7 @@ class EtcdRouter:
     async def close(self) -> None:
         """Close every link (queued lines fail: the callers get UNAVAILABLE and retry elsewhere)."""
         self.closing = True
-        links = list(self.links.values())
-        self.links.clear()
-        for link in links:
-            link.closed = True
-        await asyncio.gather(*(link.close() for link in links))
+        await close_links(self.links)
         if self._closing_links:
             await asyncio.wait(list(self._closing_links))
         self._failures.flush()

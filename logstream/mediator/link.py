@@ -76,6 +76,15 @@ class _Item:
         self.nbytes = sum(len(chunk[1]) for chunk in chunks)
 
 
+async def close_links(links: dict[Holder, StreamerLink]) -> None:
+    """Close every link of `links` and forget them (their queued lines fail: callers get an outcome)."""
+    closing = list(links.values())
+    links.clear()
+    for link in closing:
+        link.closed = True
+    await asyncio.gather(*(link.close() for link in closing))
+
+
 class StreamerLink:
     """The channel to one streamer, its queue of pending lines and the task that forwards them.
 

@@ -22,7 +22,7 @@ from logstream.mediator import handoff
 from logstream.mediator.config import RouterConfig
 from logstream.mediator.counters import Counters
 from logstream.mediator.ledger import LeaseLedger
-from logstream.mediator.link import StreamerLink
+from logstream.mediator.link import StreamerLink, close_links
 from logstream.mediator.membership import Holder
 from logstream.keys.chunks import Chunk
 from logstream.keys.paths import BadTarget, FileKey, validate_target
@@ -433,11 +433,7 @@ class Router:
     async def close(self) -> None:
         """Close every link (queued lines fail over), then end every task this router started."""
         self.closing = True
-        links = list(self.links.values())
-        self.links.clear()
-        for link in links:
-            link.closed = True
-        await asyncio.gather(*(link.close() for link in links))
+        await close_links(self.links)
         if self._link_closes:  # links closed earlier: let them finish closing their channels
             await asyncio.wait(list(self._link_closes))
         while self._started:
