@@ -16,6 +16,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
+from typing import Any
+
 import grpc
 
 from logstream._proto import logstream_pb2 as pb
@@ -76,7 +78,7 @@ class _Item:
         self.nbytes = sum(len(chunk[1]) for chunk in chunks)
 
 
-async def close_links(links: dict[Holder, StreamerLink]) -> None:
+async def close_links(links: dict[Any, StreamerLink]) -> None:
     """Close every link of `links` and forget them (their queued lines fail: callers get an outcome)."""
     closing = list(links.values())
     links.clear()
