@@ -62,11 +62,10 @@ def plan_scenarios(mediators: list[int], workers: list[int], etcd: bool, embedde
                              + ("" if etcd else " (give --etcd to measure M=1 in etcd mode)"))
         scenarios.append(scenario)
 
-    if embedded or 0 in mediators:
+    if embedded:
         add(Scenario(1, False))
-    for count in mediators:
-        if count:
-            add(Scenario(count, True) if etcd else Scenario(1, False))
+    for count in sorted(mediators, key=lambda m: m > 0):  # the embedded one (0) first
+        add(Scenario(count, True) if etcd and count else Scenario(1, False))
     for count in workers:
         add(Scenario(count, True, one_port=True))
     return scenarios
