@@ -14,7 +14,7 @@ from typing import Any
 from logstream.commands.bench_client import Plan, Result, run_mode
 from logstream.commands.bench_etcd import LocalEtcd
 from logstream.commands.bench_move import MoveFigures, move_keys
-from logstream.commands.bench_nodes import NodeProc, wait_cluster
+from logstream.commands.bench_nodes import NodeProc, cpu_seconds, wait_cluster
 from logstream.config.flags import UsageError
 
 ETCD_CLUSTER = "bench"
@@ -91,6 +91,8 @@ class Setup:
 @dataclass
 class Outcome:
     results: list[tuple[Scenario, list[Result]]] = field(default_factory=list)
+    # per scenario and mode: CPU cores the mediators and the streamers used while it ran (CPU s / s)
+    cpu: list[list[tuple[float, float]]] = field(default_factory=list)
     move: MoveFigures | None = None
     exit_codes: list[int] = field(default_factory=list)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -147,12 +149,18 @@ def run_comparison(setup: Setup, scenarios: list[Scenario], workdir: Path) -> Ou
                     target = _start_etcd_mediators(setup, scenario, shared, token_file, mediators)
                 else:
                     target = _start_embedded(setup, workdir, token_file, mediators, streamers)
-                results = []
+                results, cpu = [], []
+                tier = shared.streamers if scenario.etcd else streamers
                 for mode in setup.modes:
                     if setup.show_progress:
                         print(f"  {scenario.name}: {mode}", file=sys.stderr)
-                    results.append(run_mode(setup.plan_for(target, mode), setup.clients, setup.show_progress))
+                    before = [_cpu(mediators), _cpu(tier)]
+                    result = run_mode(setup.plan_for(target, mode), setup.clients, setup.show_progress)
+                    results.append(result)
+                    # the nodes idle while the clients start, so the seconds measured are the ones that count
+                    cpu.append((_per_s(_cpu(mediators) - before[0], result), _per_s(_cpu(tier) - before[1], result)))
                 outcome.results.append((scenario, results))
+                outcome.cpu.append(cpu)
             finally:
                 outcome.exit_codes += [node.stop() for node in [*reversed(streamers), *mediators]]
         if setup.move_keys and shared.etcd is not None:
@@ -162,6 +170,14 @@ def run_comparison(setup: Setup, scenarios: list[Scenario], workdir: Path) -> Ou
         outcome.exit_codes += shared.stop()
         outcome.load_after = os.getloadavg()
     return outcome
+
+
+def _cpu(nodes: list[NodeProc]) -> float:
+    return sum(cpu_seconds(node.proc.pid) for node in nodes)
+
+
+def _per_s(cpu_s: float, result: Result) -> float:
+    return round(cpu_s / result.seconds, 2) if result.seconds else 0.0
 
 
 def _start_embedded(setup: Setup, workdir: Path, token_file: Path, mediators: list[NodeProc],
@@ -205,8 +221,10 @@ def _start_etcd_mediators(setup: Setup, scenario: Scenario, shared: _EtcdCluster
 
 def report_of(outcome: Outcome, direct: Result | None) -> dict[str, Any]:
     scenarios = [{"name": scenario.name, "mediators": scenario.mediators, "etcd": scenario.etcd,
-                  "one_port": scenario.one_port, "results": [r.summary() for r in results]}
-                 for scenario, results in outcome.results]
+                  "one_port": scenario.one_port,
+                  "results": [{**r.summary(), "mediators_cpu": med, "streamers_cpu": streamers}
+                              for r, (med, streamers) in zip(results, cpu)]}
+                 for (scenario, results), cpu in zip(outcome.results, outcome.cpu)]
     report: dict[str, Any] = {"scenarios": scenarios,
                               "load_average": {"before": [round(x, 2) for x in outcome.load_before],
                                                "after": [round(x, 2) for x in outcome.load_after]}}
@@ -223,13 +241,16 @@ def print_comparison(report: dict[str, Any]) -> None:
           f"lines, {head['batch_lines']} lines per batch, {head['keys']:,} keys, {head['cpus']} CPUs; load average "
           f"{' '.join(map(str, report['load_average']['before']))} before, "
           f"{' '.join(map(str, report['load_average']['after']))} after")
-    print(f"{'scenario':<32}{'mode':<8}{'lines/s':>13}{'MB/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'calls':>10}{'errors':>8}")
+    print(f"{'scenario':<32}{'mode':<8}{'lines/s':>13}{'MB/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'calls':>10}{'errors':>8}"
+          f"{'mediator CPU':>14}{'streamer CPU':>14}")
     for scenario in report["scenarios"]:
         for row in scenario["results"]:
             print(f"{scenario['name']:<32}{row['mode']:<8}{row['lines_per_s']:>13,}{row['mb_per_s']:>8}"
-                  f"{row['p50_ms']:>9}{row['p99_ms']:>9}{row['calls']:>10,}{row['errors']:>8}")
+                  f"{row['p50_ms']:>9}{row['p99_ms']:>9}{row['calls']:>10,}{row['errors']:>8}"
+                  f"{row['mediators_cpu']:>14}{row['streamers_cpu']:>14}")
             if row.get("first_error"):
                 print(f"{'':<32}first error: {row['first_error']}")
+    print("(CPU: cores used by all the mediator, and all the streamer, processes while the mode ran: CPU s / s)")
     if "direct" in report:
         print(f"{'direct append (no node)':<40}{report['direct']['lines_per_s']:>13,}{report['direct']['mb_per_s']:>8}")
     if "move" in report:

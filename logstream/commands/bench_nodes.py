@@ -85,3 +85,16 @@ def wait_cluster(mediator: str, count: int, timeout_s: float = 30.0) -> None:
                 pass
             time.sleep(0.2)
     raise UsageError(f"the mediator at {mediator} did not report {count} live streamers within {timeout_s}s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (/proc/<pid>/stat); 0.0 once it is gone."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # after the command's closing parenthesis: state is field 3, utime 14 and stime 15 (man 5 proc)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

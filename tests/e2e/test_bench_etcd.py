@@ -28,6 +28,7 @@ def test_bench_with_two_etcd_mode_mediators_puts_every_acknowledged_line_on_disk
         assert set(rows) == {"unary", "batch"}
         for row in rows.values():
             assert row["lines"] > 0 and row["errors"] == 0, row
+            assert row["mediators_cpu"] > 0 and row["streamers_cpu"] > 0, row  # both tiers worked
         move = report["move"]
         assert move["keys"] == 40 and move["rounds"] == 2 and move["keys_per_s"] > 0 and move["ms_per_key"] > 0
         # the load's lines, the moves' lines (40 a write: one first claim, then per round a held write and a claim)

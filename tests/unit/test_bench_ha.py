@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from logstream.commands.bench_client import client_targets
 from logstream.commands.bench_ha import Scenario, parse_counts, plan_scenarios
+from logstream.commands.bench_nodes import cpu_seconds
 from logstream.config.flags import UsageError
 
 EMBEDDED = Scenario(1, False)
@@ -59,3 +60,13 @@ def test_each_client_tries_every_target_starting_with_its_own(targets: list[str]
     assert order[0] == targets[client % len(targets)]
     # consecutive clients start on consecutive targets: n clients cover n mediators
     assert {client_targets(",".join(targets), c)[0] for c in range(len(targets))} == set(targets)
+
+
+def test_cpu_seconds_counts_this_process_as_os_times_does() -> None:
+    import os
+
+    sum(i * i for i in range(2_000_000))  # some CPU time
+    mine = cpu_seconds(os.getpid())
+    times = os.times()
+    assert mine > 0 and abs(mine - (times.user + times.system)) < 0.1
+    assert cpu_seconds(2**22 + 12345) == 0.0  # beyond pid_max's default: no such process
