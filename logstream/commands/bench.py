@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from logstream.commands.bench_client import MODES, Plan, Result, make_lines, run_mode
+from logstream.commands.bench_client import MODES, Plan, Result, client_targets, make_lines, run_mode
 from logstream.commands.bench_ha import Scenario, Setup, parse_counts, plan_scenarios, print_comparison, report_of, \
     run_comparison
 from logstream.commands.bench_keys import key_load, total_keys
@@ -242,7 +242,7 @@ def _refuse_ping_at_a_mediator(args: argparse.Namespace) -> None:
     from logstream.node.channel import sync_channel
 
     creds = tls.channel_credentials(*(Path(p) if p else None for p in (args.ca, args.crt, args.pk)))
-    with sync_channel(args.target, creds) as channel:
+    with sync_channel(client_targets(args.target, 0)[0], creds) as channel:  # the first of a comma list
         try:
             pb_grpc.PingerStub(channel).Ping(pb.PingRequest(a=3, b=4), timeout=5)  # type: ignore[no-untyped-call]
         except grpc.RpcError as exc:
