@@ -255,9 +255,12 @@ def print_comparison(report: dict[str, Any]) -> None:
         print(f"{'direct append (no node)':<40}{report['direct']['lines_per_s']:>13,}{report['direct']['mb_per_s']:>8}")
     if "move" in report:
         move = report["move"]
-        print(f"moving {move['keys']:,} keys between two etcd-mode streamers (median of {move['rounds']} moves): "
+        print(f"moving {move['keys']:,} keys between two etcd-mode streamers (median of {move['rounds']} move{'s' if move['rounds'] != 1 else ''}): "
               f"Release {move['release_ms']:,} ms + the next owner's first write (claims) {move['claim_write_ms']:,} ms"
               f" = {move['move_ms']:,} ms: {move['keys_per_s']:,} keys/s, {move['ms_per_key']} ms a key; writing "
               f"them where they are held: {move['held_write_ms']:,} ms ({move['extra_ms_per_key']} ms a key more to move)")
     print(f"lines acknowledged: {report['lines_acked']:,}; lines on disk: {report['lines_on_disk']:,}; "
           f"node exit codes: {report['node_exit_codes']}")
+    if "kept_files" in report:
+        print(f"files kept in {report['kept_files']} (embedded/ and etcd/ hold the streamers' roots, as the "
+              "scenarios ran)")
