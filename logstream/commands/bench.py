@@ -5,6 +5,11 @@ Without --target it starts its own streamer (or with --cluster N a mediator and 
 temporary folder, runs each mode for --seconds with --clients client processes, and in the same run
 appends the same lines to a file straight from Python (open once, write each line, close): the
 baseline the streamer's rate is compared with.
+
+With --cluster N and --mediators LIST (or --etcd, --workers, --embedded) it compares routing tiers in
+one run: the embedded single mediator, and etcd mode (a local etcd it starts, N etcd-mode streamers,
+M stateless mediators with the clients spread over them, or W mediator processes on one port), each in
+turn under the same load; then it times moving keys between two etcd-mode streamers.
 """
 
 from __future__ import annotations
@@ -12,24 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from logstream.commands.bench_client import MODES, Plan, Result, make_lines, run_mode
+from logstream.commands.bench_client import MODES, Plan, Result, client_targets, make_lines, run_mode
+from logstream.commands.bench_ha import Scenario, Setup, parse_counts, plan_scenarios, print_comparison, report_of, \
+    run_comparison
 from logstream.commands.bench_keys import key_load, total_keys
+from logstream.commands.bench_nodes import NodeProc, count_lines, wait_cluster
 from logstream.config.flags import GoFlagParser, UsageError
 from logstream.node.procstat import ProcFigures, Sampler
-
-_LISTENING = re.compile(r"(?<!debug server )listening on (\S+):(\d+)")
 
 
 # -- the direct-append baseline ---------------------------------------------------------------------
@@ -53,78 +55,6 @@ def direct_append(folder: Path, seconds: float, line_bytes: int, batch_lines: in
     return Result("direct", 1, lines=written, bytes=written * line_bytes, calls=1, seconds=elapsed)
 
 
-# -- nodes the bench starts itself ------------------------------------------------------------------
-
-
-class _Proc:
-    def __init__(self, args: list[str], name: str) -> None:
-        self.name = name
-        self.proc = subprocess.Popen([sys.executable, "-m", "logstream", *args], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self.port = 0
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            line = raw.decode(errors="replace").rstrip()
-            self.lines.append(line)
-            match = _LISTENING.search(line)
-            if match and not self.port:
-                self.port = int(match.group(2))
-                self._ready.set()
-        self._ready.set()
-
-    def wait_listening(self, timeout_s: float = 30.0) -> int:
-        self._ready.wait(timeout_s)
-        if not self.port:
-            self.stop()
-            raise UsageError(f"{self.name} did not start: " + " | ".join(self.lines[-5:]))
-        return self.port
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
-def _count_lines(folder: Path) -> int:
-    total = 0
-    for path in folder.rglob("*.log"):
-        with open(path, "rb") as file:
-            while block := file.read(1 << 22):
-                total += block.count(b"\n")
-    return total
-
-
-def _wait_cluster(mediator: str, count: int, timeout_s: float = 30.0) -> None:
-    """Until the mediator reports `count` live streamers."""
-    import grpc
-
-    from logstream._proto import logstream_pb2 as pb
-    from logstream._proto import logstream_pb2_grpc as pb_grpc
-    from logstream.node.channel import sync_channel
-
-    deadline = time.monotonic() + timeout_s
-    with sync_channel(mediator) as channel:
-        stub = pb_grpc.ClusterStatusStub(channel)  # type: ignore[no-untyped-call]
-        while time.monotonic() < deadline:
-            try:
-                status = stub.Status(pb.StatusRequest(), timeout=2)
-                if sum(1 for s in status.streamers if s.alive) >= count:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise UsageError(f"the mediator at {mediator} did not report {count} live streamers within {timeout_s}s")
-
-
 # -- command line -------------------------------------------------------------------------------------
 
 KEYS_HELP = (
@@ -145,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cluster", type=int, default=0, metavar="N",
                         help="start a mediator and N streamers and send to the mediator")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each mode (default 5)")
-    parser.add_argument("--clients", type=int, default=2, help="client processes (default 2)")
+    parser.add_argument("--clients", type=int, default=None,
+                        help="client processes (default 2, or the most mediators of a --mediators/--workers setup)")
     parser.add_argument("--line-bytes", type=int, default=100, help="bytes per line, newline included (default 100)")
     parser.add_argument("--batch-lines", type=int, default=10_000, help="lines per batch message (default 10000)")
     parser.add_argument("--in-flight", type=int, default=0,
@@ -173,6 +104,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--streamer-flag", action="append", metavar="FLAG",
                         help="a flag for every streamer the bench starts, repeatable, as --mediator-flag: "
                              "--streamer-flag=-max-open-files=256")
+    parser.add_argument("--mediators", metavar="LIST",
+                        help="with --cluster N: compare routing tiers, a comma list of mediator counts measured in "
+                             "turn: 0 is the embedded single mediator (no etcd); M >= 1 is M etcd-mode mediators "
+                             "on their own ports, the clients spread over them (comma targets), when etcd mode is "
+                             "asked for (--etcd, any M > 1, or --workers), else M = 1 is the embedded mediator. "
+                             "E.g. --mediators 0,1,2. etcd mode starts a local etcd (the `etcd` program)")
+    parser.add_argument("--workers", metavar="LIST",
+                        help="with --cluster N: also measure W >= 2 etcd-mode mediator processes sharing one port "
+                             "(-reuse-port, as [mediator] workers = W), a comma list")
+    parser.add_argument("--etcd", action="store_true", help="--mediators M >= 1 run in etcd mode (implied by M > 1)")
+    parser.add_argument("--embedded", action="store_true",
+                        help="also measure the embedded single mediator (as 0 in --mediators)")
+    parser.add_argument("--move-keys", type=int, default=None, metavar="K",
+                        help="after the etcd-mode scenarios, time moving K keys from one etcd-mode streamer to "
+                             "another and back (Release, then the next owner's first write, which claims them); "
+                             "keys/s and ms per key (default 1000 with an etcd scenario and 2 streamers or more; "
+                             "0 skips)")
+    parser.add_argument("--move-rounds", type=int, default=None, metavar="R",
+                        help="moves of the K keys, the median reported (default 4)")
     parser.add_argument("--ca", help="CA certificate to verify --target with (TLS)")
     parser.add_argument("--crt", help="client certificate (mutual TLS)")
     parser.add_argument("--pk", help="client private key (mutual TLS)")
@@ -215,7 +165,7 @@ def _check(args: argparse.Namespace) -> None:
     if "ping" in modes and args.cluster:
         raise UsageError("--mode ping measures a streamer's Ping, which a mediator does not serve: "
                          "drop ping, or bench one streamer (no --cluster)")
-    if args.line_bytes < 2 or args.clients < 1 or args.batch_lines < 1 or args.seconds <= 0:
+    if args.line_bytes < 2 or (args.clients is not None and args.clients < 1) or args.batch_lines < 1 or args.seconds <= 0:
         raise UsageError("--line-bytes >= 2, --clients >= 1, --batch-lines >= 1 and --seconds > 0 are required")
     if args.keys < 0 or args.keys_per_call < 0 or args.keys_per_folder < 1 or args.files < 0:
         raise UsageError("--keys >= 0, --keys-per-call >= 0, --keys-per-folder >= 1 and --files >= 0 are required")
@@ -227,6 +177,17 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--mediator-flag and --streamer-flag apply to nodes the bench starts, not to --target")
     if args.mediator_flag and not args.cluster:
         raise UsageError("--mediator-flag needs --cluster (without it the bench starts no mediator)")
+    scenarios = _scenarios(args)
+    if (args.move_keys is not None and args.move_keys < 0) or (args.move_rounds is not None and args.move_rounds < 1):
+        raise UsageError("--move-keys K needs K >= 0 and --move-rounds R needs R >= 1")
+    if (args.move_keys or args.move_rounds is not None) and not any(s.etcd for s in scenarios):
+        raise UsageError("--move-keys/--move-rounds time moves between etcd-mode streamers: give --cluster N "
+                         "with --mediators M (and --etcd, or M > 1)")
+    if args.move_keys and args.cluster < 2:
+        raise UsageError("--move-keys moves keys from one streamer to another: --cluster 2 or more")
+    if scenarios and args.clients is not None and args.clients < max(s.mediators for s in scenarios):
+        raise UsageError(f"--clients {args.clients} is fewer than the {max(s.mediators for s in scenarios)} "
+                         "mediators of a setup: some would get no client")
     try:  # shlex refuses an unclosed quote
         for values in (args.mediator_flag, args.streamer_flag):
             _node_flags(values)
@@ -234,25 +195,39 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--mediator-flag/--streamer-flag: {exc}") from None
 
 
-def _start_nodes(args: argparse.Namespace, workdir: Path, nodes: list[_Proc]) -> str:
+def _scenarios(args: argparse.Namespace) -> list[Scenario]:
+    """The routing tiers to compare (none: the single-target bench); UsageError for a bad combination."""
+    if args.mediators is None and args.workers is None and not args.etcd and not args.embedded:
+        return []
+    if not args.cluster:
+        raise UsageError("--mediators, --workers, --etcd and --embedded compare clusters: give --cluster N "
+                         "(the streamers), and no --target")
+    mediators = parse_counts(args.mediators, "--mediators", 0) if args.mediators is not None else []
+    workers = parse_counts(args.workers, "--workers", 2) if args.workers is not None else []
+    if not mediators and not workers:
+        mediators = [1]
+    return plan_scenarios(mediators, workers, args.etcd, args.embedded)
+
+
+def _start_nodes(args: argparse.Namespace, workdir: Path, nodes: list[NodeProc]) -> str:
     """Start the bench's own streamer, or mediator and streamers, appending each to `nodes`; the target."""
     streamer_flags = _node_flags(args.streamer_flag)
     if not args.cluster:
-        node = _Proc(["streamer", "-port", "0", "-host", "127.0.0.1", "-path", str(workdir / "logs"),
+        node = NodeProc(["streamer", "-port", "0", "-host", "127.0.0.1", "-path", str(workdir / "logs"),
                       "-size", args.size, *streamer_flags], "streamer")
         nodes.append(node)
         return f"127.0.0.1:{node.wait_listening()}"
-    mediator = _Proc(["mediator", "-port", "0", "-host", "127.0.0.1", "-health-interval", "1s",
+    mediator = NodeProc(["mediator", "-port", "0", "-host", "127.0.0.1", "-health-interval", "1s",
                       *_node_flags(args.mediator_flag)], "mediator")
     nodes.append(mediator)
     target = f"127.0.0.1:{mediator.wait_listening()}"
     for index in range(args.cluster):
-        nodes.append(_Proc(["streamer", "-port", "0", "-host", "127.0.0.1", "-mediator", target,
+        nodes.append(NodeProc(["streamer", "-port", "0", "-host", "127.0.0.1", "-mediator", target,
                             "-path", str(workdir / f"s{index}"), "-size", args.size, *streamer_flags],
                            f"streamer {index}"))
     for node in nodes[1:]:
         node.wait_listening()
-    _wait_cluster(target, args.cluster)
+    wait_cluster(target, args.cluster)
     return target
 
 
@@ -267,7 +242,7 @@ def _refuse_ping_at_a_mediator(args: argparse.Namespace) -> None:
     from logstream.node.channel import sync_channel
 
     creds = tls.channel_credentials(*(Path(p) if p else None for p in (args.ca, args.crt, args.pk)))
-    with sync_channel(args.target, creds) as channel:
+    with sync_channel(client_targets(args.target, 0)[0], creds) as channel:  # the first of a comma list
         try:
             pb_grpc.PingerStub(channel).Ping(pb.PingRequest(a=3, b=4), timeout=5)  # type: ignore[no-untyped-call]
         except grpc.RpcError as exc:
@@ -284,10 +259,15 @@ def main(argv: list[str]) -> int:
         _refuse_ping_at_a_mediator(args)
     show_progress = sys.stderr.isatty() and not args.json
     files = args.files or (8 if args.cluster else 1)
+    scenarios = _scenarios(args)
+    if args.clients is None:
+        args.clients = max([2, *(s.mediators for s in scenarios)])
+    if scenarios:
+        return _compare(args, scenarios, modes, files, show_progress)
     first_load = key_load(0, args.clients, args.keys, files, args.keys_per_call, args.keys_per_folder,
                           args.batch_lines)
     workdir = Path(tempfile.mkdtemp(prefix="logstream-bench-"))
-    nodes: list[_Proc] = []
+    nodes: list[NodeProc] = []
     sampler: Sampler | None = None
     figures: list[ProcFigures] = []
     verified: int | None = None
@@ -312,7 +292,7 @@ def main(argv: list[str]) -> int:
             figures = sampler.stop()  # the last sample, while the nodes still run
         codes = [node.stop() for node in reversed(nodes)]
         if nodes:
-            verified = _count_lines(workdir)
+            verified = count_lines(workdir)
         if not args.keep_files:
             shutil.rmtree(workdir, ignore_errors=True)
     rate = direct.lines_per_s if direct else 0.0
@@ -390,3 +370,50 @@ def _print_table(report: dict[str, Any]) -> None:
 
 def _or_na(value: object) -> str:
     return "n/a" if value is None else str(value)
+
+
+def _compare(args: argparse.Namespace, scenarios: list[Scenario], modes: list[str], files: int,
+             show_progress: bool) -> int:
+    """--mediators and friends: each routing tier in turn, one table; 1 when a line acknowledged is not on disk."""
+    from logstream.commands.bench_etcd import require_etcd
+
+    if any(s.etcd for s in scenarios):
+        require_etcd()  # one line and exit 2 before anything starts
+    if args.mode is None:
+        modes = ["unary", "batch"]
+
+    def plan_for(target: str, mode: str) -> Plan:
+        in_flight = args.in_flight or {"unary": 64, "batch": 2, "stream": 4, "open": 1}[mode]
+        return Plan(target, mode, args.seconds, args.line_bytes, args.batch_lines, in_flight, files,
+                    time.time() + 1.5, keys=args.keys, keys_per_call=args.keys_per_call,
+                    keys_per_folder=args.keys_per_folder, clients=args.clients, warmup=args.warmup, rate=args.rate)
+
+    move = args.move_keys if args.move_keys is not None else (1000 if args.cluster >= 2 else 0)
+    setup = Setup(args.cluster, args.clients, modes, plan_for, args.size, _node_flags(args.mediator_flag),
+                  _node_flags(args.streamer_flag), move, args.move_rounds or 4, show_progress)
+    workdir = Path(tempfile.mkdtemp(prefix="logstream-bench-"))
+    direct: Result | None = None
+    try:
+        outcome = run_comparison(setup, scenarios, workdir)
+        if not args.no_direct:
+            direct = direct_append(workdir, args.seconds, args.line_bytes, args.batch_lines)
+        on_disk = count_lines(workdir)
+    finally:
+        if not args.keep_files:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report = report_of(outcome, direct)
+    report["head"] = {"streamers": args.cluster, "clients": args.clients, "line_bytes": args.line_bytes,
+                      "batch_lines": args.batch_lines, "keys": total_keys(args.keys, args.clients, files),
+                      "cpus": os.cpu_count()}
+    report["lines_acked"], report["lines_on_disk"] = outcome.lines_acked(), on_disk
+    report["node_exit_codes"] = outcome.exit_codes
+    if args.keep_files:
+        report["kept_files"] = str(workdir)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_comparison(report)
+    if on_disk < report["lines_acked"]:
+        print(f"ERROR: {report['lines_acked']} lines acknowledged but {on_disk} on disk", file=sys.stderr)
+        return 1
+    return 0

@@ -93,6 +93,16 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+def client_targets(target: str, client: int) -> list[str]:
+    """The targets of a comma list in the order client `client` tries them: its own first (client i
+    starts on target i mod n), the others after it, so that clients spread over several mediators."""
+    from logstream.client import parse_targets
+
+    targets = parse_targets(target)
+    first = client % len(targets)
+    return targets[first:] + targets[:first]
+
+
 def make_lines(client: int, count: int, line_bytes: int) -> list[bytes]:
     """`count` distinct lines of exactly `line_bytes` bytes each, newline included."""
     lines = []
@@ -129,11 +139,13 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
     import grpc
 
     from logstream._proto import logstream_pb2 as pb
+    from logstream.client import RETRYABLE
     from logstream.node import tls
     from logstream.node.channel import aio_channel
 
     creds = tls.channel_credentials(*(Path(p) if p else None for p in (plan.ca, plan.crt, plan.pk)))
-    channel = aio_channel(plan.target, creds)
+    channels = [aio_channel(target, creds) for target in client_targets(plan.target, client)]
+    channel = channels[0]
     lines = make_lines(client, plan.batch_lines if plan.mode != "unary" else 1000, plan.line_bytes)
     load = key_load(client, plan.clients, plan.keys, plan.files, plan.keys_per_call, plan.keys_per_folder,
                     plan.batch_lines)
@@ -141,16 +153,16 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
     if plan.mode == "ping":
         requests = [pb.PingRequest(a=3, b=4).SerializeToString()]
         lines_per_call, bytes_per_call = 1, 0
-        call = channel.unary_unary("/api.Pinger/Ping", request_serializer=None,
-                                   response_deserializer=pb.PingResponse.FromString)
+        calls = [each.unary_unary("/api.Pinger/Ping", request_serializer=None,
+                                  response_deserializer=pb.PingResponse.FromString) for each in channels]
     elif plan.mode == "unary":
         # one line a call, the keys in turn
         requests = [pb.LogRequest(path=load.keys[i % len(load.keys)][0], filename=load.keys[i % len(load.keys)][1],
                                   line=lines[i % len(lines)][:-1].decode()).SerializeToString()
                     for i in range(max(len(lines), len(load.keys)))]
         lines_per_call, bytes_per_call = 1, plan.line_bytes
-        call = channel.unary_unary("/api.LogStreamer/Log", request_serializer=None,
-                                   response_deserializer=pb.LogResponse.FromString)
+        calls = [each.unary_unary("/api.LogStreamer/Log", request_serializer=None,
+                                  response_deserializer=pb.LogResponse.FromString) for each in channels]
     else:
         # one message per group of keys, each carrying all `batch_lines` lines spread over its keys;
         # the calls take the messages in turn
@@ -165,8 +177,9 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
                 start = end
             requests.append(pb.LogBatchRequest(chunks=chunks).SerializeToString())
         lines_per_call, bytes_per_call = len(lines), len(blob)
-        call = channel.unary_unary("/api.LogStreamer/LogBatch", request_serializer=None,
-                                   response_deserializer=pb.LogBatchResponse.FromString)
+        calls = [each.unary_unary("/api.LogStreamer/LogBatch", request_serializer=None,
+                                  response_deserializer=pb.LogBatchResponse.FromString) for each in channels]
+    call = calls[0]
     await channel.channel_ready()
 
     async def warm_up() -> None:
@@ -194,22 +207,28 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
         except threading.BrokenBarrierError:
             result.errors += 1
             result.first_error = f"the clients' warm-ups did not all end within {WARMUP_LIMIT_S:.0f}s"
-            await channel.close()
+            for each in channels:
+                await each.close()
             return result
     await asyncio.sleep(max(0.0, plan.start_at - time.time()))
     started = time.perf_counter()
     deadline = started + plan.seconds
     latencies = result.latencies_ms
 
+    current = [0]  # the target the unary calls go to; the next one after a retryable failure
+
     async def unary_worker(offset: int) -> None:
         index = offset
         while time.perf_counter() < deadline:
             sent = time.perf_counter()
+            used = current[0]
             try:
-                await call(requests[index % len(requests)])
+                await calls[used](requests[index % len(requests)])
             except grpc.aio.AioRpcError as exc:
                 result.errors += 1
                 result.first_error = result.first_error or f"{exc.code().name}: {exc.details()}"
+                if exc.code() in RETRYABLE and current[0] == used:  # once for the calls failing together
+                    current[0] = (used + 1) % len(calls)
                 await asyncio.sleep(0.01)
                 continue
             latencies.append((time.perf_counter() - sent) * 1000)
@@ -291,7 +310,8 @@ async def _client(plan: Plan, client: int, progress: Any) -> Result:
     result.bytes = result.calls * bytes_per_call
     if len(latencies) > 200_000:  # keep the result small to send back; a systematic sample
         result.latencies_ms = sorted(latencies)[:: len(latencies) // 100_000]
-    await channel.close()
+    for each in channels:
+        await each.close()
     return result
 
 

@@ -122,6 +122,14 @@ def check_one_writer_each(cluster: Cluster, acked: dict[str, list[str]]) -> None
         assert not missing, f"{len(missing)} acknowledged lines of {key} lost, e.g. {missing[:3]}"
 
 
+def tally(cluster: Cluster, load: Load) -> str:
+    """The figures README's table shows, printed once the test's checks passed (so nothing was lost)."""
+    acked = {line for lines in load.acked.values() for line in lines}
+    written = [line for files in cluster.lines().values() for lines in files.values() for line in lines]
+    return (f"{len(acked):,} lines acknowledged, 0 lost, {len(written) - len(set(written)):,} duplicated, "
+            f"{len(set(written) - acked):,} written but not acknowledged")
+
+
 async def test_two_mediators_route_every_key_to_its_one_owner(cluster: Cluster) -> None:
     m1, m2 = await start_two_by_two(cluster)
     acked: dict[str, list[str]] = {}
@@ -204,6 +212,7 @@ async def test_sigkill_of_one_mediator_under_load_loses_nothing_and_clients_move
     print(f"failover gap after SIGKILL of one of two mediators: {gap * 1000:.0f} ms")
     assert gap < 1.0, f"clients waited {gap:.2f}s for the other mediator"
     check_one_writer_each(cluster, load.acked)
+    print(f"mediator SIGKILL: {tally(cluster, load)}")
 
 
 async def test_without_etcd_writes_stop_with_unavailable_lose_nothing_and_resume(cluster: Cluster) -> None:
@@ -239,6 +248,7 @@ async def test_without_etcd_writes_stop_with_unavailable_lose_nothing_and_resume
     print(f"etcd killed: first UNAVAILABLE after {refused - killed:.2f}s, last ack {last_ack - killed:.2f}s after "
           f"the kill; writes resumed {resumed - back:.2f}s after etcd was back")
     check_one_writer_each(cluster, load.acked)
+    print(f"etcd killed: {tally(cluster, load)}")
 
 
 async def test_two_mediator_processes_share_one_port_with_reuse_port(cluster: Cluster) -> None:
@@ -296,6 +306,7 @@ async def test_a_streamer_stopped_past_its_lease_loses_its_keys_to_the_other_and
             # first (that batch may be in both: its answer from s1 was lost, at-least-once).
             assert max(first) < min(second) + 10, f"{key}: s1 wrote {max(first)} after s2 began at {min(second)}"
     assert moved, "no key of the stopped streamer moved"
+    print(f"streamer SIGSTOP: {tally(cluster, load)}")
 
 
 async def test_losing_the_etcd_member_every_node_talks_to_does_not_interrupt_writes(tmp_path: Path) -> None:
@@ -323,6 +334,7 @@ async def test_losing_the_etcd_member_every_node_talks_to_does_not_interrupt_wri
         print(f"etcd member killed: longest wait for an acknowledgement {gap * 1000:.0f} ms")
         assert gap < TTL_S, f"writes stalled {gap:.2f}s when an etcd member died"
         check_one_writer_each(cluster, load.acked)
+        print(f"etcd member killed: {tally(cluster, load)}")
     finally:
         cluster.stop()
         etcd.stop()

@@ -336,9 +336,10 @@ async def test_the_streamer_reaches_etcd_with_its_own_tls_settings(tmp_path: Pat
         node_creds = channel_credentials(tls_files.ca, tls_files.node_crt, tls_files.node_key)
         async with grpc.aio.secure_channel(node.address, node_creds) as channel:
             deadline = time.monotonic() + 10  # ready (api.LogStreamer): its etcd lease is proven
-            while (await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=WRITE_SERVICE), timeout=2)).status \
+            while (await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=WRITE_SERVICE), timeout=2)).status \
                     != health_pb2.HealthCheckResponse.SERVING:
-                assert time.monotonic() < deadline, node.stderr
+                assert time.monotonic() < deadline, node.stderr  # readiness: the etcd lease is held
                 await asyncio.sleep(0.05)
             # A node certificate is a node of the cluster (mutual TLS): its write is admitted.
             await pb_grpc.LogStreamerStub(channel).LogBatch(batch("k", "over TLS"), timeout=10)
