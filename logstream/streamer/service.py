@@ -450,16 +450,23 @@ class StreamerControlServicer(pb_grpc.StreamerControlServicer):
         core = self._core
         async with core.write_turn:  # not between two slices of a request
             released = core.writer.release(keys)
-            if core.etcd is not None:  # after the last write and the file's close: the guarded delete
-                for path, filename in keys:
-                    try:
-                        target = core.writer.target(path, filename)
-                    except BadRequest:
-                        continue
-                    await core.etcd.session.release(*target.key)
+            if core.etcd is not None:  # after the last write and the file's close: the guarded deletes
+                await core.etcd.release(_valid_keys(core.writer, keys))
         logger.info("released %d keys for mediator %s (%d files were open)",
                     len(keys), request.mediator_id or "?", released)
         return pb.ReleaseResponse(released=released)
 
     async def Stats(self, request: pb.StatsRequest, context: grpc.aio.ServicerContext) -> pb.StreamerStats:
         return self._core.stats()
+
+
+def _valid_keys(writer: Writer, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The normalised keys of `keys` that name a valid file (an invalid one was never held)."""
+    valid: list[tuple[str, str]] = []
+    for path, filename in keys:
+        try:
+            key = writer.target(path, filename).key
+        except BadRequest:
+            continue
+        valid.append((key.path, key.filename))
+    return valid

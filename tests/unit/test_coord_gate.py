@@ -75,6 +75,18 @@ class FakeSession:
         self.held.add((path, filename))
         return Owned(1)
 
+    async def release(self, path: str, filename: str) -> bool:
+        import asyncio
+
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(self.delay_s)
+        self.in_flight -= 1
+        if (path, filename) not in self.held:
+            return False
+        self.held.discard((path, filename))
+        return True
+
 
 @pytest.mark.asyncio
 async def test_admit_claims_new_keys_concurrently_and_the_first_refused_key_in_order_decides() -> None:
@@ -95,3 +107,16 @@ async def test_admit_claims_new_keys_concurrently_and_the_first_refused_key_in_o
     await gate.admit(keys)
     assert session.claims == 102 and len(session.held) == 100
     assert time.monotonic() - started < 10 * session.delay_s
+
+
+@pytest.mark.asyncio
+async def test_release_sends_the_guarded_deletes_together_and_counts_the_held_keys() -> None:
+    from logstream.coord.gate import CLAIMS_IN_FLIGHT, EtcdGate
+
+    session = FakeSession({})
+    gate = EtcdGate(session)  # type: ignore[arg-type]
+    keys = [("app", f"k{n}") for n in range(100)]
+    await gate.admit(keys)
+    session.most_in_flight = 0
+    assert await gate.release([*keys, ("app", "never-held"), keys[0]]) == 100  # a repeat counts once
+    assert session.held == set() and session.most_in_flight == CLAIMS_IN_FLIGHT
