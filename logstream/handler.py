@@ -54,7 +54,10 @@ _inherited: list[SyncLogClient] = []
 
 
 def _warn(message: str) -> None:
-    """One line on stderr, the `logging.Handler.handleError` convention for a handler's own trouble."""
+    """One line on stderr for a handler's own trouble, following `logging.Handler.handleError`'s
+    convention: silent when `logging.raiseExceptions` is false (as in production settings)."""
+    if not logging.raiseExceptions:
+        return
     try:
         sys.stderr.write(f"logstream handler: {message}\n")
         sys.stderr.flush()
@@ -143,6 +146,7 @@ class LogstreamHandler(logging.Handler):
         self.left_at_close = 0
         self.spooled = 0
         self.replayed = 0
+        self.retries = 0  # sends that failed and were tried again (an outage's length, in tries)
 
     def _after_fork_in_child(self) -> None:
         if self._client is not None:
@@ -419,7 +423,14 @@ class LogstreamHandler(logging.Handler):
     def _pause(self, failures: int, error: str) -> bool:
         """Wait before trying again; False when close() gave up on the cluster."""
         with self._cond:
+            begins = self._failing is None  # an outage begins: said once, until a batch gets through again
+            self.retries += 1
+            held = len(self._buffer) + self._in_flight
             self._failing = error
+        if begins:  # outside the lock: emit() never waits for stderr
+            _warn(f"cannot deliver to {self.target} ({error}); {held} records wait in the buffer and are sent "
+                  "when it answers again")
+        with self._cond:
             self._cond.wait_for(lambda: self._abandon, timeout=backoff_s(failures, self.first_backoff_s, self.max_backoff_s))
             return not self._abandon
 

@@ -151,8 +151,28 @@ def test_the_buffer_overflows_with_a_counter_and_one_warning(app_logger: logging
     assert handler.sent == 0 and handler.overflowed == 480 and handler.left_at_close == 20
     assert handler.dropped == 500
     err = capsys.readouterr().err
-    assert err.count("logstream handler:") == 2  # one for the overflow, one at close
-    assert err.count("buffer full") == 1
+    # One line when the outage began (however many retries), one for the overflow, one at close.
+    assert err.count("logstream handler:") == 3
+    assert err.count("buffer full") == 1 and err.count("cannot deliver") == 1
+
+
+def test_an_outage_is_said_once_and_not_at_all_when_logging_is_told_to_be_quiet(
+        app_logger: logging.Logger, capsys: pytest.CaptureFixture[str], down_port: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for quiet in (False, True):
+        monkeypatch.setattr(logging, "raiseExceptions", not quiet)  # handleError's convention
+        handler = LogstreamHandler(f"127.0.0.1:{down_port}", "apps", "down", flush_interval_s=0.01,
+                                   first_backoff_s=0.01, max_backoff_s=0.02, close_timeout_s=0.3)
+        app_logger.addHandler(handler)
+        app_logger.error("waits")
+        deadline = time.monotonic() + 10
+        while handler.retries < 5:  # several retries of the same outage
+            assert time.monotonic() < deadline, "the sender never retried"
+            time.sleep(0.01)
+        handler.close()
+        app_logger.removeHandler(handler)
+        err = capsys.readouterr().err
+        assert err.count("cannot deliver") == (0 if quiet else 1), err
 
 
 def test_handler_counts_records_after_close(memory_server: MemoryLogServer) -> None:
