@@ -52,8 +52,8 @@ def test_good_register_addresses(addr: str) -> None:
 
 
 def test_status_table_lists_streamers_and_counters() -> None:
-    table = format_table({
-        "mediator": "127.0.0.1:8000", "mediator_id": "abc",
+    table = format_table({  # a mediator object of `status --json` (schema 1)
+        "schema": 1, "name": None, "addr": "127.0.0.1:8000", "mediator_id": "abc", "error": None,
         "streamers": [{"id": "s1", "addr": "127.0.0.1:9001", "alive": True, "files": ["a", "b/c"], "lines": 7,
                        "bytes": 70, "last_seen_s": 0.25},
                       {"id": "s2", "addr": "127.0.0.1:9002", "alive": False, "files": [], "lines": 0, "bytes": 0,
