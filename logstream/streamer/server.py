@@ -28,12 +28,8 @@ from logstream.config.units import format_size
 from logstream.node.address import parse_host_port
 from logstream.node.net import listen_address
 from logstream.streamer.lease import Lease
-from logstream.streamer.service import (
-    LogStreamerServicer,
-    PingerServicer,
-    StreamerControlServicer,
-    StreamerCore,
-)
+from logstream.streamer.control import PingerServicer, StreamerControlServicer
+from logstream.streamer.service import LogStreamerServicer, StreamerCore
 from logstream.streamer.timings import StreamerTimings
 from logstream.streamer.errors import RootUnusable
 from logstream.streamer.writer import Writer
