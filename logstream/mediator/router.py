@@ -80,6 +80,7 @@ class Router:
         self.links: dict[Holder, StreamerLink] = {}
         self.counters = Counters()
         self.removed: dict[str, tuple[Holder, float]] = {}  # id -> (holder, when), for status
+        self.departed: set[str] = set()  # ids that left on purpose (Leave) and have not registered since
         self._changed = asyncio.Event()
         self._admitting: set[Holder] = set()  # registered just now: retried pings, not the health loop's
         self._lost: dict[Holder, asyncio.Task[None]] = {}  # removed streamers pinged again with backoff
@@ -115,6 +116,7 @@ class Router:
         self.state.keys_active(keys, self._clock())
 
     def register(self, streamer_id: str, addr: str) -> Holder:
+        self.departed.discard(streamer_id)
         outcome = self.state.register(streamer_id, addr, self._clock())
         for old in outcome.replaced:
             logger.warning("streamer %s replaced by %s (re-registered): its keys wait until its lease has "
@@ -253,6 +255,7 @@ class Router:
         keys = self.state.left(holder) if files_closed else self.state.leaving(holder)
         if keys is None:
             return None
+        self.departed.add(holder.id)
         link = self.links.pop(holder, None)
         if link is not None:
             await link.close()  # queued lines fail over to their keys' next owner

@@ -12,7 +12,7 @@ import grpc
 
 from logstream.node import run as node
 from logstream.node import tls
-from logstream.node.health import NodeHealth
+from logstream.node.health import NodeHealth, OnPurpose
 from logstream.node.httpservers import start_http
 from logstream.node.tasks import Kept, TaskSupervisor
 from logstream.node.run import Built
@@ -55,6 +55,8 @@ def readiness(router: Router) -> str | None:
         return "shutting down"
     if not router.state.live():
         registered = len(router.state.members())
+        if not registered and router.departed:
+            return OnPurpose(f"no live streamer: {', '.join(sorted(router.departed))} left (a clean stop)")
         return f"no live streamer ({registered} registered, none answering pings with a lease)"
     return None
 

@@ -70,6 +70,11 @@ class HealthServicer(health_aio.HealthServicer):  # type: ignore[misc]
         self._stopping.set()
 
 
+class OnPurpose(str):
+    """A reason for not being ready that an operator caused on purpose (e.g. every streamer left in a
+    clean stop): logged as information, not as a warning."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What a node says about itself at one instant; None: well, else the reason."""
@@ -127,6 +132,8 @@ class NodeHealth:
         if (verdict.ready is None) != (previous.ready is None) and previous.ready != "starting":
             if verdict.ready is None:
                 logger.info("ready: taking writes")
+            elif isinstance(verdict.ready, OnPurpose):
+                logger.info("not ready: %s", verdict.ready)
             else:
                 logger.warning("not ready: %s", verdict.ready)
         if self._target is not None:

@@ -3,6 +3,7 @@ service (Check, List, Watch), the stalled-loop rule; reflection served as v1 and
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import grpc
@@ -169,3 +170,26 @@ async def test_readiness_changes_are_logged_once_per_transition(caplog: pytest.L
         await health.publish()
     assert [r.getMessage() for r in caplog.records] == ["not ready: lease lapsed 0.1s ago",
                                                         "ready: taking writes"]
+
+
+
+def test_a_node_not_ready_on_purpose_says_so_as_information(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from logstream.node.health import NodeHealth, OnPurpose
+
+    reasons: list[str | None] = [None, OnPurpose("every streamer left (a clean stop)"), None, "no live streamer"]
+    health = NodeHealth(lambda: None, lambda: reasons[0])
+
+    async def walk() -> None:
+        await health.publish()  # starting -> ready: not a transition worth a line
+        for reason in reasons[1:]:
+            reasons[0] = reason
+            await health.publish()
+
+    with caplog.at_level(logging.INFO, logger="logstream.node.health"):
+        asyncio.run(walk())
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "ready" in r.getMessage()]
+    assert said == [(logging.INFO, "not ready: every streamer left (a clean stop)"),
+                    (logging.INFO, "ready: taking writes"),
+                    (logging.WARNING, "not ready: no live streamer")]
