@@ -23,6 +23,7 @@ from typing import IO
 
 from logstream.cluster import ClusterConfig, Node, etcd_endpoints, mediator_address, mediator_addresses
 from logstream.errors import UserError
+from logstream.node.health import WRITE_SERVICE
 from logstream.supervisor.control import socket_answers, supervisor_rpc
 from logstream.supervisor.printer import Printer
 from logstream.supervisor.process import Follower, alive, clean_environment, die_with_parent, is_our_node
@@ -126,8 +127,8 @@ class EtcdReadyCheck:
                 missing.append(name)
         for name, address in self.streamers.items():
             try:
-                reply = health_pb2_grpc.HealthStub(self._channel(address)).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1.0)
+                reply = health_pb2_grpc.HealthStub(self._channel(address)).Check(  # ready: its lease proven
+                    health_pb2.HealthCheckRequest(service=WRITE_SERVICE), timeout=1.0)
             except grpc.RpcError:
                 missing.append(name)
                 continue
