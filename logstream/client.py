@@ -149,6 +149,17 @@ class Tries:
         self.attempt += 1
         return self.rotation.current
 
+    def after(self, error: grpc.RpcError, index: int, targets: Sequence[str], sent_lines: int) -> float:
+        """A try at `targets[index]` failed with `error`: the wait before the next try, or SendError
+        (a status not worth retrying, or the policy's bounds reached)."""
+        code, details = _status(error)
+        wait = self.failed(index) if is_retryable(code) else None
+        if wait is None:
+            raise SendError(targets[index], code, details, self.attempt, sent_lines) from None
+        logger.debug("%s: %s (%s); next try in %.2fs at %s", targets[index], code.name, details, wait,
+                     targets[self.rotation.current])
+        return wait
+
     def failed(self, index: int) -> float | None:
         self.rotation.fail(index)
         if self.untried > 0:
@@ -255,13 +266,7 @@ class LogClient:
             try:
                 return await make_call()
             except grpc.aio.AioRpcError as exc:
-                code, details = _status(exc)
-                target = self.targets[index]
-                wait = tries.failed(index) if is_retryable(code) else None
-                if wait is None:
-                    raise SendError(target, code, details, tries.attempt, sent_lines) from None
-                logger.debug("%s: %s (%s); next try in %.2fs at %s", target, code.name, details, wait,
-                             self.targets[self._rotation.current])
+                wait = tries.after(exc, index, self.targets, sent_lines)
                 if wait:
                     await self._sleep(wait)
 
@@ -336,13 +341,7 @@ class SyncLogClient:
             try:
                 return make_call()
             except grpc.RpcError as exc:
-                code, details = _status(exc)
-                target = self.targets[index]
-                wait = tries.failed(index) if is_retryable(code) else None
-                if wait is None:
-                    raise SendError(target, code, details, tries.attempt, sent_lines) from None
-                logger.debug("%s: %s (%s); next try in %.2fs at %s", target, code.name, details, wait,
-                             self.targets[self._rotation.current])
+                wait = tries.after(exc, index, self.targets, sent_lines)
                 if wait:
                     self._sleep(wait)
 

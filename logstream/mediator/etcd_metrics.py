@@ -8,8 +8,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from logstream.mediator.etcd_router import EtcdRouter
-from logstream.mediator.metrics import ack_latency, request_families
-from logstream.node.metrics import histogram_family
+from logstream.mediator.metrics import ack_latency, forward_latency, request_families
 
 
 class EtcdMediatorCollector(Collector):
@@ -40,9 +39,4 @@ class EtcdMediatorCollector(Collector):
             up.add_metric([node, streamer, addr], 1)
         yield up
         yield ack_latency(router.counters, node)
-        yield histogram_family(
-            "logstream_mediator_forward_seconds",
-            "time from sending a forward (a batch of lines) to a streamer to its reply, by final status",
-            ["node", "streamer", "code"],
-            [((node, streamer, code), histogram)
-             for (streamer, code), histogram in router.counters.forward_latency.snapshot()])
+        yield forward_latency(router.counters, node)

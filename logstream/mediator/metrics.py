@@ -8,7 +8,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from logstream.mediator.counters import LATENCY_BUCKETS_S, Counters
-from logstream.mediator.forwards import ForwardStats
 from logstream.mediator.membership import State
 from logstream.mediator.router import Router
 from logstream.node.metrics import histogram_family
@@ -17,19 +16,19 @@ from logstream.node.metrics import histogram_family
 class MediatorCollector(Collector):
     """`logstream_mediator_*`: requests, lines, forwards, failures, live streamers, ack latency."""
 
-    def __init__(self, router: Router, node: Callable[[], str], forwards: ForwardStats | None = None) -> None:
+    def __init__(self, router: Router, node: Callable[[], str]) -> None:
         self._router = router
         self._node = node
-        self._forwards = forwards
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         node = self._node()
         yield from request_families(self._router.counters, node, len(self._router.state.live()))
         yield from self._cluster(node)
         yield ack_latency(self._router.counters, node)
+        yield forward_latency(self._router.counters, node)
 
-    def _cluster(self, node: str) -> Iterator[GaugeMetricFamily | HistogramMetricFamily]:
-        """Keys owned and waiting (as in Status), each streamer up or not, forward latency."""
+    def _cluster(self, node: str) -> Iterator[GaugeMetricFamily]:
+        """Keys owned and waiting (as in Status), each streamer up or not."""
         state = self._router.state
         # Copies first: this runs in the HTTP server's thread while the loop changes the state.
         members = state.members()
@@ -56,12 +55,15 @@ class MediatorCollector(Collector):
                 seen.add(holder.id)
                 up.add_metric([node, holder.id, holder.addr], 0)
         yield up
-        if self._forwards is not None:
-            yield histogram_family(
-                "logstream_mediator_forward_seconds",
-                "time from sending a forward (a batch of lines) to a streamer to its reply, by final status",
-                ["node", "streamer", "code"],
-                [((node, streamer, code), histogram) for (streamer, code), histogram in self._forwards.snapshot()])
+
+
+def forward_latency(counters: Counters, node: str) -> HistogramMetricFamily:
+    """Both modes: each streamer's forward latency, by final status (the links report it)."""
+    return histogram_family(
+        "logstream_mediator_forward_seconds",
+        "time from sending a forward (a batch of lines) to a streamer to its reply, by final status",
+        ["node", "streamer", "code"],
+        [((node, streamer, code), histogram) for (streamer, code), histogram in counters.forward_latency.snapshot()])
 
 
 def request_families(counters: Counters, node: str, live_streamers: int) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:

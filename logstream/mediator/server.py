@@ -98,8 +98,7 @@ async def run(settings: MediatorSettings, stop: asyncio.Event,
     router = Router(config, tls.node_channel_credentials(settings), mediator_id, ledger=ledger, tasks=tasks,
                     token=guard.token)
     node_id = [settings.id or mediator_id]
-    forwards = router.counters.forward_latency  # each link reports its forwards' latency here
-    unregister = [metrics.register(metrics.MediatorCollector(router, lambda: node_id[0], forwards))]
+    unregister = [metrics.register(metrics.MediatorCollector(router, lambda: node_id[0]))]
     http: list[DebugServer] = []
     health: Kept | None = None
     health_stop = asyncio.Event()  # never set: the loop is stopped by its owner
