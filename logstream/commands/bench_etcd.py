@@ -26,7 +26,7 @@ def require_etcd() -> str:
     return path
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """`count` distinct ports that were free a moment ago (etcd cannot bind port 0 and report it)."""
     sockets = []
     try:
@@ -76,7 +76,7 @@ class LocalEtcd:
         program = require_etcd()
         for _attempt in range(START_TRIES):
             shutil.rmtree(self.data_dir, ignore_errors=True)
-            client, peer, metrics = _free_ports(3)
+            client, peer, metrics = free_ports(3)
             self.client_port = client
             self.lines = []
             self.proc = subprocess.Popen(

@@ -17,6 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from logstream.commands.bench_etcd import free_ports  # etcd names its ports: they cannot be 0
+
+
 START_TRIES = 4
 READY_TIMEOUT_S = 20.0
 
@@ -26,20 +29,6 @@ def etcd_binary() -> str:
     if path is None:
         raise RuntimeError("etcd is not installed: `apt-get install etcd-server` (.ci/run does it)")
     return path
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports that were free a moment ago (all held open until all are read)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _get(port: int, path: str) -> bytes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import pytest
 from supervisor.xmlrpc import SupervisorTransport
 
 from logstream._proto import logstream_pb2, logstream_pb2_grpc
+from netports import reserve_ports
 from watched import Watched, kill_leftovers, wait_gone
 
 pytestmark = pytest.mark.e2e
@@ -29,19 +29,8 @@ READY = r'logstream: cluster "\w+" ready in'
 RUNNING_TIMEOUT_S = 30.0
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
-
-
 def write_cluster(folder: Path, count: int) -> tuple[Path, int]:
-    mediator, *streamers = free_ports(count + 1)
+    mediator, *streamers = reserve_ports(count + 1)  # a file names its ports in advance
     tables = "".join(f"[[streamer]]\nname = 's{i}'\nport = {port}\n" for i, port in enumerate(streamers, start=1))
     path = folder / "cluster.toml"
     path.write_text(f"[cluster]\nname = 'e2e'\nrun_dir = 'run'\n"
